@@ -1,0 +1,120 @@
+"""History: one row per epoch of training and evaluation figures, written to ``metrics.csv``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+from paddle.callbacks import Callback
+
+from ..paddle_compat import current_lr
+from ..utils import atomic_write_text, metric_logs, scalar
+
+COLUMNS = [
+    "epoch", "train_loss", "train_acc_top1", "train_acc_top5", "eval_loss", "eval_acc_top1", "eval_acc_top5",
+    "lr", "seconds", "images_per_second",
+]
+
+
+class History(Callback):
+    """Records each epoch's figures and, given a path, keeps ``metrics.csv`` current.
+
+    ``train_loss`` is the mean over the epoch's batches (hapi's own epoch
+    log holds only the last batch's loss); accuracies are hapi's running
+    values at epoch end. ``seconds`` covers the training pass alone, so
+    ``images_per_second`` is training throughput.
+
+    Args:
+        csv_path: where to write the table, or None to keep it in memory.
+            Defaults to None.
+        epoch_offset: added to hapi's 0-based epoch, for resumed runs.
+            Defaults to 0.
+
+    Attributes:
+        rows: one dict per epoch with the keys of ``COLUMNS`` (1-based epochs).
+    """
+
+    def __init__(self, csv_path: Optional[str] = None, epoch_offset: int = 0):
+        super().__init__()
+        self.csv_path = csv_path
+        self.epoch_offset = epoch_offset
+        self.rows: List[Dict[str, Any]] = []
+        self._start = 0.0
+        self._images = 0
+        self._loss_sum = 0.0
+
+    # -- state, for checkpoints ------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.rows = [dict(r) for r in state.get("rows", [])]
+
+    # -- hooks -----------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._images = 0
+        self._loss_sum = 0.0
+
+    def on_train_batch_end(self, step, logs=None):
+        logs = logs or {}
+        count = int(logs.get("batch_size") or 0)
+        loss = scalar(logs.get("loss"))
+        self._images += count
+        if loss is not None:
+            self._loss_sum += loss * count
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        metrics = metric_logs(logs)
+        row = {c: None for c in COLUMNS}
+        row.update(
+            epoch=epoch + 1 + self.epoch_offset,
+            train_loss=self._loss_sum / self._images if self._images else metrics.get("loss"),
+            train_acc_top1=metrics.get("acc_top1"),
+            train_acc_top5=metrics.get("acc_top5"),
+            lr=current_lr(self.model) if self.model is not None else None,
+            seconds=seconds,
+            images_per_second=self._images / seconds if seconds > 0 else None,
+        )
+        self.rows.append(row)
+        self._write()
+
+    def on_eval_end(self, logs=None):
+        if not self.rows:
+            return
+        metrics = metric_logs(logs)
+        row = self.rows[-1]
+        row.update(eval_loss=metrics.get("loss"), eval_acc_top1=metrics.get("acc_top1"), eval_acc_top5=metrics.get("acc_top5"))
+        self._write()
+
+    # -- queries ---------------------------------------------------------
+    @property
+    def train_seconds(self) -> float:
+        return sum(r["seconds"] for r in self.rows)
+
+    def best(self, key: str = "eval_acc_top1") -> Optional[Dict[str, Any]]:
+        """The row with the highest ``key`` (first one on ties), or None."""
+        scored = [r for r in self.rows if r.get(key) is not None]
+        return max(scored, key=lambda r: r[key]) if scored else None
+
+    def _write(self) -> None:
+        if not self.csv_path:
+            return
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+        atomic_write_text(self.csv_path, buf.getvalue())
+
+
+def _fmt(value):
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value

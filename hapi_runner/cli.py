@@ -1,0 +1,213 @@
+"""The command line: ``hapi-runner train|summary``, ``python -m hapi_runner``, ``train.py``.
+
+Flags map one to one onto :class:`TrainConfig` fields. Precedence: the
+dataclass defaults, then ``--config FILE``, then the flags given. Every flag
+is declared with ``default=SUPPRESS`` so only what the user typed overrides
+the lower layers. Failures print one line and exit 2 (usage) or 1 (runtime);
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+import warnings
+from typing import List, Optional
+
+from . import __version__
+from .config import AMP_LEVELS, LR_SCHEDULES, OPTIMIZERS, STEMS, TrainConfig, from_mapping, load_config_file
+from .errors import HapiRunnerError, UsageError
+
+PROG = "hapi-runner"
+COMMANDS = ("train", "summary")
+S = argparse.SUPPRESS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so every error is one line."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _add_model_args(group, with_data_dir: bool = True) -> None:
+    group.add_argument("--model", default=S, help="model name (--list-models); default lenet")
+    group.add_argument("--dataset", default=S, help="dataset name (--list-datasets); default fashion-mnist-mini")
+    if with_data_dir:
+        group.add_argument("--data-dir", default=S, help="folder searched first for the dataset files")
+    group.add_argument("--synthetic-like", default=S, help="with --dataset synthetic: the dataset whose shape to imitate; default cifar10")
+    group.add_argument("--stem", choices=STEMS, default=S, help="'cifar': 3x3 stride-1 first conv, no max-pool (ResNets); default: paddle.vision's")
+
+
+def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    data = parser.add_argument_group("model and data")
+    _add_model_args(data)
+    data.add_argument("--synthetic-size", type=int, default=S, help="training images of --dataset synthetic; default 1024")
+    data.add_argument("--val-split", type=float, default=S, metavar="FRACTION", help="hold out this fraction of the train set for evaluation; default: evaluate on the test split")
+    data.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=S, help="turn off the training augmentation (random crop and flip on Cifar)")
+    data.add_argument("--no-download", dest="download", action="store_const", const=False, default=S, help="never download; fail if the files are not found")
+    data.add_argument("--pretrained", default=S, metavar="PATH", help="initial weights (.pdparams); tensors of another shape are skipped with a warning")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=S, help="epochs in total; default 5")
+    opt.add_argument("--batch-size", type=int, default=S, help="images per batch (per device); default 64")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="default momentum")
+    opt.add_argument("--lr", type=float, default=S, help="learning rate; default 0.01")
+    opt.add_argument("--momentum", type=float, default=S, help="default 0.9")
+    opt.add_argument("--weight-decay", type=float, default=S, help="L2Decay for momentum/sgd/adam, decoupled for adamw; default 1e-4")
+    opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=S, help="default constant")
+    opt.add_argument("--lr-step-epochs", type=int, nargs="+", default=S, metavar="EPOCH", help="step: the period; multistep: the milestones; default 30")
+    opt.add_argument("--lr-gamma", type=float, default=S, help="factor at each step; default 0.1")
+    opt.add_argument("--warmup-epochs", type=int, default=S, help="linear warm-up from 0; default 0")
+    opt.add_argument("--seed", type=int, default=S, help="default 0")
+
+    hw = parser.add_argument_group("hardware")
+    hw.add_argument("--device", default=S, help="auto, cpu, gpu or gpu:N; default auto (a GPU if one is visible)")
+    hw.add_argument("--gpu", action="store_const", const=True, default=S, help="require a GPU: fail rather than train on the CPU")
+    hw.add_argument("--threads", default=S, help="CPU math threads, N or auto (1 for lenet, all cores otherwise); default auto")
+    hw.add_argument("--amp", type=str.upper, choices=AMP_LEVELS, default=S, help="mixed precision on GPU; ignored with a warning on CPU")
+    hw.add_argument("--num-workers", type=int, default=S, help="DataLoader worker processes; default 0 on CPU, 4 on GPU")
+
+    run = parser.add_argument_group("run folder and logging")
+    run.add_argument("--save-dir", default=S, help="run folder; default: a new output/<model>-<dataset>/run_NNN")
+    run.add_argument("--output-root", default=S, help="parent of the numbered run folders; default output")
+    run.add_argument("--overwrite", action="store_const", const=True, default=S, help="allow a --save-dir that holds a finished run")
+    run.add_argument("--eval-freq", type=int, default=S, help="evaluate every N epochs; default 1")
+    run.add_argument("--log-freq", type=int, default=S, help="print every N steps; default 20")
+    run.add_argument("--verbose", type=int, default=S, help="0 quiet, 1 progress bar, 2 log lines; default 1 on a terminal, else 2")
+
+    misc = parser.add_argument_group("other")
+    misc.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults (keys as the flags, - or _)")
+    misc.add_argument("--list-models", action="store_true", help="print the model names and exit")
+    misc.add_argument("--list-datasets", action="store_true", help="print the dataset names and exit")
+    misc.add_argument("--json", action="store_true", help="print results.json to stdout at the end")
+    misc.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def build_summary_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    group = parser.add_argument_group("model and data")
+    _add_model_args(group, with_data_dir=False)
+    parser.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON, without the layer table")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Train paddle.vision models with paddle.Model, in one command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    build_train_parser(sub.add_parser("train", help="train, evaluate and save a model"))
+    build_summary_parser(sub.add_parser("summary", help="layer table, parameters and multiply-adds"))
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the config file, then the flags given."""
+    values = vars(args).copy()
+    for key in ("command", "debug", "json", "list_models", "list_datasets"):
+        values.pop(key, None)
+    base = None
+    path = values.pop("config", None)
+    if path:
+        base = from_mapping(load_config_file(path), source=f"config file '{path}'")
+    return from_mapping(values, base=base, source="command line")
+
+
+def _list_models() -> str:
+    from .models import MODELS
+
+    return "\n".join(f"{name:20s} {spec.family}" + (f" (inputs padded to {spec.min_size}x{spec.min_size} at least)" if spec.min_size > 28 else "")
+                     for name, spec in sorted(MODELS.items()))
+
+
+def _list_datasets() -> str:
+    from .datasets import DATASETS
+
+    lines = []
+    for name, spec in sorted(DATASETS.items()):
+        shape = "shape of --synthetic-like" if spec.format == "synthetic" else f"{spec.channels}x{spec.size}x{spec.size}, {spec.num_classes} classes"
+        lines.append(f"{name:20s} {shape}")
+    return "\n".join(lines)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if args.list_models or args.list_datasets:
+        print(_list_models() if args.list_models else _list_datasets())
+        return 0
+    config = config_from_args(args)
+    from .runner import Runner
+
+    runner = Runner(config)
+    results = runner.fit()
+    final = results["final_eval"]
+    print(f"hapi_runner: done in {results['total_seconds']:.1f}s: eval loss {final['loss']:.4f}, "
+          f"top-1 {final['acc_top1']:.4f}, top-5 {final['acc_top5']:.4f}; results in {results['run_dir']}", flush=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    from .environment import configure_threads
+    from .summary import summarize
+
+    configure_threads(config.threads, config.model)
+    report = summarize(config, print_table=not args.json)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        shape = "x".join(map(str, report["input_shape"]))
+        print(f"{report['model']} on {report['dataset']} ({shape}): {report['total_params']:,} parameters, "
+              f"{report['macs']:,} multiply-adds ({report['macs'] / 1e6:.1f} M)")
+    return 0
+
+
+def _setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hapi_runner: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("hapi_runner")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    # Paddle warns at import that ccache is missing; it only matters for compiling custom ops.
+    warnings.filterwarnings("ignore", message="No ccache found")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Runs the CLI and returns the exit code (0 ok, 1 runtime failure, 2 usage error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["train", *argv]
+    debug = "--debug" in argv
+    _setup_logging()
+    try:
+        args = build_parser().parse_args(argv)
+        debug = getattr(args, "debug", False)
+        return run_summary(args) if args.command == "summary" else run_train(args)
+    except HapiRunnerError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except Exception as exc:  # anything unforeseen still gets one line
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"{PROG}: error: unexpected {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def entry_point() -> None:
+    """The ``hapi-runner`` console script."""
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""`TrainConfig`: the single source of truth for a run.
+
+CLI flags, config files (YAML or JSON) and the Python API all end up here, and
+every field is checked when the object is made, so a bad value fails before
+any data is read or any file is written. This module does not import Paddle:
+the thread count has to be chosen before Paddle is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional
+
+from .errors import UsageError
+
+OPTIMIZERS = ("momentum", "sgd", "adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
+STEMS = ("default", "cifar")
+AMP_LEVELS = ("O1", "O2")
+PIPELINES = ("batched",)
+
+
+def suggest(value: str, choices) -> str:
+    """Returns ' Did you mean X?' for the closest choice, or ''."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def check_choice(name: str, value: Any, choices) -> None:
+    """Raises UsageError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise UsageError(
+            f"{name} '{value}' is not known; choose one of: {', '.join(choices)}.{suggest(value, choices)}"
+        )
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs, with the defaults train.py uses.
+
+    The defaults reproduce seed 002's optimiser (Momentum 0.9, lr 0.01,
+    L2Decay 1e-4, batch 64) on the embedded Fashion-MNIST subset with LeNet.
+    Field names are the CLI flag names with ``-`` written as ``_`` and the
+    keys a config file may use.
+    """
+
+    # model and data
+    model: str = "lenet"
+    dataset: str = "fashion-mnist-mini"
+    data_dir: Optional[str] = None
+    synthetic_like: str = "cifar10"
+    synthetic_size: int = 1024
+    val_split: float = 0.0
+    augment: bool = True
+    download: bool = True
+    stem: str = "default"
+    pretrained: Optional[str] = None
+    # optimisation
+    epochs: int = 5
+    batch_size: int = 64
+    optimizer: str = "momentum"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_schedule: str = "constant"
+    lr_step_epochs: List[int] = field(default_factory=lambda: [30])
+    lr_gamma: float = 0.1
+    warmup_epochs: int = 0
+    seed: int = 0
+    # hardware
+    device: str = "auto"
+    gpu: bool = False
+    threads: str = "auto"
+    amp: Optional[str] = None
+    num_workers: Optional[int] = None
+    # run folder and logging
+    save_dir: Optional[str] = None
+    output_root: str = "output"
+    overwrite: bool = False
+    eval_freq: int = 1
+    log_freq: int = 20
+    verbose: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- checks -----------------------------------------------------------
+    def validate(self) -> None:
+        """Checks every field; raises UsageError naming the first bad one."""
+        from .datasets.registry import DATASETS, synthetic_choices
+        from .models import MODELS
+
+        check_choice("model", self.model, sorted(MODELS))
+        check_choice("dataset", self.dataset, sorted(DATASETS))
+        check_choice("synthetic_like", self.synthetic_like, synthetic_choices())
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("stem", self.stem, STEMS)
+        if self.amp is not None:
+            self.amp = str(self.amp).upper()
+            check_choice("amp", self.amp, AMP_LEVELS)
+        for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("warmup_epochs", "seed"):
+            _check_int(name, getattr(self, name), minimum=0)
+        if self.num_workers is not None:
+            _check_int("num_workers", self.num_workers, minimum=0)
+        _check_number("lr", self.lr, low=0.0, low_open=True)
+        _check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        _check_number("weight_decay", self.weight_decay, low=0.0)
+        _check_number("lr_gamma", self.lr_gamma, low=0.0, low_open=True)
+        _check_number("val_split", self.val_split, low=0.0, high=1.0, high_open=True)
+        if not isinstance(self.lr_step_epochs, (list, tuple)) or not self.lr_step_epochs:
+            raise UsageError(f"lr_step_epochs must be a non-empty list of epochs, got {self.lr_step_epochs!r}.")
+        self.lr_step_epochs = [int(_check_int("lr_step_epochs", e, minimum=1)) for e in self.lr_step_epochs]
+        if self.lr_schedule == "multistep" and self.lr_step_epochs != sorted(self.lr_step_epochs):
+            raise UsageError(f"lr_step_epochs must be increasing for multistep, got {self.lr_step_epochs}.")
+        self.device = parse_device(self.device)
+        self.threads = parse_threads(self.threads)
+        if self.verbose is not None:
+            _check_int("verbose", self.verbose, minimum=0)
+        for name in ("augment", "download", "gpu", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+        if self.gpu and self.device == "cpu":
+            raise UsageError("--gpu and --device cpu contradict each other: drop one of them.")
+
+    # -- conversions ------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of what makes two runs' weights compatible.
+
+        Only the fields that fix the network's shape: model, stem, and the data
+        it sees (dataset, or the shape a synthetic set imitates).
+        """
+        key = {"model": self.model, "stem": self.stem, "dataset": self.dataset}
+        if self.dataset == "synthetic":
+            key["synthetic_like"] = self.synthetic_like
+        blob = json.dumps(key, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed, checked again."""
+        return from_mapping(changes, base=self)
+
+
+def field_names() -> List[str]:
+    return [f.name for f in fields(TrainConfig)]
+
+
+def from_mapping(values: Dict[str, Any], base: Optional[TrainConfig] = None, source: str = "config") -> TrainConfig:
+    """Builds a TrainConfig from ``base`` (or the defaults) updated by ``values``.
+
+    Keys may use ``-`` or ``_``. An unknown key is an error naming the key and
+    the closest known one.
+    """
+    known = field_names()
+    merged = (base or TrainConfig()).to_dict()
+    for raw_key, value in values.items():
+        key = str(raw_key).replace("-", "_")
+        if key not in known:
+            raise UsageError(f"{source}: unknown key '{raw_key}'.{suggest(key, known)} Allowed keys: {', '.join(known)}.")
+        merged[key] = value
+    try:
+        return TrainConfig(**merged)
+    except TypeError as exc:  # a value of a type the checks could not even compare
+        raise UsageError(f"{source}: {exc}") from None
+
+
+def load_config_file(path: str) -> Dict[str, Any]:
+    """Reads a YAML (.yaml/.yml) or JSON file into a dict of config keys."""
+    if not os.path.isfile(path):
+        raise UsageError(f"config file '{path}' does not exist; pass the path of a .yaml or .json file.")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file '{path}' cannot be read: {exc}.") from None
+    try:
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # yaml and json raise many kinds; all mean the same to the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"config file '{path}' is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {first}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config file '{path}' must hold a mapping of keys to values, got {type(data).__name__}.")
+    return data
+
+
+def parse_device(value: Any) -> str:
+    """Normalises ``auto``, ``cpu``, ``gpu`` and ``gpu:N``."""
+    text = str(value).strip().lower()
+    if text in ("auto", "cpu", "gpu"):
+        return text
+    if text.startswith("gpu:") and text[4:].isdigit():
+        return text
+    raise UsageError(f"device '{value}' is not valid; use auto, cpu, gpu or gpu:N (N the card's index).")
+
+
+def parse_threads(value: Any) -> str:
+    """``auto`` or a positive integer, kept as a string."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return text
+    raise UsageError(f"threads '{value}' is not valid; use a positive integer or 'auto'.")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if value < minimum:
+        raise UsageError(f"{name} must be >= {minimum}, got {value}.")
+    return value
+
+
+def _check_number(name, value, low=None, high=None, low_open=False, high_open=False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}.")
+    low_bad = low is not None and (value <= low if low_open else value < low)
+    high_bad = high is not None and (value >= high if high_open else value > high)
+    if low_bad or high_bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
+        allowed = " and ".join(s for s in (lo, hi) if s)
+        raise UsageError(f"{name} must be {allowed}, got {value}.")

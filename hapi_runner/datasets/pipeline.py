@@ -1,0 +1,163 @@
+"""In-memory image datasets and the batched input pipeline.
+
+Images stay in memory as uint8 ``[N, C, H, W]``. Padding, augmentation and
+normalisation run on whole batches with numpy inside the DataLoader's
+``collate_fn``, which is much cheaper per image than Paddle's per-sample
+transforms (and needs no OpenCV). Random state is a function of
+``(seed, epoch, worker)``, so a resumed run sees the same augmentation as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from paddle.io import DataLoader, Dataset, DistributedBatchSampler
+
+
+class BatchTransform:
+    """uint8 ``[B, C, H, W]`` in, normalised float32 ``[B, C, S, S]`` out.
+
+    Args:
+        mean, std: per-channel statistics on the 0-1 scale.
+        out_size: side of the output; smaller inputs are zero-padded around
+            the centre (MNIST's 28 to VGG's 32). Defaults to the input side.
+        augment: ``none``, or ``crop-flip`` (pad 4, random crop, random
+            horizontal flip: the usual Cifar recipe). Defaults to ``none``.
+        seed: base of the random state. Defaults to 0.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], out_size: Optional[int] = None,
+                 augment: str = "none", seed: int = 0):
+        if augment not in ("none", "crop-flip"):
+            raise ValueError(f"augment must be 'none' or 'crop-flip', got {augment!r}")
+        std_arr = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+        # x/255 then (x - mean)/std, folded into one multiply-add.
+        self.scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
+        self.shift = (-np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1) / std_arr).astype(np.float32)
+        self.out_size = out_size
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self.rng = np.random.default_rng([seed, 0, 0])
+
+    def set_epoch(self, epoch: int, worker: int = 0) -> None:
+        """Restarts the random state for ``epoch`` (and a DataLoader worker)."""
+        self.epoch = epoch
+        self.rng = np.random.default_rng([self.seed, epoch, worker])
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = self._pad_to_size(images)
+        if self.augment == "crop-flip":
+            images = self._crop_flip(images)
+        return images.astype(np.float32) * self.scale + self.shift
+
+    def _pad_to_size(self, images: np.ndarray) -> np.ndarray:
+        size = images.shape[-1]
+        if self.out_size is None or self.out_size == size:
+            return images
+        before = (self.out_size - size) // 2
+        after = self.out_size - size - before
+        return np.pad(images, ((0, 0), (0, 0), (before, after), (before, after)))
+
+    def _crop_flip(self, images: np.ndarray, pad: int = 4) -> np.ndarray:
+        batch, _, height, width = images.shape
+        padded = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        tops = self.rng.integers(0, 2 * pad + 1, size=batch)
+        lefts = self.rng.integers(0, 2 * pad + 1, size=batch)
+        flips = self.rng.random(batch) < 0.5
+        # Gather every crop at once: row and column indices per sample.
+        rows = (tops[:, None] + np.arange(height)[None, :])[:, None, :, None]
+        cols = lefts[:, None] + np.arange(width)[None, :]
+        cols = np.where(flips[:, None], cols[:, ::-1], cols)[:, None, None, :]
+        return padded[np.arange(batch)[:, None, None, None], np.arange(padded.shape[1])[None, :, None, None], rows, cols]
+
+
+class ImageDataset(Dataset):
+    """A labelled image set held in memory (a ``paddle.io.Dataset``).
+
+    Indexing returns one transformed sample ``(float32 [C, S, S], int64 [1])``,
+    so the object also works with ``paddle.Model.fit`` directly; hapi_runner
+    itself feeds whole batches through :func:`make_loader`.
+
+    Attributes:
+        images: uint8 ``[N, C, H, W]``.
+        labels: int64 ``[N]``.
+        class_names: one name per class.
+        spec: the :class:`DatasetSpec` it came from.
+        transform: the :class:`BatchTransform` applied to its samples.
+        synthetic: True for random data.
+    """
+
+    def __init__(self, images, labels, class_names, spec, transform: BatchTransform, synthetic: bool = False):
+        super().__init__()
+        self.images = images
+        self.labels = labels.astype(np.int64)
+        self.class_names = list(class_names)
+        self.spec = spec
+        self.transform = transform
+        self.synthetic = synthetic
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        image = self.transform(self.images[index:index + 1])[0]
+        return image, self.labels[index:index + 1]
+
+    @property
+    def sample_shape(self):
+        """``[C, S, S]`` as the model sees it, after padding."""
+        size = self.transform.out_size or self.images.shape[-1]
+        return [int(self.images.shape[1]), int(size), int(size)]
+
+    def subset(self, indices, transform: Optional[BatchTransform] = None) -> "ImageDataset":
+        return ImageDataset(self.images[indices], self.labels[indices], self.class_names, self.spec,
+                            transform or self.transform, self.synthetic)
+
+
+class _RawView(Dataset):
+    """The dataset's uint8 samples, for the batched collate to transform."""
+
+    def __init__(self, dataset: ImageDataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return index
+
+
+class _BatchCollate:
+    def __init__(self, dataset: ImageDataset):
+        self.dataset = dataset
+
+    def __call__(self, indices):
+        index = np.asarray(indices, dtype=np.int64)
+        images = self.dataset.transform(self.dataset.images[index])
+        return [images, self.dataset.labels[index].reshape(-1, 1)]
+
+
+def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
+                drop_last: bool = False):
+    """A ``paddle.io.DataLoader`` that transforms whole batches.
+
+    Uses ``DistributedBatchSampler``, so each rank of a distributed run reads
+    its own share; with one process it is a plain (shuffled) batch sampler.
+    The sampler only produces indices; the collate function gathers the uint8
+    images and transforms them as one array.
+    """
+    raw = _RawView(dataset)
+    sampler = DistributedBatchSampler(raw, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
+    transform = dataset.transform
+
+    def reseed_worker(worker_id: int) -> None:
+        # Each worker process holds a copy of the transform; without a reseed
+        # they would all draw the same crops.
+        transform.set_epoch(transform.epoch, worker_id + 1)
+
+    return DataLoader(raw, batch_sampler=sampler, collate_fn=_BatchCollate(dataset), num_workers=num_workers,
+                      worker_init_fn=reseed_worker if num_workers else None, return_list=True)

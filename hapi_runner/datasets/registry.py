@@ -1,0 +1,95 @@
+"""What each dataset is: shape, classes, statistics, and the files that hold it.
+
+No Paddle import here, so names can be checked before Paddle is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+DIGIT_CLASSES = tuple(str(i) for i in range(10))
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset.
+
+    Attributes:
+        name: the name on the command line.
+        channels, size: image shape is ``channels x size x size``.
+        num_classes: number of labels.
+        mean, std: per-channel statistics on the 0-1 scale (pixel / 255),
+            computed on the training split.
+        format: ``idx`` (MNIST-style gzip files), ``cifar`` (python tar.gz),
+            ``embedded`` (shipped in the package) or ``synthetic``.
+        files: file names looked for, per split (``idx``) or the archive name.
+        cache_name: the folder under Paddle's dataset cache.
+        debian_dir: the folder a Debian dataset package installs into.
+        augment: the training augmentation used by default (``none`` or
+            ``crop-flip``: 4-pixel padded random crop and horizontal flip).
+    """
+
+    name: str
+    channels: int
+    size: int
+    num_classes: int
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    format: str
+    files: object = None
+    cache_name: Optional[str] = None
+    debian_dir: Optional[str] = None
+    augment: str = "none"
+    class_names: Optional[Tuple[str, ...]] = None
+
+
+DATASETS: Dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        "mnist", 1, 28, 10, (0.1307,), (0.3081,), "idx", MNIST_FILES, "mnist",
+        "/usr/share/datasets/mnist", class_names=DIGIT_CLASSES,
+    ),
+    "fashion-mnist": DatasetSpec(
+        "fashion-mnist", 1, 28, 10, (0.2860,), (0.3530,), "idx", MNIST_FILES, "fashion-mnist",
+        "/usr/share/datasets/fashion-mnist", class_names=FASHION_CLASSES,
+    ),
+    "fashion-mnist-mini": DatasetSpec(
+        "fashion-mnist-mini", 1, 28, 10, (0.2860,), (0.3530,), "embedded", "fashion_mnist_mini.npz",
+        class_names=FASHION_CLASSES,
+    ),
+    "cifar10": DatasetSpec(
+        "cifar10", 3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar",
+        "cifar-10-python.tar.gz", "cifar", "/usr/share/datasets/cifar10", augment="crop-flip",
+    ),
+    "cifar100": DatasetSpec(
+        "cifar100", 3, 32, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar",
+        "cifar-100-python.tar.gz", "cifar", "/usr/share/datasets/cifar100", augment="crop-flip",
+    ),
+    # Shape and statistics are filled from ``synthetic_like`` at load time.
+    "synthetic": DatasetSpec("synthetic", 3, 32, 10, (0.5,), (0.25,), "synthetic"),
+}
+
+
+def synthetic_choices():
+    """The datasets whose shape a synthetic set can imitate."""
+    return sorted(n for n, s in DATASETS.items() if s.format != "synthetic")
+
+
+def spec_for(name: str, synthetic_like: str = "cifar10") -> DatasetSpec:
+    """The spec of ``name``; a synthetic set takes the shape of ``synthetic_like``."""
+    spec = DATASETS[name]
+    if spec.format != "synthetic":
+        return spec
+    like = DATASETS[synthetic_like]
+    return DatasetSpec(
+        "synthetic", like.channels, like.size, like.num_classes, like.mean, like.std, "synthetic",
+        augment=like.augment, class_names=tuple(f"class_{i}" for i in range(like.num_classes)),
+    )

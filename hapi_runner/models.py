@@ -1,0 +1,182 @@
+"""paddle.vision models by name, adapted to the dataset they train on.
+
+Adaptation, and why:
+
+* Input channels: the first convolution is rebuilt for the dataset's channel
+  count (1 for the MNIST family), as seed 000's ResNet-50 does with its
+  1-channel stem. Replicating the grey channel three times instead would
+  triple the input work and memory for no gain in accuracy; pretrained
+  3-channel stems are still usable because :func:`load_pretrained` sums their
+  kernels over the input channels.
+* Classes: ``num_classes`` goes to the paddle.vision constructor.
+* Input size: models whose five stride-2 stages cannot shrink 28 pixels
+  (VGG, DenseNet) see MNIST zero-padded to 32x32, as seed 004 does. LeNet's
+  first classifier layer is sized to the input. VGG keeps paddle.vision's
+  stock 7x7 adaptive pool and 25,088-wide classifier at 32x32 input;
+  ``summary`` shows what that costs.
+* ``stem='cifar'`` (ResNets only): a 3x3 stride-1 first convolution and no
+  max-pool, the usual choice for 32x32 images.
+
+The name table is importable without Paddle.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict
+
+from .errors import UsageError
+
+log = logging.getLogger("hapi_runner")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A paddle.vision model: its factory in ``paddle.vision.models``, family and smallest input side."""
+
+    factory: str
+    family: str
+    min_size: int = 28
+    kwargs: tuple = ()
+
+
+def _table() -> Dict[str, ModelSpec]:
+    table = {"lenet": ModelSpec("LeNet", "lenet")}
+    for depth in (11, 13, 16, 19):
+        table[f"vgg{depth}"] = ModelSpec(f"vgg{depth}", "vgg", 32)
+        table[f"vgg{depth}_bn"] = ModelSpec(f"vgg{depth}", "vgg", 32, (("batch_norm", True),))
+    for depth in (18, 34, 50, 101, 152):
+        table[f"resnet{depth}"] = ModelSpec(f"resnet{depth}", "resnet")
+    table["wide_resnet50_2"] = ModelSpec("wide_resnet50_2", "resnet")
+    table["resnext50_32x4d"] = ModelSpec("resnext50_32x4d", "resnet")
+    table["mobilenet_v1"] = ModelSpec("mobilenet_v1", "mobilenet")
+    table["mobilenet_v2"] = ModelSpec("mobilenet_v2", "mobilenet")
+    table["mobilenet_v3_small"] = ModelSpec("mobilenet_v3_small", "mobilenet")
+    table["mobilenet_v3_large"] = ModelSpec("mobilenet_v3_large", "mobilenet")
+    table["shufflenet_v2_x1_0"] = ModelSpec("shufflenet_v2_x1_0", "shufflenet")
+    table["densenet121"] = ModelSpec("densenet121", "densenet", 32)
+    return table
+
+
+MODELS: Dict[str, ModelSpec] = _table()
+
+
+def input_size(name: str, dataset_size: int) -> int:
+    """The side the model is fed: the dataset's, padded up to the model's minimum."""
+    return max(dataset_size, MODELS[name].min_size)
+
+
+def build_model(name: str, num_classes: int, channels: int = 3, size: int = 32, stem: str = "default"):
+    """Builds a paddle.vision model adapted to the data.
+
+    Args:
+        name: a key of :data:`MODELS` (``--list-models``).
+        num_classes: number of output classes.
+        channels: input channels. Defaults to 3.
+        size: input side after padding (see :func:`input_size`). Defaults to 32.
+        stem: ``default`` (paddle.vision's) or ``cifar`` (ResNets: 3x3
+            stride-1 conv, no max-pool). Defaults to ``default``.
+
+    Returns:
+        A ``paddle.nn.Layer`` mapping ``[N, channels, size, size]`` to
+        ``[N, num_classes]`` logits.
+    """
+    from paddle.vision import models as pvm
+
+    from .config import check_choice
+
+    check_choice("model", name, sorted(MODELS))
+    spec = MODELS[name]
+    if size < spec.min_size:
+        raise UsageError(f"model {name} needs inputs of at least {spec.min_size}x{spec.min_size}, got {size}; pad the images (hapi_runner does this for its datasets).")
+    if stem == "cifar" and spec.family != "resnet":
+        raise UsageError(f"stem 'cifar' applies to ResNets only, not {name}; drop --stem or pick a resnet.")
+    factory = getattr(pvm, spec.factory)
+    if spec.family == "lenet":
+        model = factory(num_classes=num_classes)
+        _fit_lenet(model, channels, size)
+        return model
+    model = factory(num_classes=num_classes, **dict(spec.kwargs))
+    if stem == "cifar":
+        _cifar_stem(model)
+    _set_input_channels(model, channels)
+    return model
+
+
+def _fit_lenet(model, channels: int, size: int) -> None:
+    import paddle.nn as nn
+
+    if channels != 1:
+        model.features[0] = nn.Conv2D(channels, 6, 3, stride=1, padding=1)
+    # conv3/pad1 keeps the side, pool halves it, conv5 removes 4, pool halves it.
+    side = (size // 2 - 4) // 2
+    if side != 5:
+        model.fc[0] = nn.Linear(16 * side * side, 120)
+
+
+def _cifar_stem(model) -> None:
+    import paddle.nn as nn
+
+    model.conv1 = nn.Conv2D(3, 64, 3, stride=1, padding=1, bias_attr=False)
+    model.maxpool = nn.Identity()
+
+
+def _set_input_channels(model, channels: int) -> None:
+    """Rebuilds the first convolution when the data has other than 3 channels."""
+    from .paddle_compat import first_conv, rebuild_conv
+
+    parent, attr, conv = first_conv(model)
+    if conv.weight.shape[1] * conv._groups != channels:
+        setattr(parent, attr, rebuild_conv(conv, in_channels=channels))
+
+
+def load_pretrained(model, path: str) -> Dict[str, list]:
+    """Loads a ``.pdparams`` into ``model``, matching what can be matched.
+
+    A stem kernel with another number of input channels is adapted (summed
+    over channels for grey input, spread evenly for colour input); any other
+    tensor of another shape (a classifier for other classes) is skipped with
+    a warning.
+
+    Returns:
+        ``{"loaded": [...], "adapted": [...], "skipped": [...], "missing": [...]}``.
+    """
+    import os
+
+    import numpy as np
+    import paddle
+
+    from .errors import HapiRunnerError
+
+    if not os.path.isfile(path):
+        raise UsageError(f"pretrained weights '{path}' do not exist; pass the path of a .pdparams file.")
+    try:
+        source = paddle.load(path)
+    except Exception as exc:  # a corrupt pickle surfaces as several exception types
+        raise HapiRunnerError(f"pretrained weights '{path}' cannot be read ({type(exc).__name__}); is it a .pdparams file saved by paddle.save?") from None
+    if not isinstance(source, dict):
+        raise HapiRunnerError(f"pretrained weights '{path}' hold a {type(source).__name__}, not a state dict of tensors.")
+    report = {"loaded": [], "adapted": [], "skipped": [], "missing": []}
+    target = model.state_dict()
+    new_state = {}
+    for key, param in target.items():
+        if key not in source:
+            report["missing"].append(key)
+            continue
+        value = np.asarray(source[key])
+        want = list(param.shape)
+        if list(value.shape) == want:
+            new_state[key] = value
+            report["loaded"].append(key)
+        elif value.ndim == 4 and len(want) == 4 and value.shape[0] == want[0] and value.shape[2:] == tuple(want[2:]):
+            summed = value.sum(axis=1, keepdims=True)
+            new_state[key] = np.repeat(summed / want[1], want[1], axis=1).astype(value.dtype)
+            report["adapted"].append(key)
+        else:
+            report["skipped"].append(key)
+            log.warning("pretrained: skipped %s (shape %s in the file, %s in the model)", key, list(value.shape), want)
+    if not report["loaded"] and not report["adapted"]:
+        raise HapiRunnerError(f"pretrained weights '{path}' share no tensor with {type(model).__name__}; are they for another model?")
+    model.set_state_dict(new_state)
+    return report

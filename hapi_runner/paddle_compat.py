@@ -1,0 +1,92 @@
+"""Every use of a private Paddle attribute, in one place.
+
+A Paddle upgrade that renames one of these touches this file and its test
+(``tests/test_paddle_compat.py``) alone. Works with Paddle 2.6 and 3.x.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Tuple
+
+
+def first_conv(model) -> Tuple[object, str, object]:
+    """``(parent, attribute name, layer)`` of the first Conv2D in ``model``."""
+    import paddle.nn as nn
+
+    for name, layer in model.named_sublayers():
+        if isinstance(layer, nn.Conv2D):
+            parent = model
+            *path, attr = name.split(".")
+            for part in path:
+                parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]
+            return parent, attr, layer
+    raise ValueError(f"{type(model).__name__} has no Conv2D layer")
+
+
+def rebuild_conv(conv, in_channels: int):
+    """A fresh Conv2D like ``conv`` but reading ``in_channels`` channels."""
+    import paddle.nn as nn
+
+    return nn.Conv2D(
+        in_channels, conv._out_channels, conv._kernel_size, stride=conv._stride, padding=conv._padding,
+        dilation=conv._dilation, groups=1, bias_attr=None if conv.bias is not None else False,
+    )
+
+
+def conv_groups(conv) -> int:
+    return conv._groups
+
+
+def optimizer_of(model):
+    """The optimizer a ``paddle.Model`` was prepared with."""
+    return model._optimizer
+
+
+def current_lr(model) -> Optional[float]:
+    """The learning rate the optimizer uses for the next step."""
+    opt = optimizer_of(model)
+    return None if opt is None else float(opt.get_lr())
+
+
+def lr_scheduler_of(model):
+    """The LRScheduler driving the optimizer, or None for a constant rate."""
+    from paddle.optimizer.lr import LRScheduler
+
+    opt = optimizer_of(model)
+    lr = getattr(opt, "_learning_rate", None)
+    return lr if isinstance(lr, LRScheduler) else None
+
+
+def request_stop(model) -> None:
+    """Ends ``paddle.Model.fit`` after the current epoch (and its evaluation)."""
+    model.stop_training = True
+
+
+def set_cpu_threads(count: int) -> bool:
+    """Sets the CPU math threads once Paddle is already imported.
+
+    Paddle reads ``OMP_NUM_THREADS`` when it is imported (and sets it to 1 if
+    unset), so the environment is the main route; this also sets the BLAS
+    thread count that Paddle exposes through its core module.
+    Returns False if this Paddle build has no such call.
+    """
+    from paddle.base import core
+
+    fn = getattr(core, "set_num_threads", None)
+    if fn is None:
+        return False
+    fn(int(count))
+    return True
+
+
+def paddle_imported() -> bool:
+    import sys
+
+    return "paddle" in sys.modules
+
+
+def set_thread_env(count: int) -> None:
+    """Sets the thread environment read by Paddle, oneDNN and BLAS at import."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(count)

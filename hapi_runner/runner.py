@@ -1,0 +1,245 @@
+"""`Runner`: a TrainConfig turned into data, a model and a prepared ``paddle.Model``.
+
+Thin by design: ``paddle.Model.prepare/fit/evaluate/predict`` do the work;
+the Runner builds their arguments, writes the run folder and collects the
+results. There is no training loop here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from . import rundir
+from .config import TrainConfig
+from .environment import configure_threads, select_device
+from .utils import write_json
+
+log = logging.getLogger("hapi_runner")
+
+
+def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
+    """``(train, eval)`` ImageDatasets for ``config``; eval is a held-out part of train when ``val_split`` is set."""
+    from .datasets import load_dataset, split_for_validation
+
+    common = dict(data_dir=config.data_dir, download=config.download, out_size=out_size, seed=config.seed,
+                  synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size)
+    train = load_dataset(config.dataset, "train", augment=config.augment, **common)
+    if config.val_split:
+        return split_for_validation(train, config.val_split, config.seed)
+    return train, load_dataset(config.dataset, "test", augment=False, **common)
+
+
+class _EpochSeeder:
+    """Makes shuffling and augmentation a function of (seed, epoch), so resumed runs repeat them."""
+
+    def __init__(self, loader, seed: int, epoch_offset: int = 0):
+        self.loader = loader
+        self.seed = seed
+        self.epoch_offset = epoch_offset
+
+    def callback(self):
+        from paddle.callbacks import Callback
+
+        seeder = self
+
+        class EpochSeeder(Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                seeder.set_epoch(epoch + seeder.epoch_offset)
+
+        return EpochSeeder()
+
+    def set_epoch(self, epoch: int) -> None:
+        # DistributedBatchSampler seeds its shuffle with its epoch counter alone;
+        # folding the run's seed in makes different seeds shuffle differently.
+        self.loader.batch_sampler.set_epoch(self.seed * 100_003 + epoch)
+        self.loader.collate_fn.dataset.transform.set_epoch(epoch)
+
+
+class Runner:
+    """Builds everything a TrainConfig describes and trains it with ``paddle.Model``.
+
+    Example:
+        >>> from hapi_runner import Runner, TrainConfig
+        >>> runner = Runner(TrainConfig(model="lenet", dataset="fashion-mnist-mini", epochs=2))
+        >>> results = runner.fit()
+        >>> results["final_eval"]["acc_top1"]
+
+    Args:
+        config: the run's configuration. Defaults to ``TrainConfig()``.
+        **overrides: fields to change on ``config`` (checked like the rest).
+
+    Attributes:
+        config, device, threads, train_data, eval_data, network (the
+        ``paddle.nn.Layer``), model (the prepared ``paddle.Model``),
+        run_dir (set by :meth:`fit`).
+    """
+
+    def __init__(self, config: Optional[TrainConfig] = None, **overrides: Any):
+        config = config or TrainConfig()
+        self.config = config.replace(**overrides) if overrides else config
+        cfg = self.config
+        self.threads = configure_threads(cfg.threads, cfg.model)
+        import paddle
+
+        from .models import build_model, input_size, load_pretrained
+        from .optim import build_optimizer
+
+        self.device = select_device(cfg.device, require_gpu=cfg.gpu)
+        paddle.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.amp = self._amp_level()
+        spec = _spec(cfg)
+        self.input_size = input_size(cfg.model, spec.size)
+        self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
+        self.input_shape = self.train_data.sample_shape
+        self.network = build_model(cfg.model, spec.num_classes, spec.channels, self.input_size, cfg.stem)
+        self.pretrained_report = load_pretrained(self.network, cfg.pretrained) if cfg.pretrained else None
+        self.num_workers = cfg.num_workers if cfg.num_workers is not None else (0 if self.device == "cpu" else min(4, os.cpu_count() or 1))
+        self.train_loader = self.loader(self.train_data, shuffle=True)
+        self.eval_loader = self.loader(self.eval_data, shuffle=False)
+        self.seeder = _EpochSeeder(self.train_loader, cfg.seed)
+        self.model = paddle.Model(
+            self.network,
+            inputs=paddle.static.InputSpec([None, *self.input_shape], "float32", "image"),
+            labels=paddle.static.InputSpec([None, 1], "int64", "label"),
+        )
+        self.optimizer, self.lr = build_optimizer(cfg, self.network.parameters(), len(self.train_loader))
+        self.model.prepare(
+            self.optimizer,
+            paddle.nn.CrossEntropyLoss(),
+            paddle.metric.Accuracy(topk=(1, 5)),
+            amp_configs={"level": self.amp} if self.amp else None,
+        )
+        self.run_dir: Optional[str] = None
+        self.history = None
+
+    # -- building blocks ---------------------------------------------------
+    def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None):
+        """A batched DataLoader over ``dataset`` with this run's workers."""
+        from .datasets import make_loader
+
+        return make_loader(dataset, batch_size or self.config.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+
+    def _amp_level(self) -> Optional[str]:
+        if self.config.amp and self.device == "cpu":
+            log.warning("amp %s applies to GPU training only; this run is on the CPU and trains in float32.", self.config.amp)
+            return None
+        return self.config.amp
+
+    @property
+    def verbose(self) -> int:
+        if self.config.verbose is not None:
+            return self.config.verbose
+        return 1 if sys.stdout.isatty() else 2
+
+    def describe(self) -> str:
+        c, d = self.config, self.train_data
+        data = f"synthetic data shaped like {c.synthetic_like}" if d.synthetic else c.dataset
+        shape = "x".join(str(s) for s in self.input_shape)
+        where = f"{self.device}, {self.threads} thread{'s' if self.threads > 1 else ''}" if self.device == "cpu" else self.device
+        return (f"{c.model} on {data}: {len(d)} train / {len(self.eval_data)} eval images, {shape}, "
+                f"{len(d.class_names)} classes, {where}")
+
+    # -- the four verbs ------------------------------------------------------
+    def fit(self, callbacks: Optional[List[Any]] = None) -> Dict[str, Any]:
+        """Trains for ``config.epochs``, evaluating every ``eval_freq`` epochs.
+
+        Creates the run folder (``config.json`` first, ``metrics.csv`` as it
+        goes, ``results.json`` at the end) and returns the results dict.
+
+        Args:
+            callbacks: extra ``paddle.callbacks.Callback`` objects. Defaults to None.
+        """
+        from .callbacks import History
+
+        cfg = self.config
+        self.run_dir = rundir.create(rundir.resolve_run_dir(cfg.save_dir, cfg.output_root, f"{cfg.model}-{cfg.dataset}", cfg.overwrite))
+        write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
+        print(f"hapi_runner: {self.describe()} -> {self.run_dir}", flush=True)
+        self.history = History(os.path.join(self.run_dir, "metrics.csv"))
+        started = time.perf_counter()
+        self.model.fit(
+            self.train_loader, self.eval_loader, epochs=cfg.epochs, eval_freq=cfg.eval_freq, log_freq=cfg.log_freq,
+            verbose=self.verbose, callbacks=[self.history, self.seeder.callback(), *(callbacks or [])],
+        )
+        results = self._results(time.perf_counter() - started)
+        write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
+        return results
+
+    def evaluate(self, data=None, batch_size: Optional[int] = None) -> Dict[str, float]:
+        """Loss, top-1 and top-5 on ``data`` (an ImageDataset; default: the eval set), every sample once."""
+        loader = self.eval_loader if data is None and batch_size is None else self.loader(data or self.eval_data, batch_size=batch_size)
+        logs = self.model.evaluate(loader, verbose=0)
+        from .utils import metric_logs
+
+        result = metric_logs(logs)
+        result["num_samples"] = len(loader.batch_sampler.sampler) if hasattr(loader.batch_sampler, "sampler") else len(data or self.eval_data)
+        return result
+
+    def predict(self, data=None, batch_size: Optional[int] = None) -> np.ndarray:
+        """Class probabilities ``[N, classes]`` for ``data`` (default: the eval set)."""
+        import paddle.nn.functional as F
+        import paddle
+
+        loader = self.loader(data or self.eval_data, batch_size=batch_size)
+        outputs = self.model.predict(loader, verbose=0, stack_outputs=True)
+        logits = paddle.to_tensor(outputs[0])
+        return F.softmax(logits, axis=-1).numpy()
+
+    def save(self, path: str, training: bool = True) -> None:
+        """``paddle.Model.save``: ``path.pdparams`` (+ ``.pdopt``) when training, else an inference model."""
+        self.model.save(path, training=training)
+
+    def load(self, path: str, skip_mismatch: bool = False, reset_optimizer: bool = False) -> None:
+        """``paddle.Model.load``: weights, and the optimizer state when ``path.pdopt`` exists."""
+        self.model.load(path, skip_mismatch=skip_mismatch, reset_optimizer=reset_optimizer)
+
+    # -- results -------------------------------------------------------------
+    def _results(self, total_seconds: float) -> Dict[str, Any]:
+        import paddle
+
+        rows = self.history.rows
+        last = rows[-1] if rows else {}
+        if last.get("eval_acc_top1") is not None:
+            final = {"loss": last["eval_loss"], "acc_top1": last["eval_acc_top1"], "acc_top5": last["eval_acc_top5"]}
+        else:
+            final = self.evaluate()
+            final.pop("num_samples", None)
+        best_row = self.history.best()
+        train_seconds = self.history.train_seconds
+        images = sum((r["images_per_second"] or 0) * r["seconds"] for r in rows)
+        return {
+            "model": self.config.model,
+            "dataset": self.config.dataset,
+            "synthetic": self.train_data.synthetic,
+            "final_eval": final,
+            "best": {"epoch": best_row["epoch"], "acc_top1": best_row["eval_acc_top1"]} if best_row else None,
+            "epochs_run": len(rows),
+            "train_seconds": train_seconds,
+            "total_seconds": total_seconds,
+            "images_per_second": images / train_seconds if train_seconds else None,
+            "stopped_early": False,
+            "stop_reason": None,
+            "paddle_version": paddle.__version__,
+            "device": self.device,
+            "threads": self.threads,
+            "run_dir": self.run_dir,
+        }
+
+
+def _spec(config: TrainConfig):
+    from .datasets import spec_for
+
+    return spec_for(config.dataset, config.synthetic_like)
+
+
+def read_results(run_dir: str) -> Dict[str, Any]:
+    with open(os.path.join(run_dir, rundir.RESULTS), encoding="utf-8") as fh:
+        return json.load(fh)
