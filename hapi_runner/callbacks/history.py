@@ -8,10 +8,9 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
-from paddle.callbacks import Callback
-
 from ..paddle_compat import current_lr
 from ..utils import atomic_write_text, metric_logs, scalar
+from .base import RunCallback
 
 COLUMNS = [
     "epoch", "train_loss", "train_acc_top1", "train_acc_top5", "eval_loss", "eval_acc_top1", "eval_acc_top5",
@@ -19,7 +18,7 @@ COLUMNS = [
 ]
 
 
-class History(Callback):
+class History(RunCallback):
     """Records each epoch's figures and, given a path, keeps ``metrics.csv`` current.
 
     ``train_loss`` is the mean over the epoch's batches (hapi's own epoch
@@ -30,17 +29,14 @@ class History(Callback):
     Args:
         csv_path: where to write the table, or None to keep it in memory.
             Defaults to None.
-        epoch_offset: added to hapi's 0-based epoch, for resumed runs.
-            Defaults to 0.
 
     Attributes:
         rows: one dict per epoch with the keys of ``COLUMNS`` (1-based epochs).
     """
 
-    def __init__(self, csv_path: Optional[str] = None, epoch_offset: int = 0):
+    def __init__(self, csv_path: Optional[str] = None):
         super().__init__()
         self.csv_path = csv_path
-        self.epoch_offset = epoch_offset
         self.rows: List[Dict[str, Any]] = []
         self._start = 0.0
         self._images = 0
@@ -55,6 +51,7 @@ class History(Callback):
 
     # -- hooks -----------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
         self._start = time.perf_counter()
         self._images = 0
         self._loss_sum = 0.0
@@ -72,7 +69,7 @@ class History(Callback):
         metrics = metric_logs(logs)
         row = {c: None for c in COLUMNS}
         row.update(
-            epoch=epoch + 1 + self.epoch_offset,
+            epoch=self.epoch,
             train_loss=self._loss_sum / self._images if self._images else metrics.get("loss"),
             train_acc_top1=metrics.get("acc_top1"),
             train_acc_top5=metrics.get("acc_top5"),
