@@ -163,6 +163,7 @@ def load_pretrained(model, path: str) -> Dict[str, list]:
     for key, param in target.items():
         if key not in source:
             report["missing"].append(key)
+            new_state[key] = param  # keep the fresh initialisation
             continue
         value = np.asarray(source[key])
         want = list(param.shape)
@@ -175,6 +176,7 @@ def load_pretrained(model, path: str) -> Dict[str, list]:
             report["adapted"].append(key)
         else:
             report["skipped"].append(key)
+            new_state[key] = param
             log.warning("pretrained: skipped %s (shape %s in the file, %s in the model)", key, list(value.shape), want)
     if not report["loaded"] and not report["adapted"]:
         raise HapiRunnerError(f"pretrained weights '{path}' share no tensor with {type(model).__name__}; are they for another model?")

@@ -2,11 +2,124 @@
 
 hapi's built-in ``LRScheduler`` callback steps a scheduler after every batch,
 so every schedule here is expressed in steps (epochs x steps per epoch).
+Every optimizer gets its rate through a :class:`ScaledLR`, so callbacks such
+as ``ReduceLROnPlateau`` can lower a constant rate and a schedule alike, and
+the change travels with the optimizer state (``.pdopt``).
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+import math
+from typing import Any, Dict, Tuple
+
+from paddle.optimizer.lr import LRScheduler, ReduceOnPlateau
+
+from .errors import UsageError
+
+
+class ScaledLR(LRScheduler):
+    """A learning rate ``schedule`` multiplied by ``scale``: the knob ReduceLROnPlateau turns.
+
+    Paddle's optimizers take a float or an LRScheduler, and a float cannot be
+    changed through a scheduler while a scheduler cannot be multiplied from
+    outside; this wrapper is both. ``step()`` advances the inner schedule, so
+    hapi's per-batch ``LRScheduler`` callback drives it as before.
+
+    The rate is ``schedule * scale``, but the scaling never takes it below
+    ``min_lr``; where the schedule itself is below ``min_lr`` (the start of a
+    warm-up, the end of a cosine) the schedule's value is used.
+
+    Args:
+        schedule: the inner learning rate, a float or an LRScheduler (cosine,
+            step, warm-up...). Paddle's ``ReduceOnPlateau`` is refused: it
+            needs a metric on every ``step``.
+        scale: the multiplier. Defaults to 1.0.
+        min_lr: the floor the scaling respects. Defaults to 0.0.
+        verbose: print each change, like Paddle's schedulers. Defaults to False.
+
+    Attributes:
+        inner: the wrapped float or LRScheduler.
+        scale, min_lr: as above; change them with :meth:`set_scale`.
+    """
+
+    def __init__(self, schedule, scale: float = 1.0, min_lr: float = 0.0, verbose: bool = False):
+        if isinstance(schedule, ReduceOnPlateau):
+            raise UsageError(
+                "ScaledLR cannot wrap paddle.optimizer.lr.ReduceOnPlateau (it needs a metric on every step); "
+                "use hapi_runner.callbacks.reduce_lr.ReduceLROnPlateau instead."
+            )
+        if isinstance(schedule, bool) or not isinstance(schedule, (int, float, LRScheduler)):
+            raise UsageError(f"schedule must be a float or a paddle.optimizer.lr.LRScheduler, got {schedule!r}.")
+        _check_scale(scale, min_lr)
+        self.inner = schedule if isinstance(schedule, LRScheduler) else float(schedule)
+        self.scale = float(scale)
+        self.min_lr = float(min_lr)
+        # LRScheduler.__init__ calls step() once to compute the first rate; the
+        # inner schedule has already taken that step, so it must not take it twice.
+        self._inner_ready = False
+        base = self.inner.base_lr if isinstance(self.inner, LRScheduler) else self.inner
+        last_epoch = self.inner.last_epoch - 1 if isinstance(self.inner, LRScheduler) else -1
+        super().__init__(base, last_epoch=last_epoch, verbose=verbose)
+        self._inner_ready = True
+
+    @property
+    def inner_lr(self) -> float:
+        """The inner schedule's current rate, before scaling."""
+        return self.inner() if isinstance(self.inner, LRScheduler) else self.inner
+
+    def get_lr(self) -> float:
+        inner = self.inner_lr
+        return max(inner * self.scale, min(self.min_lr, inner))
+
+    def step(self, epoch=None) -> None:
+        if self._inner_ready and isinstance(self.inner, LRScheduler):
+            self.inner.step(epoch)
+        super().step(epoch)
+
+    def set_scale(self, scale: float, min_lr: float = None) -> None:
+        """Sets ``scale`` (and ``min_lr`` when given); the new rate applies from the next optimizer step."""
+        min_lr = self.min_lr if min_lr is None else min_lr
+        _check_scale(scale, min_lr)
+        self.scale, self.min_lr = float(scale), float(min_lr)
+        # The optimizer reads last_lr; recomputing it now avoids a step at the old rate.
+        self.last_lr = self.get_lr()
+
+    # -- state, saved by the optimizer into .pdopt ---------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        state = super().state_dict()
+        state.update(scale=self.scale, min_lr=self.min_lr)
+        if isinstance(self.inner, LRScheduler):
+            state["inner"] = self.inner.state_dict()
+        return state
+
+    def set_state_dict(self, state: Dict[str, Any]) -> None:
+        state = dict(state)
+        if "scale" not in state:
+            # An optimizer state saved before rates were wrapped: the inner schedule's own.
+            if isinstance(self.inner, LRScheduler):
+                self.inner.set_state_dict(state)
+            self.set_scale(1.0)
+            return
+        self.last_epoch = int(_plain(state["last_epoch"]))
+        self.scale = float(_plain(state["scale"]))
+        self.min_lr = float(_plain(state.get("min_lr", 0.0)))
+        if isinstance(self.inner, LRScheduler) and "inner" in state:
+            self.inner.set_state_dict(state["inner"])
+        self.last_lr = self.get_lr()
+
+    set_dict = set_state_dict
+
+
+def _plain(value):
+    """A number as saved by paddle.save may come back as a 0-d array or Tensor."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _check_scale(scale, min_lr) -> None:
+    for name, value, ok in (("scale", scale, lambda v: v > 0), ("min_lr", min_lr, lambda v: v >= 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+            allowed = "a number > 0" if name == "scale" else "a number >= 0"
+            raise UsageError(f"{name} must be {allowed}, got {value!r}.")
 
 
 def build_scheduler(config, steps_per_epoch: int):
@@ -43,12 +156,13 @@ def build_optimizer(config, parameters, steps_per_epoch: int) -> Tuple[object, o
     the gradient the same way; ``adamw`` decouples it.
 
     Returns:
-        ``(optimizer, learning_rate)``, the latter a float or the LRScheduler.
+        ``(optimizer, learning_rate)``, the latter the :class:`ScaledLR`
+        (scale 1) wrapping the float or schedule of :func:`build_scheduler`.
     """
     import paddle
     from paddle.regularizer import L2Decay
 
-    lr = build_scheduler(config, steps_per_epoch)
+    lr = ScaledLR(build_scheduler(config, steps_per_epoch))
     decay = L2Decay(config.weight_decay) if config.weight_decay else None
     name = config.optimizer
     if name == "momentum":

@@ -90,3 +90,25 @@ def set_thread_env(count: int) -> None:
     """Sets the thread environment read by Paddle, oneDNN and BLAS at import."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(count)
+
+
+def is_main_process() -> bool:
+    """True on the process that writes the run's files (rank 0, or the only process)."""
+    import paddle.distributed as dist
+
+    return dist.get_rank() == 0
+
+
+def inference_enable_onednn(config, cache_capacity: int = 0) -> None:
+    """Turns oneDNN on for a ``paddle.inference.Config``.
+
+    Paddle 3.x names it ``enable_onednn`` (``enable_mkldnn`` remains an
+    alias); Paddle 2.6 has only ``enable_mkldnn``. ``cache_capacity`` bounds
+    the kernels oneDNN caches per input shape (0: unbounded), which matters
+    when batch sizes vary.
+    """
+    enable = getattr(config, "enable_onednn", None) or config.enable_mkldnn
+    enable()
+    if cache_capacity:
+        capacity = getattr(config, "set_onednn_cache_capacity", None) or config.set_mkldnn_cache_capacity
+        capacity(int(cache_capacity))

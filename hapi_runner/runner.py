@@ -185,13 +185,10 @@ class Runner:
 
     def predict(self, data=None, batch_size: Optional[int] = None) -> np.ndarray:
         """Class probabilities ``[N, classes]`` for ``data`` (default: the eval set)."""
-        import paddle.nn.functional as F
-        import paddle
-
         loader = self.loader(data or self.eval_data, batch_size=batch_size)
-        outputs = self.model.predict(loader, verbose=0, stack_outputs=True)
-        logits = paddle.to_tensor(outputs[0])
-        return F.softmax(logits, axis=-1).numpy()
+        logits = np.asarray(self.model.predict(loader, verbose=0, stack_outputs=True)[0], dtype=np.float64)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def save(self, path: str, training: bool = True) -> None:
         """``paddle.Model.save``: ``path.pdparams`` (+ ``.pdopt``) when training, else an inference model."""

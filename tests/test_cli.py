@@ -1,0 +1,141 @@
+"""The command line: exit codes, one-line errors, listings, summary, and the train.py and -m entry points."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hapi_runner.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err):
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("hapi-runner: error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--model", "resnet51"], "Did you mean 'resnet50'"),
+    (["--dataset", "imagenet"], "dataset 'imagenet' is not known; choose one of"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--batch-size", "0"], "batch_size must be >= 1"),
+    (["--lr", "-1"], "lr must be > 0.0"),
+    (["--lr", "abc"], "argument --lr: invalid float value: 'abc'"),
+    (["--epochs", "two"], "invalid int value"),
+    (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--device", "npu"], "device 'npu' is not valid"),
+    (["--threads", "many"], "threads 'many' is not valid"),
+])
+def test_usage_errors_exit_2_with_one_line(capsys, argv, match):
+    code, _, err = run_main(capsys, argv)
+    assert code == 2
+    assert match in one_error_line(err)
+
+
+def test_unwritable_save_dir_is_refused_before_anything_runs(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    code, _, err = run_main(capsys, ["--save-dir", str(blocker / "run"), "--epochs", "1"])
+    assert code == 2
+    assert "is a file, not a folder" in one_error_line(err)
+    assert blocker.read_text() == "keep me"
+
+
+def test_finished_run_is_not_overwritten(capsys, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text('{"kept": true}')
+    code, _, err = run_main(capsys, ["--save-dir", str(run)])
+    assert code == 2
+    assert "--overwrite" in one_error_line(err)
+    assert json.loads((run / "results.json").read_text()) == {"kept": True}
+
+
+def test_missing_data_files_exit_1_naming_them(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_main(capsys, ["--dataset", "cifar10", "--data-dir", str(empty), "--no-download", "--save-dir", str(tmp_path / "r")])
+    assert code == 1
+    line = one_error_line(err)
+    assert "cifar-10-python.tar.gz not found in" in line and str(empty) in line and "--data-dir" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_corrupt_data_file_exit_1(capsys, tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    code, _, err = run_main(capsys, ["--dataset", "cifar10", "--data-dir", str(folder), "--no-download", "--save-dir", str(tmp_path / "r")])
+    assert code == 1
+    assert "cifar-10-python.tar.gz" in one_error_line(err)
+
+
+def test_gpu_on_a_cpu_build_says_how_to_install(capsys, tmp_path):
+    import paddle
+
+    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count():
+        pytest.skip("a GPU is visible here")
+    code, _, err = run_main(capsys, ["--gpu", "--save-dir", str(tmp_path / "r")])
+    assert code == 1
+    line = one_error_line(err)
+    assert "paddlepaddle-gpu" in line or "none is visible" in line
+
+
+def test_debug_shows_the_traceback(capsys):
+    code, _, err = run_main(capsys, ["--epochs", "0", "--debug"])
+    assert code == 2 and "Traceback" in err
+
+
+def test_list_models_and_datasets(capsys):
+    code, out, _ = run_main(capsys, ["--list-models"])
+    assert code == 0
+    names = [l.split()[0] for l in out.splitlines()]
+    for name in ("lenet", "vgg11", "vgg16_bn", "vgg19", "resnet18", "resnet152", "mobilenet_v1", "mobilenet_v2"):
+        assert name in names
+    code, out, _ = run_main(capsys, ["--list-datasets"])
+    assert {"mnist", "fashion-mnist", "fashion-mnist-mini", "cifar10", "cifar100", "synthetic"} <= {l.split()[0] for l in out.splitlines()}
+
+
+@pytest.mark.parametrize("model, dataset, params, macs", [
+    ("lenet", "mnist", 61_610, None),
+    ("resnet50", "cifar10", 23_581_642, 83_889_152),
+])
+def test_summary_figures(capsys, model, dataset, params, macs):
+    code, out, _ = run_main(capsys, ["summary", "--model", model, "--dataset", dataset, "--json"])
+    assert code == 0
+    report = json.loads(out)
+    assert report["total_params"] == params
+    if macs:
+        # paddle.flops' counting rules give 83.9 M multiply-adds for resnet50 at 3x32x32.
+        assert report["macs"] == macs
+
+
+def test_summary_prints_the_layer_table(capsys):
+    code, out, _ = run_main(capsys, ["summary", "--model", "vgg11", "--dataset", "mnist"])
+    assert code == 0
+    assert "Total params" in out and "multiply-adds" in out and "1x32x32" in out
+
+
+@pytest.mark.parametrize("entry", [["train.py"], ["-m", "hapi_runner", "train"]])
+def test_entry_points_train_on_synthetic_data(tmp_path, entry):
+    run = tmp_path / "run"
+    cmd = [sys.executable, *entry, "--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64",
+           "--epochs", "1", "--batch-size", "32", "--save-dir", str(run), "--verbose", "0", "--json"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "synthetic data shaped like mnist" in proc.stdout
+    results = json.loads((run / "results.json").read_text())
+    assert results["synthetic"] is True and results["epochs_run"] == 1

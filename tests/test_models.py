@@ -1,0 +1,73 @@
+"""The model registry and its adaptation to channels, classes and input size."""
+
+import numpy as np
+import paddle
+import pytest
+
+from hapi_runner import UsageError
+from hapi_runner.models import MODELS, build_model, input_size, load_pretrained
+
+
+@pytest.mark.parametrize("name", ["lenet", "vgg11", "resnet18", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "densenet121"])
+@pytest.mark.parametrize("channels, size, classes", [(1, 28, 10), (3, 32, 100)])
+def test_every_family_maps_each_dataset_shape_to_logits(name, channels, size, classes):
+    side = input_size(name, size)
+    net = build_model(name, classes, channels, side)
+    net.eval()
+    out = net(paddle.zeros([2, channels, side, side]))
+    assert out.shape == [2, classes]
+
+
+def test_models_that_cannot_shrink_28_pixels_get_32():
+    assert input_size("vgg16", 28) == 32 and input_size("densenet121", 28) == 32
+    assert input_size("resnet50", 28) == 28 and input_size("lenet", 28) == 28
+    with pytest.raises(UsageError, match="at least 32x32"):
+        build_model("vgg16", 10, 1, 28)
+
+
+def test_grey_input_gets_a_one_channel_stem():
+    net = build_model("resnet50", 10, channels=1, size=28)
+    assert net.conv1.weight.shape == [64, 1, 7, 7]
+
+
+def test_cifar_stem_is_3x3_stride_1_without_maxpool():
+    net = build_model("resnet18", 10, 3, 32, stem="cifar")
+    assert net.conv1.weight.shape == [64, 3, 3, 3]
+    assert isinstance(net.maxpool, paddle.nn.Identity)
+    with pytest.raises(UsageError, match="ResNets only"):
+        build_model("vgg11", 10, 3, 32, stem="cifar")
+
+
+def test_stock_lenet_is_paddle_vision_lenet():
+    net = build_model("lenet", 10, 1, 28)
+    assert sum(int(np.prod(p.shape)) for p in net.parameters()) == 61_610
+
+
+def test_pretrained_adapts_the_stem_and_skips_another_classifier(tmp_path, caplog):
+    source = build_model("resnet18", 1000, 3, 32)
+    path = str(tmp_path / "r18.pdparams")
+    paddle.save(source.state_dict(), path)
+    target = build_model("resnet18", 10, 1, 28)
+    report = load_pretrained(target, path)
+    assert "conv1.weight" in report["adapted"]
+    assert {"fc.weight", "fc.bias"} <= set(report["skipped"])
+    assert "skipped fc.weight" in caplog.text
+    summed = source.conv1.weight.numpy().sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(target.conv1.weight.numpy(), summed, rtol=1e-5)
+    np.testing.assert_array_equal(target.layer1[0].conv1.weight.numpy(), source.layer1[0].conv1.weight.numpy())
+
+
+def test_pretrained_errors(tmp_path):
+    net = build_model("lenet", 10, 1, 28)
+    with pytest.raises(UsageError, match="do not exist"):
+        load_pretrained(net, str(tmp_path / "none.pdparams"))
+    bad = tmp_path / "bad.pdparams"
+    bad.write_bytes(b"not a pickle")
+    with pytest.raises(Exception, match="cannot be read"):
+        load_pretrained(net, str(bad))
+
+
+def test_registry_has_the_card_models():
+    for name in ["lenet", *[f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")],
+                 *[f"resnet{d}" for d in (18, 34, 50, 101, 152)], "mobilenet_v1", "mobilenet_v2"]:
+        assert name in MODELS
