@@ -177,6 +177,8 @@ def _setup_logging() -> None:
     logger.propagate = False
     # Paddle warns at import that ccache is missing; it only matters for compiling custom ops.
     warnings.filterwarnings("ignore", message="No ccache found")
+    # hapi's own train_batch calls paddle.to_tensor on tensors; nothing a user can act on.
+    warnings.filterwarnings("ignore", message="To copy construct from a tensor")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
