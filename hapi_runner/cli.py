@@ -79,6 +79,30 @@ def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     run.add_argument("--log-freq", type=int, default=S, help="print every N steps; default 20")
     run.add_argument("--verbose", type=int, default=S, help="0 quiet, 1 progress bar, 2 log lines; default 1 on a terminal, else 2")
 
+    run.add_argument("--no-visualdl", dest="visualdl", action="store_const", const=False, default=S, help="do not write VisualDL logs")
+
+    ckpt = parser.add_argument_group("checkpoints and resume")
+    ckpt.add_argument("--save-freq", type=int, default=S, help="write checkpoints/epoch_N every N epochs (and the last); default 1")
+    ckpt.add_argument("--keep-last", type=int, default=S, metavar="K", help="keep the K newest epoch checkpoints (best and last always stay); default: all")
+    ckpt.add_argument("--resume", nargs="?", const="latest", default=S, metavar="PATH",
+                      help="continue a run: its folder, a checkpoint, or nothing for the latest run of this model and dataset")
+    ckpt.add_argument("--monitor", default=S, help="metric that decides 'best' (acc_top1, acc_top5, loss; train_ prefix for training metrics); default acc_top1")
+    ckpt.add_argument("--mode", choices=("min", "max"), default=S, help="whether the monitor should go down or up; default: loss min, accuracies max")
+
+    stop = parser.add_argument_group("early stopping and LR on plateau")
+    stop.add_argument("--early-stopping-patience", type=int, default=S, metavar="EPOCHS", help="stop after this many epochs without improvement; default off")
+    stop.add_argument("--min-delta", type=float, default=S, help="smallest change that counts as an improvement; default 0")
+    stop.add_argument("--baseline", type=float, default=S, help="value the monitor must beat before anything counts; default none")
+    stop.add_argument("--start-from-epoch", type=int, default=S, help="epochs before early stopping starts counting; default 0")
+    stop.add_argument("--restore-best", action="store_const", const=True, default=S, help="put the best weights back at the end")
+    stop.add_argument("--reduce-lr-on-plateau", action="store_const", const=True, default=S, help="multiply the LR by --plateau-factor when eval loss stalls (works with schedules)")
+    stop.add_argument("--plateau-factor", type=float, default=S, help="default 0.1")
+    stop.add_argument("--plateau-patience", type=int, default=S, metavar="EPOCHS", help="default 2")
+
+    exp = parser.add_argument_group("static-graph export")
+    exp.add_argument("--no-export", dest="export", action="store_const", const=False, default=S, help="skip the export to <run>/inference at the end")
+    exp.add_argument("--export-on-best", action="store_const", const=True, default=S, help="export at each new best instead of at the end only")
+
     misc = parser.add_argument_group("other")
     misc.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults (keys as the flags, - or _)")
     misc.add_argument("--list-models", action="store_true", help="print the model names and exit")

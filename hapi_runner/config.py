@@ -86,6 +86,25 @@ class TrainConfig:
     eval_freq: int = 1
     log_freq: int = 20
     verbose: Optional[int] = None
+    visualdl: bool = True
+    # checkpoints and resume
+    save_freq: int = 1
+    keep_last: Optional[int] = None
+    resume: Optional[str] = None
+    monitor: str = "acc_top1"
+    mode: Optional[str] = None
+    # early stopping and LR on plateau
+    early_stopping_patience: Optional[int] = None
+    min_delta: float = 0.0
+    baseline: Optional[float] = None
+    start_from_epoch: int = 0
+    restore_best: bool = False
+    reduce_lr_on_plateau: bool = False
+    plateau_factor: float = 0.1
+    plateau_patience: int = 2
+    # static-graph export
+    export: bool = True
+    export_on_best: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -105,12 +124,21 @@ class TrainConfig:
         if self.amp is not None:
             self.amp = str(self.amp).upper()
             check_choice("amp", self.amp, AMP_LEVELS)
-        for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size"):
+        for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size", "save_freq", "plateau_patience"):
             _check_int(name, getattr(self, name), minimum=1)
-        for name in ("warmup_epochs", "seed"):
+        for name in ("warmup_epochs", "seed", "start_from_epoch"):
             _check_int(name, getattr(self, name), minimum=0)
-        if self.num_workers is not None:
-            _check_int("num_workers", self.num_workers, minimum=0)
+        for name, minimum in (("num_workers", 0), ("keep_last", 1), ("early_stopping_patience", 1)):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), minimum=minimum)
+        if self.mode is not None:
+            check_choice("mode", self.mode, ("min", "max"))
+        if not isinstance(self.monitor, str) or not self.monitor:
+            raise UsageError(f"monitor must be a metric name such as acc_top1 or loss, got {self.monitor!r}.")
+        _check_number("min_delta", self.min_delta, low=0.0)
+        if self.baseline is not None:
+            _check_number("baseline", self.baseline)
+        _check_number("plateau_factor", self.plateau_factor, low=0.0, high=1.0, low_open=True, high_open=True)
         _check_number("lr", self.lr, low=0.0, low_open=True)
         _check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         _check_number("weight_decay", self.weight_decay, low=0.0)
@@ -125,7 +153,8 @@ class TrainConfig:
         self.threads = parse_threads(self.threads)
         if self.verbose is not None:
             _check_int("verbose", self.verbose, minimum=0)
-        for name in ("augment", "download", "gpu", "overwrite"):
+        for name in ("augment", "download", "gpu", "overwrite", "visualdl", "restore_best", "reduce_lr_on_plateau",
+                     "export", "export_on_best"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}.")
         if self.gpu and self.device == "cpu":

@@ -43,7 +43,7 @@ def test_json_config_file(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("modle: lenet\n", "unknown key 'modle'.*Did you mean 'model'"),
+    ("datset: mnist\n", "unknown key 'datset'.*Did you mean 'dataset'"),
     ("epochs: [1\n", "not valid YAML"),
     ("- a\n- b\n", "must hold a mapping"),
     ("epochs: zero\n", "epochs must be an integer"),
