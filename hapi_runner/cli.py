@@ -198,6 +198,7 @@ def _setup_logging() -> None:
     logger = logging.getLogger("hapi_runner")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
+    # Paddle installs a handler on the root logger; without this each line would print twice.
     logger.propagate = False
     # Paddle warns at import that ccache is missing; it only matters for compiling custom ops.
     warnings.filterwarnings("ignore", message="No ccache found")

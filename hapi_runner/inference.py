@@ -107,7 +107,7 @@ def load_sidecar(model_dir: str) -> Dict[str, Any]:
 
 def build_sidecar(mean: Sequence[float], std: Sequence[float], input_shape: Sequence[int],
                   class_names: Optional[Sequence[str]] = None, model: Optional[str] = None,
-                  dataset: Optional[str] = None, pad_to: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
+                  dataset: Optional[str] = None, **extra: Any) -> Dict[str, Any]:
     """The sidecar fields a caller supplies, in the shape :func:`export_model` expects.
 
     Args:
@@ -116,9 +116,10 @@ def build_sidecar(mean: Sequence[float], std: Sequence[float], input_shape: Sequ
         input_shape: ``[C, H, W]`` the network takes.
         class_names: one name per output. Defaults to None.
         model, dataset: names, for people reading the file. Default to None.
-        pad_to: side the images are zero-padded to around the centre when
-            smaller (MNIST's 28 to 32). Defaults to ``input_shape``'s side.
         **extra: further JSON-serialisable fields, kept as given.
+
+    ``pad_to`` is the input side: smaller images (MNIST's 28 for a 32-pixel
+    VGG) are zero-padded around the centre to it, as in training.
     """
     channels, height, _ = (int(v) for v in input_shape)
     return {
@@ -128,7 +129,7 @@ def build_sidecar(mean: Sequence[float], std: Sequence[float], input_shape: Sequ
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
         "scale": "0-1",
-        "pad_to": int(pad_to) if pad_to else height,
+        "pad_to": height,
         "class_names": list(class_names) if class_names is not None else None,
         **extra,
     }
@@ -183,7 +184,8 @@ def create_predictor(model_dir: str, device: str = "cpu", threads: Optional[int]
         config.set_cpu_math_library_num_threads(int(threads or default_threads()))
         if use_mkldnn:
             inference_enable_onednn(config, ONEDNN_CACHE_CAPACITY)
-    config.enable_memory_optim()
+    # No enable_memory_optim(): Paddle 3.3's PIR predictor fails to build with it
+    # ("Not find predictor_id 0 and pass_name memory_optimize_pass").
     # Without this every predictor prints pages of pass logs to stderr.
     config.disable_glog_info()
     try:

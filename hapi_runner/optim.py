@@ -5,12 +5,16 @@ so every schedule here is expressed in steps (epochs x steps per epoch).
 Every optimizer gets its rate through a :class:`ScaledLR`, so callbacks such
 as ``ReduceLROnPlateau`` can lower a constant rate and a schedule alike, and
 the change travels with the optimizer state (``.pdopt``).
+
+Importing this module imports Paddle (ScaledLR subclasses its LRScheduler),
+so import it after the thread count is set, as the Runner does.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Tuple
+import warnings
+from typing import Any, Dict, Optional, Tuple
 
 from paddle.optimizer.lr import LRScheduler, ReduceOnPlateau
 
@@ -67,6 +71,11 @@ class ScaledLR(LRScheduler):
         """The inner schedule's current rate, before scaling."""
         return self.inner() if isinstance(self.inner, LRScheduler) else self.inner
 
+    @property
+    def inner_type(self) -> str:
+        """The inner schedule's class name, or ``constant`` for a float."""
+        return type(self.inner).__name__ if isinstance(self.inner, LRScheduler) else "constant"
+
     def get_lr(self) -> float:
         inner = self.inner_lr
         return max(inner * self.scale, min(self.min_lr, inner))
@@ -76,7 +85,7 @@ class ScaledLR(LRScheduler):
             self.inner.step(epoch)
         super().step(epoch)
 
-    def set_scale(self, scale: float, min_lr: float = None) -> None:
+    def set_scale(self, scale: float, min_lr: Optional[float] = None) -> None:
         """Sets ``scale`` (and ``min_lr`` when given); the new rate applies from the next optimizer step."""
         min_lr = self.min_lr if min_lr is None else min_lr
         _check_scale(scale, min_lr)
@@ -87,7 +96,7 @@ class ScaledLR(LRScheduler):
     # -- state, saved by the optimizer into .pdopt ---------------------------
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
-        state.update(scale=self.scale, min_lr=self.min_lr)
+        state.update(scale=self.scale, min_lr=self.min_lr, inner_type=self.inner_type)
         if isinstance(self.inner, LRScheduler):
             state["inner"] = self.inner.state_dict()
         return state
@@ -97,17 +106,31 @@ class ScaledLR(LRScheduler):
         if "scale" not in state:
             # An optimizer state saved before rates were wrapped: the inner schedule's own.
             if isinstance(self.inner, LRScheduler):
-                self.inner.set_state_dict(state)
+                _load_inner(self.inner, state)
+                self.last_epoch = self.inner.last_epoch
             self.set_scale(1.0)
             return
+        saved = state.get("inner_type", self.inner_type)
+        if saved != self.inner_type:
+            # Loading one schedule's position into another would silently give wrong rates.
+            raise UsageError(f"the optimizer state was saved with learning-rate schedule {saved}, this run uses "
+                             f"{self.inner_type}; resume with the same --lr-schedule or start a new run.")
         self.last_epoch = int(_plain(state["last_epoch"]))
         self.scale = float(_plain(state["scale"]))
         self.min_lr = float(_plain(state.get("min_lr", 0.0)))
         if isinstance(self.inner, LRScheduler) and "inner" in state:
-            self.inner.set_state_dict(state["inner"])
+            _load_inner(self.inner, state["inner"])
         self.last_lr = self.get_lr()
 
     set_dict = set_state_dict
+
+
+def _load_inner(schedule: LRScheduler, state: Dict[str, Any]) -> None:
+    # LinearWarmup keeps its inner schedule's state under an extra key, which its
+    # base class then reports as "unused values in state_dict": a false alarm on every resume.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
+        schedule.set_state_dict(state)
 
 
 def _plain(value):

@@ -112,3 +112,84 @@ def inference_enable_onednn(config, cache_capacity: int = 0) -> None:
     if cache_capacity:
         capacity = getattr(config, "set_onednn_cache_capacity", None) or config.set_mkldnn_cache_capacity
         capacity(int(cache_capacity))
+
+
+def parameter_names(network) -> dict:
+    """``{structured name: parameter name}`` of ``network``, e.g. ``{'0.weight': 'conv2d_3.w_0'}``.
+
+    Paddle keys optimizer state by the parameter's unique name, which depends
+    on how many layers the process built before; the structured name does not.
+    """
+    return {key: param.name for key, param in network.named_parameters()}
+
+
+def remap_optimizer_state(state: dict, saved_names: dict, current_names: dict) -> dict:
+    """``optimizer.state_dict()`` saved by one network, re-keyed for another network of the same structure.
+
+    Optimizer accumulators are named ``<parameter name>_<accumulator>_<n>``
+    (``linear_0.w_0_velocity_0``) and AMP master weights are keyed by the
+    parameter name; a fresh network in the same process has other parameter
+    names (``linear_1.w_0``), and ``Optimizer.set_state_dict`` would not find
+    its accumulators. ``LR_Scheduler`` and unknown keys are kept as they are.
+
+    Args:
+        state: the saved optimizer state dict.
+        saved_names: :func:`parameter_names` of the network that saved it.
+        current_names: :func:`parameter_names` of the network to load into.
+    """
+    rename = {old: current_names[key] for key, old in saved_names.items() if key in current_names}
+    # Longest names first, so that 'linear_1.w_0' never claims a key of 'linear_1.w_01'.
+    olds = sorted(rename, key=len, reverse=True)
+    out = {}
+    for key, value in state.items():
+        if key == "master_weights" and isinstance(value, dict):
+            out[key] = {rename.get(name, name): tensor for name, tensor in value.items()}
+            continue
+        new_key = key
+        for old in olds:
+            if key.startswith(old + "_"):
+                new_key = rename[old] + key[len(old):]
+                break
+        out[new_key] = value
+    return out
+
+
+def scaled_lr_of(model):
+    """The :class:`hapi_runner.optim.ScaledLR` driving ``model``'s optimizer, or None without an optimizer.
+
+    ``build_optimizer`` always gives one; an optimizer made elsewhere with a
+    float or a plain LRScheduler has it wrapped in a ScaledLR (scale 1) here,
+    through the public ``Optimizer.set_lr_scheduler``, so a plateau callback
+    can lower it. Wrapping a float adds an ``LR_Scheduler`` entry to the
+    optimizer's state from then on.
+    """
+    from .optim import ScaledLR
+
+    opt = optimizer_of(model)
+    if opt is None:
+        return None
+    lr = opt._learning_rate
+    if not isinstance(lr, ScaledLR):
+        lr = ScaledLR(lr)
+        opt.set_lr_scheduler(lr)
+    return lr
+
+
+def clear_stop_request(model) -> None:
+    """Undoes :func:`request_stop`: hapi never resets ``stop_training``, so a later ``fit`` would stop after one epoch."""
+    model.stop_training = False
+
+
+def lr_schedule_name(model) -> Optional[str]:
+    """The class name of the schedule behind the optimizer's rate, None for a constant rate.
+
+    Looks through :class:`hapi_runner.optim.ScaledLR`, which wraps every rate
+    ``build_optimizer`` makes, so ``cosine`` and ``constant`` runs stay apart
+    (``type(lr_scheduler_of(model)).__name__`` is ``ScaledLR`` for both).
+    """
+    from .optim import ScaledLR
+
+    lr = lr_scheduler_of(model)
+    if isinstance(lr, ScaledLR):
+        return None if lr.inner_type == "constant" else lr.inner_type
+    return None if lr is None else type(lr).__name__

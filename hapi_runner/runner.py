@@ -19,6 +19,7 @@ import numpy as np
 from . import rundir
 from .config import TrainConfig
 from .environment import configure_threads, select_device
+from .errors import UsageError
 from .utils import write_json
 
 log = logging.getLogger("hapi_runner")
@@ -118,7 +119,7 @@ class Runner:
             amp_configs={"level": self.amp} if self.amp else None,
         )
         self.run_dir: Optional[str] = None
-        self.history = None
+        self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = None
 
     # -- building blocks ---------------------------------------------------
     def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None):
@@ -149,29 +150,49 @@ class Runner:
 
     # -- the four verbs ------------------------------------------------------
     def fit(self, callbacks: Optional[List[Any]] = None) -> Dict[str, Any]:
-        """Trains for ``config.epochs``, evaluating every ``eval_freq`` epochs.
+        """Trains to ``config.epochs`` in total, evaluating every ``eval_freq`` epochs.
 
-        Creates the run folder (``config.json`` first, ``metrics.csv`` as it
-        goes, ``results.json`` at the end) and returns the results dict.
+        Creates (or, with ``config.resume``, continues) the run folder:
+        ``config.json`` first, then ``metrics.csv``, ``curves.png``,
+        ``visualdl/`` and ``checkpoints/`` as it goes, ``inference/`` and
+        ``results.json`` at the end. Returns the results dict.
 
         Args:
-            callbacks: extra ``paddle.callbacks.Callback`` objects. Defaults to None.
+            callbacks: extra ``paddle.callbacks.Callback`` objects, run after
+                the built-in ones and before checkpointing. Defaults to None.
+
+        Raises:
+            NonFiniteLossError: the loss became NaN or infinite (results.json
+                records it; the last checkpoint is intact).
+            ExportVerificationError: the exported graph disagrees with the
+                trained network (results.json records it).
         """
-        from .callbacks import History
+        from .callbacks import ExportVerificationError, NonFiniteLossError
+        from .resume import restore, set_epoch_offset
 
         cfg = self.config
-        self.run_dir = rundir.create(rundir.resolve_run_dir(cfg.save_dir, cfg.output_root, f"{cfg.model}-{cfg.dataset}", cfg.overwrite))
+        checkpoint_folder = self._open_run_dir()
         write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
         print(f"hapi_runner: {self.describe()} -> {self.run_dir}", flush=True)
-        self.history = History(os.path.join(self.run_dir, "metrics.csv"))
+        ordered = self._callbacks(callbacks or [])
+        done = 0
+        if checkpoint_folder:
+            done = restore(self.model, checkpoint_folder, self.fingerprint(), self.checkpoint.sources()).epoch
+            if done >= cfg.epochs:
+                raise UsageError(f"the checkpoint is at epoch {done} and --epochs is {cfg.epochs}; pass --epochs above {done} to train on.")
+            set_epoch_offset([*ordered, self.seeder], done)
+            print(f"hapi_runner: resuming after epoch {done} of {cfg.epochs} from {checkpoint_folder}", flush=True)
         started = time.perf_counter()
-        self.model.fit(
-            self.train_loader, self.eval_loader, epochs=cfg.epochs, eval_freq=cfg.eval_freq, log_freq=cfg.log_freq,
-            verbose=self.verbose, callbacks=[self.history, self.seeder.callback(), *(callbacks or [])],
-        )
-        results = self._results(time.perf_counter() - started)
-        write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
-        return results
+        try:
+            self.model.fit(
+                self.train_loader, self.eval_loader, epochs=cfg.epochs - done, eval_freq=cfg.eval_freq,
+                log_freq=cfg.log_freq, verbose=self.verbose, callbacks=ordered,
+            )
+        except (NonFiniteLossError, ExportVerificationError) as exc:
+            reason = {"error": type(exc).__name__, "message": str(exc), **(getattr(self.nan_guard, "reason", None) or {})}
+            self._write_results(time.perf_counter() - started, resumed_from=done, stop_reason=reason, evaluate=False)
+            raise
+        return self._write_results(time.perf_counter() - started, resumed_from=done)
 
     def evaluate(self, data=None, batch_size: Optional[int] = None) -> Dict[str, float]:
         """Loss, top-1 and top-5 on ``data`` (an ImageDataset; default: the eval set), every sample once."""
@@ -198,37 +219,118 @@ class Runner:
         """``paddle.Model.load``: weights, and the optimizer state when ``path.pdopt`` exists."""
         self.model.load(path, skip_mismatch=skip_mismatch, reset_optimizer=reset_optimizer)
 
+    # -- run folder and callbacks ---------------------------------------------
+    def fingerprint(self) -> Dict[str, Any]:
+        """What a checkpoint must match to be resumed into this run."""
+        return {"model": self.config.model, "dataset": self.config.dataset, "input_shape": list(self.input_shape),
+                "num_classes": len(self.train_data.class_names), "config": self.config.fingerprint()}
+
+    def _open_run_dir(self) -> Optional[str]:
+        """Sets ``run_dir``; returns the checkpoint folder to resume from, if any."""
+        from .resume import find_checkpoint, latest_run
+
+        cfg = self.config
+        name = f"{cfg.model}-{cfg.dataset}"
+        if not cfg.resume:
+            self.run_dir = rundir.create(rundir.resolve_run_dir(cfg.save_dir, cfg.output_root, name, cfg.overwrite))
+            return None
+        source = cfg.resume
+        if source == "latest":
+            source = cfg.save_dir or latest_run(cfg.output_root, name)
+            if source is None:
+                raise UsageError(f"--resume: no run of {name} under '{cfg.output_root}' has a checkpoint; "
+                                 f"pass the run folder (--resume PATH) or train without --resume first.")
+        folder = find_checkpoint(source)
+        self.run_dir = os.path.dirname(os.path.dirname(folder))  # run/checkpoints/epoch_N
+        if cfg.save_dir and os.path.realpath(cfg.save_dir) != os.path.realpath(self.run_dir):
+            raise UsageError(f"--resume continues in the run's own folder '{self.run_dir}'; drop --save-dir '{cfg.save_dir}' or make it that folder.")
+        return folder
+
+    def _callbacks(self, extra: List[Any]) -> List[Any]:
+        """The callbacks of a run, in the order they must run.
+
+        NanGuard first, so nothing acts on a broken batch; user callbacks after
+        the built-in ones; the checkpoint after everything whose state it saves;
+        the export last, because a failed check raises from ``on_train_end``.
+        """
+        from .callbacks import (Curves, EarlyStopping, History, ModelCheckpoint, NanGuard, ReduceLROnPlateau,
+                                StaticExport, VisualDLLogger)
+        from .inference import build_sidecar
+
+        cfg, run = self.config, self.run_dir
+        self.nan_guard = NanGuard()
+        self.history = History(os.path.join(run, "metrics.csv"))
+        named: Dict[str, Any] = {"history": self.history}
+        ordered: List[Any] = [self.nan_guard, self.history, self.seeder.callback(),
+                              Curves(self.history, os.path.join(run, "curves.png"), title=f"{cfg.model} on {cfg.dataset}")]
+        if cfg.visualdl:
+            named["visualdl"] = VisualDLLogger(os.path.join(run, "visualdl"), log_freq=cfg.log_freq, hparams=cfg.to_dict())
+        if cfg.reduce_lr_on_plateau:
+            named["reduce_lr"] = ReduceLROnPlateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+        self.early_stopping = None
+        if cfg.early_stopping_patience is not None:
+            self.early_stopping = named["early_stopping"] = EarlyStopping(
+                cfg.monitor, cfg.mode, patience=cfg.early_stopping_patience, min_delta=cfg.min_delta,
+                baseline=cfg.baseline, start_from_epoch=cfg.start_from_epoch, restore_best=cfg.restore_best)
+        ordered += [named[k] for k in ("visualdl", "reduce_lr", "early_stopping") if k in named]
+        ordered += list(extra)
+        self.exporter = None
+        if cfg.export:
+            spec = self.train_data.spec
+            sidecar = build_sidecar(spec.mean, spec.std, self.input_shape, class_names=self.train_data.class_names,
+                                    model=cfg.model, dataset=cfg.dataset, synthetic=self.train_data.synthetic)
+            verify = self.eval_data.transform(self.eval_data.images[:64])
+            self.exporter = named["export"] = StaticExport(
+                os.path.join(run, "inference"), self.input_shape, sidecar, verify_batch=verify,
+                on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device)
+        self.checkpoint = ModelCheckpoint(
+            os.path.join(run, "checkpoints"), save_freq=cfg.save_freq, keep_last=cfg.keep_last, monitor=cfg.monitor,
+            mode=cfg.mode, min_delta=cfg.min_delta, fingerprint=self.fingerprint(), state_sources=named)
+        ordered.append(self.checkpoint)
+        if self.exporter is not None:
+            ordered.append(self.exporter)
+        return ordered
+
     # -- results -------------------------------------------------------------
-    def _results(self, total_seconds: float) -> Dict[str, Any]:
+    def _write_results(self, total_seconds: float, resumed_from: int = 0, stop_reason: Optional[Dict[str, Any]] = None,
+                       evaluate: bool = True) -> Dict[str, Any]:
         import paddle
 
         rows = self.history.rows
         last = rows[-1] if rows else {}
-        if last.get("eval_acc_top1") is not None:
-            final = {"loss": last["eval_loss"], "acc_top1": last["eval_acc_top1"], "acc_top5": last["eval_acc_top5"]}
-        else:
+        if last.get("eval_acc_top1") is not None or not evaluate:
+            final = {"loss": last.get("eval_loss"), "acc_top1": last.get("eval_acc_top1"), "acc_top5": last.get("eval_acc_top5")}
+        else:  # the last epoch had no evaluation: measure the final weights
             final = self.evaluate()
             final.pop("num_samples", None)
         best_row = self.history.best()
         train_seconds = self.history.train_seconds
         images = sum((r["images_per_second"] or 0) * r["seconds"] for r in rows)
-        return {
+        stopper = self.early_stopping
+        if stop_reason is None and stopper is not None and stopper.stopped_early:
+            stop_reason = {"early_stopping": stopper.stop_reason}
+        exported = self.exporter.report if self.exporter is not None else None
+        results = {
             "model": self.config.model,
             "dataset": self.config.dataset,
             "synthetic": self.train_data.synthetic,
             "final_eval": final,
             "best": {"epoch": best_row["epoch"], "acc_top1": best_row["eval_acc_top1"]} if best_row else None,
             "epochs_run": len(rows),
+            "resumed_from_epoch": resumed_from or None,
             "train_seconds": train_seconds,
             "total_seconds": total_seconds,
             "images_per_second": images / train_seconds if train_seconds else None,
-            "stopped_early": False,
-            "stop_reason": None,
+            "stopped_early": bool(stopper is not None and stopper.stopped_early),
+            "stop_reason": stop_reason,
+            "export": {k: exported.get(k) for k in ("directory", "top1_agreement", "max_abs_diff")} if exported else None,
             "paddle_version": paddle.__version__,
             "device": self.device,
             "threads": self.threads,
             "run_dir": self.run_dir,
         }
+        write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
+        return results
 
 
 def _spec(config: TrainConfig):

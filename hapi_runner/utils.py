@@ -9,6 +9,17 @@ import tempfile
 from typing import Any, Dict
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by the owner alone; results are for everyone the umask allows.
+FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` so that a crash leaves the old file or the new one, never half of one.
 
@@ -18,6 +29,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -87,3 +99,8 @@ def metric_logs(logs: Dict[str, Any]) -> Dict[str, float]:
 
 def is_finite(value) -> bool:
     return value is not None and math.isfinite(value)
+
+
+def fmt_value(value) -> str:
+    """A metric for a log line: 6 significant digits, or 'none'."""
+    return "none" if value is None else f"{value:.6g}"

@@ -22,6 +22,15 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "PADDLE_CACHE", str(tmp_path / "paddle-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _logging_propagates():
+    """The CLI stops hapi_runner's logger from propagating (Paddle's root handler would repeat each line); caplog needs it."""
+    import logging
+
+    yield
+    logging.getLogger("hapi_runner").propagate = True
+
+
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
     """A folder per dataset, each holding small files in that dataset's real format."""

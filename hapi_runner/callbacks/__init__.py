@@ -1,5 +1,20 @@
-"""hapi_runner's callbacks: subclasses of ``paddle.callbacks.Callback``, one per module."""
+"""hapi_runner's callbacks: subclasses of ``paddle.callbacks.Callback``, one per module.
 
+All of them work in any ``paddle.Model.fit``; train.py uses them by default.
+"""
+
+from .base import MODE_TABLE, MonitorCallback, RunCallback
+from .checkpoint import ModelCheckpoint
+from .curves import Curves
+from .early_stopping import EarlyStopping
+from .export import ExportVerificationError, StaticExport, export_model
 from .history import History
+from .nan_guard import NanGuard, NonFiniteLossError
+from .reduce_lr import ReduceLROnPlateau
+from .visualdl import VisualDLLogger
 
-__all__ = ["History"]
+__all__ = [
+    "MODE_TABLE", "MonitorCallback", "RunCallback", "ModelCheckpoint", "Curves", "EarlyStopping",
+    "ExportVerificationError", "StaticExport", "export_model", "History", "NanGuard", "NonFiniteLossError",
+    "ReduceLROnPlateau", "VisualDLLogger",
+]

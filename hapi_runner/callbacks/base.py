@@ -8,6 +8,7 @@ means for a metric: checkpointing, early stopping and LR-on-plateau use it.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Dict, List, Optional
 
@@ -15,6 +16,8 @@ from paddle.callbacks import Callback
 
 from ..errors import UsageError
 from ..utils import metric_logs
+
+log = logging.getLogger("hapi_runner")
 
 # Explicit, never guessed from substrings: a metric not in this table needs `mode`.
 MODE_TABLE = {"loss": "min", "acc": "max", "acc_top1": "max", "acc_top5": "max"}
@@ -46,6 +49,13 @@ class RunCallback(Callback):
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restores what :meth:`state_dict` returned."""
+
+
+def check_epochs(name: str, value: Any) -> int:
+    """``value`` if it is an integer >= 0 (a count of epochs), else UsageError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{name} must be an integer >= 0 (epochs), got {value!r}.")
+    return value
 
 
 def split_monitor(monitor: str):
@@ -114,12 +124,25 @@ class MonitorCallback(RunCallback):
         self.best_epoch = None
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "monitor": self.monitor, "mode": self.mode}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: Dict[str, Any]) -> bool:
+        """Restores the best value; False (and nothing restored) if the state watched another metric."""
+        if not self.same_monitor(state):
+            return False
         self.best = state.get("best")
         self.best_epoch = state.get("best_epoch")
         self._restored = True
+        return True
+
+    def same_monitor(self, state: Dict[str, Any]) -> bool:
+        """False (with a warning) when saved state watched another metric, so its best value means nothing here."""
+        saved = (state.get("monitor", self.monitor), state.get("mode", self.mode))
+        if saved == (self.monitor, self.mode):
+            return True
+        log.warning("%s: the saved state watched %s (%s), this run watches %s (%s); starting afresh.",
+                    type(self).__name__, saved[0], saved[1], self.monitor, self.mode)
+        return False
 
     # -- comparisons -----------------------------------------------------
     def is_improvement(self, current: float, reference: Optional[float] = None) -> bool:

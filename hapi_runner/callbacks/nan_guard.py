@@ -1,0 +1,64 @@
+"""NanGuard: ends training at the first batch whose loss is NaN or infinite."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional
+
+from ..errors import HapiRunnerError
+from ..utils import scalar
+from .base import RunCallback
+
+
+class NonFiniteLossError(HapiRunnerError):
+    """The training loss became NaN or infinite. Exit code 1."""
+
+    exit_code = 1
+
+
+class NanGuard(RunCallback):
+    """Raises :class:`NonFiniteLossError` as soon as a training batch's loss is NaN or ±inf.
+
+    It raises rather than asking hapi to stop, because hapi looks at
+    ``stop_training`` only after each epoch: the rest of the epoch would run
+    on broken weights and an epoch-end checkpoint could save them. Raising
+    from the batch means no later hook runs, so the last checkpoint written
+    stays the last good one. Put it first among the callbacks so that no
+    other callback acts on the broken batch.
+
+    Attributes:
+        reason: ``{'epoch', 'step', 'loss'}`` of the failing batch (the run's
+            1-based epoch, the 1-based batch within it, the loss as a float),
+            set before raising; None otherwise.
+
+    Raises:
+        NonFiniteLossError: from ``on_train_batch_end``, with a one-line
+            message for the user.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason: Optional[Dict[str, Any]] = None
+
+    def on_train_begin(self, logs=None):
+        self.reason = None
+
+    def on_train_batch_end(self, step, logs=None):
+        bad = _first_non_finite(_losses((logs or {}).get("loss")))
+        if bad is None:
+            return
+        self.reason = {"epoch": self.epoch, "step": step + 1, "loss": bad}
+        raise NonFiniteLossError(
+            f"loss became {bad} at epoch {self.epoch}, step {step + 1}; the last checkpoint (if any) is intact; "
+            f"lower --lr or check the data."
+        )
+
+
+def _losses(value) -> List[float]:
+    """hapi logs one value per loss, as a list; a bare number is one loss."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [v for v in (scalar(x) for x in values) if v is not None]
+
+
+def _first_non_finite(values: List[float]) -> Optional[float]:
+    return next((v for v in values if not math.isfinite(v)), None)

@@ -1,0 +1,321 @@
+"""Finding, checking and loading the checkpoints ``callbacks.ModelCheckpoint`` writes.
+
+Resuming a run (what ``Runner.fit`` does with ``--resume``)::
+
+    point = restore(model, find_checkpoint(path), expected_fingerprint, checkpoint.sources())
+    set_epoch_offset([*callbacks, seeder], point.epoch)
+    model.fit(..., epochs=total_epochs - point.epoch, callbacks=callbacks)
+
+``paddle.Model.fit`` numbers epochs from 0 on every call; the offset makes
+the callbacks and the data seeder count on from the checkpoint's epoch, so
+shuffling, augmentation, the LR schedule and the RNG streams continue as if
+the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional
+
+import numpy as np
+
+from .callbacks.checkpoint import (DATA_FILES, FORMAT, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, epoch_folders,
+                                   epoch_name, epoch_of, sha256_file)
+from .errors import HapiRunnerError, UsageError
+from .paddle_compat import lr_schedule_name, optimizer_of, parameter_names, remap_optimizer_state
+
+log = logging.getLogger("hapi_runner")
+
+CHECKPOINTS = "checkpoints"
+# Compared first and named in the message, in this order; any other keys follow.
+FINGERPRINT_KEYS = ("model", "dataset", "input_shape", "num_classes")
+LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint"}
+
+
+class CheckpointError(HapiRunnerError):
+    """A checkpoint folder that is incomplete, truncated or corrupt."""
+
+
+class ResumePoint(NamedTuple):
+    """Where a restored run stands.
+
+    Attributes:
+        epoch: run epochs finished (the checkpoint's ``epoch_<N>``).
+        global_step: training batches run so far.
+        folder: the checkpoint folder actually loaded (an older one if the
+            requested one was damaged).
+    """
+
+    epoch: int
+    global_step: int
+    folder: str
+
+
+# -- finding -----------------------------------------------------------------
+
+def find_checkpoint(path: str) -> str:
+    """The checkpoint folder ``path`` names.
+
+    Args:
+        path: a run folder (its ``checkpoints/last``), a ``checkpoints/``
+            folder (its ``last``), an ``epoch_<N>`` folder, or a
+            ``last``/``best`` link. A missing or dangling ``last`` falls back
+            to the highest ``epoch_<N>`` folder.
+
+    Returns:
+        The real path of the checkpoint folder; not yet verified (that is
+        :func:`load_checkpoint`'s job).
+
+    Raises:
+        UsageError: ``path`` does not exist or holds no checkpoint.
+    """
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        raise UsageError(f"resume path '{path}' does not exist; pass a run folder, its checkpoints/ folder or an epoch_<N> folder.")
+    if os.path.islink(path) and not os.path.exists(path):
+        raise UsageError(f"resume path '{path}' is a link to '{os.readlink(path)}', which does not exist; pass an epoch_<N> folder.")
+    if os.path.isfile(os.path.join(path, STATE_FILE)) or epoch_of(os.path.realpath(path)) is not None:
+        return os.path.realpath(path)
+    directory = os.path.join(path, CHECKPOINTS) if os.path.isdir(os.path.join(path, CHECKPOINTS)) else path
+    last = os.path.join(directory, LAST)
+    if os.path.isdir(last):
+        return os.path.realpath(last)
+    epochs = epoch_folders(directory)
+    if epochs:
+        return os.path.realpath(os.path.join(directory, epoch_name(epochs[-1])))
+    raise UsageError(f"no checkpoint in '{path}' (no {LAST} link and no epoch_<N> folder); "
+                     f"pass a run folder that was trained with checkpoints, or an epoch_<N> folder.")
+
+
+def latest_run(output_root: str, name: str) -> Optional[str]:
+    """The highest-numbered ``output_root/name/run_NNN`` folder that holds a checkpoint, or None."""
+    base = os.path.join(output_root, name)
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return None
+    runs = sorted(((int(m.group(1)), e) for e in entries if (m := re.fullmatch(r"run_(\d+)", e))), reverse=True)
+    for _, entry in runs:
+        directory = os.path.join(base, entry, CHECKPOINTS)
+        if os.path.isdir(os.path.join(directory, LAST)) or epoch_folders(directory):
+            return os.path.join(base, entry)
+    return None
+
+
+# -- checking ----------------------------------------------------------------
+
+def load_checkpoint(folder: str) -> Dict[str, Any]:
+    """Reads ``folder/state.json`` and verifies the checkpoint is whole.
+
+    Checks that ``state.json`` parses and says ``complete: true``, and that
+    every file it lists exists with the recorded sha256. Tensors are not
+    loaded.
+
+    Returns:
+        The parsed ``state.json``, with ``folder`` (real path) added.
+
+    Raises:
+        CheckpointError: one line naming the folder and what is wrong.
+    """
+    folder = os.path.realpath(folder)
+    where = _short(folder)
+    path = os.path.join(folder, STATE_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            state = json.load(fh)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint '{where}' has no {STATE_FILE} (incomplete or not a checkpoint folder).") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint '{where}': {STATE_FILE} cannot be read ({type(exc).__name__}: {exc}).") from None
+    if not isinstance(state, dict) or state.get("complete") is not True:
+        raise CheckpointError(f"checkpoint '{where}' is not marked complete in {STATE_FILE}.")
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint '{where}' has format {state.get('format')!r}; this hapi_runner reads format {FORMAT}.")
+    files = state.get("files")
+    if not isinstance(files, dict) or any(f not in files for f in DATA_FILES):
+        raise CheckpointError(f"checkpoint '{where}': {STATE_FILE} does not list the files {', '.join(DATA_FILES)}.")
+    for name, expected in files.items():
+        file_path = os.path.join(folder, name)
+        if not os.path.isfile(file_path):
+            raise CheckpointError(f"checkpoint '{where}' is missing {name}.")
+        if sha256_file(file_path) != expected:
+            raise CheckpointError(f"checkpoint '{where}': {name} does not match its sha256 (truncated or corrupt).")
+    state["folder"] = folder
+    return state
+
+
+def check_fingerprint(saved: Optional[Dict[str, Any]], expected: Optional[Dict[str, Any]], where: str = "checkpoint") -> None:
+    """Raises UsageError naming the first field where ``saved`` and ``expected`` differ.
+
+    Only keys both hold are compared (either being None compares nothing),
+    so adding a field to the fingerprint does not orphan old checkpoints.
+    """
+    if not saved or not expected:
+        return
+    keys = [k for k in FINGERPRINT_KEYS if k in saved and k in expected]
+    keys += sorted(k for k in saved if k in expected and k not in FINGERPRINT_KEYS)
+    for key in keys:
+        if _normal(saved[key]) != _normal(expected[key]):
+            label = LABELS.get(key, key.replace("_", " "))
+            raise UsageError(f"{where} is for {label} {_show(saved[key])}, this run is {_show(expected[key])}; "
+                             f"resume with the same settings or start a new run without --resume.")
+
+
+def check_optimizer(model, state: Dict[str, Any]) -> None:
+    """Raises UsageError if the checkpoint's optimizer or LR schedule is of another kind than ``model``'s.
+
+    Paddle would fail later, mid-training, on the first step of the new optimizer.
+    """
+    optimizer = optimizer_of(model)
+    here = {"optimizer": type(optimizer).__name__ if optimizer is not None else None, "lr_scheduler": lr_schedule_name(model)}
+    for key, label in (("optimizer", "optimizer"), ("lr_scheduler", "LR schedule")):
+        if key in state and state[key] != here[key]:
+            raise UsageError(f"checkpoint was trained with {label} {state[key] or 'none (a constant rate)'}, "
+                             f"this run uses {here[key] or 'none (a constant rate)'}; resume with the checkpoint's settings.")
+
+
+# -- restoring ---------------------------------------------------------------
+
+def restore(model, checkpoint_folder: str, expected_fingerprint: Optional[Dict[str, Any]] = None,
+            state_sources: Optional[Dict[str, Any]] = None) -> ResumePoint:
+    """Loads a checkpoint into a prepared ``paddle.Model`` and the run's stateful objects.
+
+    Restores the weights, the optimizer's state (accumulators and the LR
+    scheduler's position), Paddle's, numpy's and Python's global RNG states
+    and each state source. A damaged checkpoint (missing or garbled
+    ``state.json``, a file that fails its sha256, unloadable tensors) is
+    skipped with a warning for the newest older good ``epoch_<N>`` beside it.
+
+    Args:
+        model: a ``paddle.Model`` already prepared with its optimizer.
+        checkpoint_folder: an ``epoch_<N>`` folder, e.g. from :func:`find_checkpoint`.
+        expected_fingerprint: this run's fingerprint; a checkpoint whose own
+            differs is refused. Defaults to None (not compared).
+        state_sources: ``{name: object with load_state_dict()}``, as
+            ``ModelCheckpoint.sources()`` returns. Defaults to None.
+
+    Returns:
+        A :class:`ResumePoint`: ``(epoch, global_step, folder)``.
+
+    Raises:
+        UsageError: the checkpoint belongs to another model, dataset or input shape.
+        HapiRunnerError: no good checkpoint at or before the requested one.
+    """
+    problems = []
+    for folder in _candidates(checkpoint_folder):
+        try:
+            state = load_checkpoint(folder)
+            check_fingerprint(state.get("fingerprint"), expected_fingerprint)
+            check_optimizer(model, state)
+            tensors = _load_tensors(folder)
+        except CheckpointError as exc:
+            problems.append(str(exc))
+            log.warning("%s Trying the previous checkpoint.", exc)
+            continue
+        _apply(model, state, tensors, state_sources or {})
+        if problems:
+            log.warning("resuming from the older checkpoint '%s'.", _short(folder))
+        return ResumePoint(int(state["epoch"]), int(state.get("global_step", 0)), state["folder"])
+    raise HapiRunnerError(f"no usable checkpoint at or before '{_short(checkpoint_folder)}': {' '.join(problems)} "
+                          f"Pass another checkpoint, or start afresh without --resume.")
+
+
+def set_epoch_offset(objects: Iterable[Any], epoch: int) -> None:
+    """Sets ``epoch_offset = epoch`` on every object that has one (RunCallbacks, the data seeder).
+
+    An instance attribute, so other runs in the same process keep counting from 0.
+    """
+    for obj in objects:
+        if hasattr(obj, "epoch_offset"):
+            obj.epoch_offset = int(epoch)
+
+
+def _candidates(folder: str) -> List[str]:
+    """``folder`` first, then the older ``epoch_<N>`` folders beside it, newest first."""
+    folder = os.path.realpath(folder)
+    number = epoch_of(folder)
+    if number is None:
+        return [folder]
+    parent = os.path.dirname(folder)
+    return [folder] + [os.path.join(parent, epoch_name(e)) for e in reversed(epoch_folders(parent)) if e < number]
+
+
+def _load_tensors(folder: str) -> Dict[str, Any]:
+    import paddle
+
+    loaded = {}
+    for name in (PARAMS_FILE, OPT_FILE, RNG_FILE):
+        try:
+            loaded[name] = paddle.load(os.path.join(folder, name))
+        except Exception as exc:  # paddle.load raises pickle, EOF, value and runtime errors alike
+            raise CheckpointError(f"checkpoint '{_short(folder)}': {name} cannot be loaded ({type(exc).__name__}).") from None
+    return loaded
+
+
+def _apply(model, state: Dict[str, Any], tensors: Dict[str, Any], state_sources: Dict[str, Any]) -> None:
+    network = model.network
+    params = tensors[PARAMS_FILE]
+    _check_params(network, params, state["folder"])
+    network.set_state_dict(params)
+    optimizer = optimizer_of(model)
+    if optimizer is not None and tensors[OPT_FILE]:
+        # Re-keyed by structured name: this process may have named the parameters differently.
+        opt_state = remap_optimizer_state(tensors[OPT_FILE], state.get("param_names") or {}, parameter_names(network))
+        optimizer.set_state_dict(opt_state)
+    _restore_rng(state.get("rng") or {}, tensors[RNG_FILE])
+    saved = state.get("sources") or {}
+    for name, obj in state_sources.items():
+        if name in saved:
+            obj.load_state_dict(saved[name])
+        else:
+            log.warning("checkpoint '%s' holds no state for '%s'; it starts afresh.", _short(state["folder"]), name)
+
+
+def _check_params(network, params: Dict[str, Any], folder: str) -> None:
+    """UsageError unless ``params`` fits ``network`` key for key and shape for shape."""
+    own = network.state_dict()
+    missing = [k for k in own if k not in params]
+    extra = [k for k in params if k not in own]
+    if missing or extra:
+        raise UsageError(f"checkpoint '{_short(folder)}' does not fit this model: "
+                         f"missing {', '.join(missing[:3]) or 'nothing'}, unexpected {', '.join(extra[:3]) or 'nothing'}.")
+    for key, tensor in own.items():
+        if list(params[key].shape) != list(tensor.shape):
+            raise UsageError(f"checkpoint '{_short(folder)}' does not fit this model: {key} is "
+                             f"{list(params[key].shape)} there and {list(tensor.shape)} here.")
+
+
+def _restore_rng(rng: Dict[str, Any], paddle_state) -> None:
+    import paddle
+
+    try:
+        paddle.set_rng_state(paddle_state)
+    except Exception as exc:  # e.g. saved on a GPU, resumed on the CPU: weights still load
+        log.warning("Paddle's random state could not be restored (%s: %s); dropout and random ops will differ from an unbroken run.",
+                    type(exc).__name__, exc)
+    if rng.get("numpy"):
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if rng.get("python"):
+        version, internal, gauss_next = rng["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+
+
+def _normal(value):
+    return [_normal(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def _show(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _short(path: str) -> str:
+    """``run_003/checkpoints/epoch_4``: enough of a path to find it, short enough for one line."""
+    parts = os.path.normpath(os.fspath(path)).split(os.sep)
+    return os.sep.join(parts[-3:])
