@@ -22,7 +22,7 @@ from .config import AMP_LEVELS, LR_SCHEDULES, OPTIMIZERS, STEMS, TrainConfig, fr
 from .errors import HapiRunnerError, UsageError
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export")
 S = argparse.SUPPRESS
 
 
@@ -121,12 +121,57 @@ def build_summary_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
+def _add_common(parser: argparse.ArgumentParser, json_help: str) -> None:
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("run", metavar="RUN", help="a run folder written by train")
+    parser.add_argument("--checkpoint", default=None, help="last (default), best, or a checkpoint path")
+    parser.add_argument("--engine", choices=("dygraph", "inference"), default="dygraph",
+                        help="dygraph (paddle.Model) or inference (the exported graph through paddle.inference); default dygraph")
+    parser.add_argument("--dataset", default=None, help="evaluate on another dataset of the same shape; default: the run's")
+    parser.add_argument("--data-dir", default=None, help="folder searched first for the dataset files")
+    parser.add_argument("--no-download", dest="download", action="store_false", help="never download")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the run's")
+    parser.add_argument("--threads", default=None, help="CPU threads, N or auto; default: the run's")
+    parser.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N; default cpu")
+    _add_common(parser, "print one JSON object")
+    return parser
+
+
+def build_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("model", metavar="RUN_OR_MODEL_DIR", help="a run folder or an exported model folder")
+    parser.add_argument("images", metavar="IMAGE_OR_FOLDER", nargs="+", help="PNG, JPEG, BMP or .npy files, or folders of them")
+    parser.add_argument("--top-k", type=int, default=5, help="classes per image; default 5")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads; default: every core")
+    parser.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N; default cpu")
+    _add_common(parser, "print a JSON list, one object per file")
+    return parser
+
+
+def build_export_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("run", metavar="RUN", help="a run folder written by train")
+    parser.add_argument("--checkpoint", default="last", help="last (default), best, or a checkpoint path")
+    parser.add_argument("--format", choices=("paddle", "onnx"), default="paddle",
+                        help="paddle (paddle.inference) or onnx (needs pip install 'hapi-runner[onnx]'); default paddle")
+    parser.add_argument("--output", default=None, help="default: RUN/inference (paddle) or RUN/onnx")
+    parser.add_argument("--data-dir", default=None, help="where the evaluation files are, for the verification batch")
+    parser.add_argument("--no-download", dest="download", action="store_false", help="never download")
+    _add_common(parser, "print the verification report as JSON")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Train paddle.vision models with paddle.Model, in one command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     build_train_parser(sub.add_parser("train", help="train, evaluate and save a model"))
     build_summary_parser(sub.add_parser("summary", help="layer table, parameters and multiply-adds"))
+    build_evaluate_parser(sub.add_parser("evaluate", help="loss, top-1/top-5, per-class accuracy and confusion matrix of a run"))
+    build_predict_parser(sub.add_parser("predict", help="classify image files with an exported model"))
+    build_export_parser(sub.add_parser("export", help="export a run's checkpoint for paddle.inference or ONNX, verified"))
     return parser
 
 
@@ -192,8 +237,67 @@ def run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .deploy import evaluate_run
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {args.batch_size}.")
+    result = evaluate_run(args.run, args.checkpoint, args.engine, args.dataset, args.data_dir, args.batch_size,
+                          args.threads, args.device, args.download)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['dataset']} ({result['num_samples']} images, epoch {result['epoch']}, {result['engine']}): "
+          f"loss {result['loss']:.4f}, top-1 {result['acc_top1']:.4f}, top-5 {result['acc_top5']:.4f}, "
+          f"{result['images_per_second']:.0f} images/s")
+    print(f"confusion matrix: {result['confusion_files']['csv']} and .png")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_files
+
+    results = predict_files(args.model, args.images, top_k=args.top_k, device=args.device, threads=args.threads)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for item in results:
+        top = ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in item["top_k"])
+        print(f"{item['path']}: {top}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .deploy import export_run
+
+    report = export_run(args.run, args.checkpoint, args.format, args.output, args.data_dir, args.download)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    where = report.get("directory") or report.get("file")
+    agreement = report.get("top1_agreement")
+    check = f"top-1 agreement {agreement:.2%}, largest logit difference {report['max_abs_diff']:.3g}" if agreement is not None else "not verified"
+    print(f"exported to {where}: {check}")
+    return 0
+
+
+RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export}
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message (it may have been replaced since)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("hapi_runner: %(levelname)s: %(message)s"))
     logger = logging.getLogger("hapi_runner")
     logger.handlers[:] = [handler]
@@ -216,7 +320,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         debug = getattr(args, "debug", False)
-        return run_summary(args) if args.command == "summary" else run_train(args)
+        return RUNNERS[args.command](args)
     except HapiRunnerError as exc:
         if debug:
             traceback.print_exc()

@@ -148,7 +148,11 @@ def load_checkpoint(folder: str) -> Dict[str, Any]:
     return state
 
 
-def check_fingerprint(saved: Optional[Dict[str, Any]], expected: Optional[Dict[str, Any]], where: str = "checkpoint") -> None:
+RESUME_ADVICE = "resume with the same settings or start a new run without --resume"
+
+
+def check_fingerprint(saved: Optional[Dict[str, Any]], expected: Optional[Dict[str, Any]], where: str = "checkpoint",
+                      advice: str = RESUME_ADVICE) -> None:
     """Raises UsageError naming the first field where ``saved`` and ``expected`` differ.
 
     Only keys both hold are compared (either being None compares nothing),
@@ -161,8 +165,7 @@ def check_fingerprint(saved: Optional[Dict[str, Any]], expected: Optional[Dict[s
     for key in keys:
         if _normal(saved[key]) != _normal(expected[key]):
             label = LABELS.get(key, key.replace("_", " "))
-            raise UsageError(f"{where} is for {label} {_show(saved[key])}, this run is {_show(expected[key])}; "
-                             f"resume with the same settings or start a new run without --resume.")
+            raise UsageError(f"{where} is for {label} {_show(saved[key])}, this run is {_show(expected[key])}; {advice}.")
 
 
 def check_optimizer(model, state: Dict[str, Any]) -> None:
@@ -319,3 +322,27 @@ def _short(path: str) -> str:
     """``run_003/checkpoints/epoch_4``: enough of a path to find it, short enough for one line."""
     parts = os.path.normpath(os.fspath(path)).split(os.sep)
     return os.sep.join(parts[-3:])
+
+
+def load_weights(network, checkpoint_folder: str, expected_fingerprint: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Loads only the weights of a verified checkpoint into ``network`` (for evaluation and export).
+
+    Returns:
+        The checkpoint's ``state.json``.
+
+    Raises:
+        CheckpointError: the checkpoint is incomplete or corrupt.
+        UsageError: it belongs to another model, dataset or input shape.
+    """
+    import paddle
+
+    state = load_checkpoint(checkpoint_folder)
+    check_fingerprint(state.get("fingerprint"), expected_fingerprint,
+                      advice="pass a checkpoint of this run (last, best, or one of its checkpoints/epoch_N)")
+    try:
+        params = paddle.load(os.path.join(state["folder"], PARAMS_FILE))
+    except Exception as exc:  # paddle.load raises pickle, EOF, value and runtime errors alike
+        raise CheckpointError(f"checkpoint '{_short(state['folder'])}': {PARAMS_FILE} cannot be loaded ({type(exc).__name__}).") from None
+    _check_params(network, params, state["folder"])
+    network.set_state_dict(params)
+    return state

@@ -222,8 +222,7 @@ class Runner:
     # -- run folder and callbacks ---------------------------------------------
     def fingerprint(self) -> Dict[str, Any]:
         """What a checkpoint must match to be resumed into this run."""
-        return {"model": self.config.model, "dataset": self.config.dataset, "input_shape": list(self.input_shape),
-                "num_classes": len(self.train_data.class_names), "config": self.config.fingerprint()}
+        return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names))
 
     def _open_run_dir(self) -> Optional[str]:
         """Sets ``run_dir``; returns the checkpoint folder to resume from, if any."""
@@ -249,11 +248,12 @@ class Runner:
     def _callbacks(self, extra: List[Any]) -> List[Any]:
         """The callbacks of a run, in the order they must run.
 
-        NanGuard first, so nothing acts on a broken batch; user callbacks after
+        LossMean first, so every later callback sees mean losses; NanGuard next,
+        so nothing acts on a broken batch; user callbacks after
         the built-in ones; the checkpoint after everything whose state it saves;
         the export last, because a failed check raises from ``on_train_end``.
         """
-        from .callbacks import (Curves, EarlyStopping, History, ModelCheckpoint, NanGuard, ReduceLROnPlateau,
+        from .callbacks import (Curves, EarlyStopping, History, LossMean, ModelCheckpoint, NanGuard, ReduceLROnPlateau,
                                 StaticExport, VisualDLLogger)
         from .inference import build_sidecar
 
@@ -261,7 +261,7 @@ class Runner:
         self.nan_guard = NanGuard()
         self.history = History(os.path.join(run, "metrics.csv"))
         named: Dict[str, Any] = {"history": self.history}
-        ordered: List[Any] = [self.nan_guard, self.history, self.seeder.callback(),
+        ordered: List[Any] = [LossMean(), self.nan_guard, self.history, self.seeder.callback(),
                               Curves(self.history, os.path.join(run, "curves.png"), title=f"{cfg.model} on {cfg.dataset}")]
         if cfg.visualdl:
             named["visualdl"] = VisualDLLogger(os.path.join(run, "visualdl"), log_freq=cfg.log_freq, hparams=cfg.to_dict())
@@ -278,7 +278,8 @@ class Runner:
         if cfg.export:
             spec = self.train_data.spec
             sidecar = build_sidecar(spec.mean, spec.std, self.input_shape, class_names=self.train_data.class_names,
-                                    model=cfg.model, dataset=cfg.dataset, synthetic=self.train_data.synthetic)
+                                    model=cfg.model, dataset=cfg.dataset, image_size=spec.size,
+                                    synthetic=self.train_data.synthetic)
             verify = self.eval_data.transform(self.eval_data.images[:64])
             self.exporter = named["export"] = StaticExport(
                 os.path.join(run, "inference"), self.input_shape, sidecar, verify_batch=verify,
@@ -331,6 +332,12 @@ class Runner:
         }
         write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
         return results
+
+
+def run_fingerprint(config: TrainConfig, input_shape, num_classes: int) -> Dict[str, Any]:
+    """What a checkpoint records about the network it holds, and what loading it checks."""
+    return {"model": config.model, "dataset": config.dataset, "input_shape": list(input_shape),
+            "num_classes": int(num_classes), "config": config.fingerprint()}
 
 
 def _spec(config: TrainConfig):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 from typing import Any, Dict
 
@@ -104,3 +106,18 @@ def is_finite(value) -> bool:
 def fmt_value(value) -> str:
     """A metric for a log line: 6 significant digits, or 'none'."""
     return "none" if value is None else f"{value:.6g}"
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Sends what C++ libraries print to stdout to stderr instead, so ``--json`` output stays clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):  # and Python-level prints
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

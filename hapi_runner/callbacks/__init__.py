@@ -9,12 +9,13 @@ from .curves import Curves
 from .early_stopping import EarlyStopping
 from .export import ExportVerificationError, StaticExport, export_model
 from .history import History
+from .loss_mean import LossMean
 from .nan_guard import NanGuard, NonFiniteLossError
 from .reduce_lr import ReduceLROnPlateau
 from .visualdl import VisualDLLogger
 
 __all__ = [
     "MODE_TABLE", "MonitorCallback", "RunCallback", "ModelCheckpoint", "Curves", "EarlyStopping",
-    "ExportVerificationError", "StaticExport", "export_model", "History", "NanGuard", "NonFiniteLossError",
+    "ExportVerificationError", "StaticExport", "export_model", "History", "LossMean", "NanGuard", "NonFiniteLossError",
     "ReduceLROnPlateau", "VisualDLLogger",
 ]

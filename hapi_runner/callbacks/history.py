@@ -9,7 +9,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ..paddle_compat import current_lr
-from ..utils import atomic_write_text, metric_logs, scalar
+from ..utils import atomic_write_text, metric_logs
 from .base import RunCallback
 
 COLUMNS = [
@@ -21,10 +21,11 @@ COLUMNS = [
 class History(RunCallback):
     """Records each epoch's figures and, given a path, keeps ``metrics.csv`` current.
 
-    ``train_loss`` is the mean over the epoch's batches (hapi's own epoch
-    log holds only the last batch's loss); accuracies are hapi's running
-    values at epoch end. ``seconds`` covers the training pass alone, so
-    ``images_per_second`` is training throughput.
+    Figures come from hapi's logs; put :class:`LossMean` before it (the
+    Runner does) so that the losses are means over the pass rather than the
+    last batch's. Accuracies are hapi's values accumulated over the pass.
+    ``seconds`` covers the training pass alone, so ``images_per_second`` is
+    training throughput.
 
     Args:
         csv_path: where to write the table, or None to keep it in memory.
@@ -40,7 +41,6 @@ class History(RunCallback):
         self.rows: List[Dict[str, Any]] = []
         self._start = 0.0
         self._images = 0
-        self._loss_sum = 0.0
 
     # -- state, for checkpoints ------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
@@ -54,15 +54,9 @@ class History(RunCallback):
         super().on_epoch_begin(epoch, logs)
         self._start = time.perf_counter()
         self._images = 0
-        self._loss_sum = 0.0
 
     def on_train_batch_end(self, step, logs=None):
-        logs = logs or {}
-        count = int(logs.get("batch_size") or 0)
-        loss = scalar(logs.get("loss"))
-        self._images += count
-        if loss is not None:
-            self._loss_sum += loss * count
+        self._images += int((logs or {}).get("batch_size") or 0)
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
@@ -70,7 +64,7 @@ class History(RunCallback):
         row = {c: None for c in COLUMNS}
         row.update(
             epoch=self.epoch,
-            train_loss=self._loss_sum / self._images if self._images else metrics.get("loss"),
+            train_loss=metrics.get("loss"),
             train_acc_top1=metrics.get("acc_top1"),
             train_acc_top5=metrics.get("acc_top5"),
             lr=current_lr(self.model) if self.model is not None else None,

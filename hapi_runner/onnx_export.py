@@ -1,0 +1,82 @@
+"""ONNX export through ``paddle2onnx``, verified with ``onnxruntime`` (the optional ``[onnx]`` extra).
+
+The network is first exported for ``paddle.inference`` (``paddle.jit.save``),
+then converted; the ONNX model is checked against the dygraph network on a
+real batch, as the Paddle export is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from .errors import HapiRunnerError
+from .utils import stdout_to_stderr, write_json
+
+ONNX_FILE = "model.onnx"
+REPORT = "onnx_report.json"
+OPSET = 13
+
+
+def require_onnx() -> None:
+    """Fails with install advice unless paddle2onnx and onnxruntime import."""
+    missing = []
+    for name in ("paddle2onnx", "onnxruntime"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise HapiRunnerError(f"--format onnx needs {' and '.join(missing)}: pip install 'hapi-runner[onnx]' "
+                              f"(or pip install paddle2onnx onnxruntime).")
+
+
+def export_onnx(network, directory: str, input_shape: Sequence[int], sidecar: Dict[str, Any],
+                verify_batch: Optional[np.ndarray], min_top1_agreement: float = 0.999) -> Dict[str, Any]:
+    """Writes ``directory/model.onnx`` with the sidecar and a verification report.
+
+    Raises:
+        ExportVerificationError: onnxruntime and the network disagree on more
+            than ``1 - min_top1_agreement`` of the batch (the ONNX file is
+            left in place, the report says by how much).
+    """
+    import onnxruntime
+    import paddle2onnx
+
+    from .callbacks.export import ExportVerificationError, compare_logits, dygraph_logits, export_model
+    from .inference import SIDECAR, find_model_files
+
+    require_onnx()
+    staging = tempfile.mkdtemp(prefix="hapi-runner-onnx-")
+    try:
+        export_model(network, os.path.join(staging, "inference"), input_shape, sidecar)
+        model_file, params_file = find_model_files(os.path.join(staging, "inference"))
+        os.makedirs(directory, exist_ok=True)
+        target = os.path.join(directory, ONNX_FILE)
+        started = time.perf_counter()
+        with stdout_to_stderr():  # paddle2onnx reports progress on stdout
+            paddle2onnx.export(model_file, params_file, save_file=target + ".tmp", opset_version=OPSET,
+                               enable_optimize=True, optimize_tool="None")
+        os.replace(target + ".tmp", target)
+        shutil.copyfile(os.path.join(staging, "inference", SIDECAR), os.path.join(directory, SIDECAR))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    report: Dict[str, Any] = {"file": target, "opset": OPSET, "export_seconds": time.perf_counter() - started,
+                              "paddle2onnx": paddle2onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    if verify_batch is not None:
+        session = onnxruntime.InferenceSession(target, providers=["CPUExecutionProvider"])
+        actual = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(verify_batch, np.float32)})[0]
+        report.update(compare_logits(dygraph_logits(network, verify_batch), actual))
+        report["engine"] = "onnxruntime CPUExecutionProvider"
+    write_json(os.path.join(directory, REPORT), report)
+    if verify_batch is not None and report["top1_agreement"] < min_top1_agreement:
+        raise ExportVerificationError(
+            f"the ONNX model agrees with the trained network on {report['top1_agreement']:.2%} of {report['num_samples']} images "
+            f"(needed {min_top1_agreement:.2%}, largest logit difference {report['max_abs_diff']:.3g}); see {os.path.join(directory, REPORT)}."
+        )
+    return report

@@ -1,0 +1,129 @@
+"""``hapi-runner predict``: class predictions for image files from an exported model.
+
+Works from an export folder alone (``inference/`` with its ``hapi_runner.json``
+sidecar), without the run folder or the training code's configuration: the
+sidecar says how to turn a file into the network's input (channels, size,
+padding, mean and std).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import HapiRunnerError, UsageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".npy")
+
+
+def resolve_model_dir(target: str) -> str:
+    """An export folder from an export folder or a run folder (its ``inference/``)."""
+    from .inference import SIDECAR
+
+    if not os.path.exists(target):
+        raise UsageError(f"'{target}' does not exist; pass a run folder or its inference/ folder.")
+    for folder in (target, os.path.join(target, "inference")):
+        if os.path.isfile(os.path.join(folder, SIDECAR)):
+            return folder
+    raise HapiRunnerError(f"'{target}' holds no exported model ({SIDECAR} not found there or in its inference/); "
+                          f"export it first: hapi-runner export RUN.")
+
+
+def expand_paths(paths: Sequence[str]) -> List[str]:
+    """Files as given, folders replaced by their image files (sorted, not recursive)."""
+    files: List[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, n) for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise UsageError(f"folder '{path}' has no images ({', '.join(IMAGE_EXTENSIONS)}).")
+            files.extend(found)
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise UsageError(f"'{path}' does not exist; pass image files (PNG, JPEG, BMP, .npy) or folders of them.")
+    return files
+
+
+def read_image(path: str, channels: int, size: int) -> np.ndarray:
+    """uint8 ``[channels, size, size]`` from a PNG/JPEG/BMP (converted and resized) or a .npy array."""
+    if path.lower().endswith(".npy"):
+        return _read_npy(path, channels, size)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.BILINEAR)
+            array = np.asarray(image, dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise UsageError(f"'{path}' is not an image Pillow can read; pass PNG, JPEG, BMP or .npy files.") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UsageError(f"'{path}' cannot be decoded ({type(exc).__name__}: {exc}); the file may be truncated.") from None
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _read_npy(path: str, channels: int, size: int) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"'{path}' is not a readable .npy array ({type(exc).__name__}).") from None
+    if np.issubdtype(array.dtype, np.floating) and array.size and array.min() >= 0 and array.max() <= 1:
+        array = np.round(array * 255)  # 0-1 floats are accepted as well as 0-255 integers
+    if array.ndim == 2:
+        array = array[None]
+    elif array.ndim == 3 and array.shape[-1] in (1, 3) and array.shape[0] not in (1, 3):
+        array = array.transpose(2, 0, 1)
+    if array.ndim != 3 or array.shape[0] not in (1, 3) or array.shape[1:] != (size, size):
+        raise UsageError(f"'{path}' holds an array of shape {list(array.shape)}; expected [{size}, {size}], "
+                         f"[{size}, {size}, C] or [C, {size}, {size}] with C 1 or 3.")
+    if array.min() < 0 or array.max() > 255:
+        raise UsageError(f"'{path}' has values outside 0-255; save pixels as uint8 (or floats in 0-1).")
+    array = array.astype(np.uint8)
+    if array.shape[0] != channels:
+        array = np.repeat(array, 3, axis=0) if channels == 3 else np.round(array.mean(axis=0, keepdims=True)).astype(np.uint8)
+    return array
+
+
+def predict_files(target: str, paths: Sequence[str], top_k: int = 5, device: str = "cpu",
+                  threads: Optional[int] = None, batch_size: int = 64) -> List[Dict[str, Any]]:
+    """Top-k classes with probabilities for each image file.
+
+    Args:
+        target: an export folder or a run folder.
+        paths: image files and folders of them.
+        top_k: classes to report per file. Defaults to 5 (at most the class count).
+        device: Defaults to ``cpu``.
+        threads: CPU threads. Defaults to every core.
+        batch_size: images per predictor run. Defaults to 64.
+
+    Returns:
+        One dict per file: ``path``, ``class_id``, ``class_name``,
+        ``probability``, and ``top_k`` (a list of the same three keys).
+    """
+    from .inference import InferenceModel
+
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise UsageError(f"top_k must be an integer >= 1, got {top_k!r}.")
+    files = expand_paths(paths)
+    model = InferenceModel(resolve_model_dir(target), device=device, threads=threads)
+    sidecar = model.sidecar
+    channels = int(sidecar["channels"])
+    size = int(sidecar.get("image_size") or sidecar.get("pad_to"))
+    names = model.class_names
+    results = []
+    for start in range(0, len(files), batch_size):
+        chunk = files[start:start + batch_size]
+        images = np.stack([read_image(p, channels, size) for p in chunk])
+        logits = model.predict(model.preprocess(images)).astype(np.float64)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        k = min(top_k, probs.shape[1])
+        for path, row in zip(chunk, probs):
+            order = np.argsort(-row)[:k]
+            top = [{"class_id": int(i), "class_name": names[i] if names else str(i), "probability": float(row[i])} for i in order]
+            results.append({"path": path, **top[0], "top_k": top})
+    return results

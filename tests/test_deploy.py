@@ -1,0 +1,153 @@
+"""evaluate, predict and export on a trained run: both engines, image files, ONNX, and bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import tiny_config
+from hapi_runner import Runner
+from hapi_runner.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(data_root, tmp_path_factory):
+    """A one-epoch LeNet run on the generated MNIST files, and its Runner."""
+    tmp = tmp_path_factory.mktemp("deploy")
+    runner = Runner(tiny_config(data_root, tmp, epochs=2, batch_size=8))
+    runner.fit()
+    return runner
+
+
+def cli(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(err):
+    lines = [l for l in err.splitlines() if l.startswith("hapi-runner: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("engine", ["dygraph", "inference"])
+def test_evaluate_counts_every_sample_once_on_both_engines(trained, capsys, engine):
+    code, out, _ = cli(capsys, ["evaluate", trained.run_dir, "--engine", engine, "--json", "--batch-size", "5"])
+    assert code == 0
+    result = json.loads(out)
+    assert result["num_samples"] == 16 and np.sum(result["confusion_matrix"]) == 16
+    final = json.loads(open(f"{trained.run_dir}/results.json").read())["final_eval"]
+    assert result["acc_top1"] == pytest.approx(final["acc_top1"], abs=1e-9)
+    assert result["loss"] == pytest.approx(final["loss"], rel=1e-4)
+    assert result["images_per_second"] > 0 and len(result["per_class_accuracy"]) == 10
+    csv_text = open(result["confusion_files"]["csv"]).read().splitlines()
+    assert len(csv_text) == 11 and csv_text[0].startswith("true \\ predicted")
+    assert open(result["confusion_files"]["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_best_checkpoint_and_another_dataset_of_the_same_shape(trained, data_root, capsys):
+    code, out, _ = cli(capsys, ["evaluate", trained.run_dir, "--checkpoint", "best", "--engine", "inference",
+                                "--dataset", "fashion-mnist", "--data-dir", str(data_root / "fashion-mnist"), "--json"])
+    assert code == 0
+    assert json.loads(out)["dataset"] == "fashion-mnist"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["evaluate", "/nonexistent/run"], "does not exist"),
+    (["evaluate", "{run}", "--dataset", "cifar10"], "the model was trained on mnist"),
+    (["evaluate", "{run}", "--engine", "tensorrt"], "invalid choice"),
+    (["evaluate", "{run}", "--checkpoint", "/nonexistent/ckpt"], "does not exist"),
+    (["export", "{run}", "--format", "tflite"], "invalid choice"),
+])
+def test_evaluate_and_export_refuse_bad_input_in_one_line(trained, capsys, argv, match):
+    code, _, err = cli(capsys, [a.replace("{run}", trained.run_dir) for a in argv])
+    assert code in (1, 2)
+    assert match in error_line(err)
+
+
+def test_a_checkpoint_of_another_model_is_refused(trained, data_root, tmp_path, capsys):
+    other = Runner(tiny_config(data_root, tmp_path, model="resnet18"))
+    other.fit()
+    code, _, err = cli(capsys, ["evaluate", trained.run_dir, "--checkpoint", f"{other.run_dir}/checkpoints/last"])
+    assert code == 2
+    assert "resnet18" in error_line(err) and "lenet" in error_line(err)
+
+
+def write_pngs(runner, folder, count=6):
+    folder.mkdir()
+    paths = []
+    for i in range(count):
+        path = folder / f"img_{i}.png"
+        Image.fromarray(runner.eval_data.images[i, 0]).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_predict_png_files_from_the_model_folder_alone(trained, tmp_path, capsys):
+    paths = write_pngs(trained, tmp_path / "images")
+    model_dir = tmp_path / "deployed"
+    shutil.copytree(f"{trained.run_dir}/inference", model_dir)
+    code, out, _ = cli(capsys, ["predict", str(model_dir), str(tmp_path / "images"), "--top-k", "3", "--json"])
+    assert code == 0
+    results = json.loads(out)
+    assert [r["path"] for r in results] == paths
+    expected = trained.predict()[:6]
+    for result, probs in zip(results, expected):
+        assert result["class_id"] == int(probs.argmax())
+        assert result["probability"] == pytest.approx(float(probs.max()), abs=1e-4)
+        assert result["class_name"] == trained.eval_data.class_names[result["class_id"]]
+        assert len(result["top_k"]) == 3 and result["top_k"][0]["class_id"] == result["class_id"]
+
+
+def test_predict_reads_npy_and_prints_a_line_per_file(trained, tmp_path, capsys):
+    path = tmp_path / "digit.npy"
+    np.save(path, trained.eval_data.images[0, 0])
+    code, out, _ = cli(capsys, ["predict", trained.run_dir, str(path)])
+    assert code == 0
+    assert out.startswith(f"{path}: ") and out.count("\n") == 1
+
+
+def test_predict_refuses_bad_files_in_one_line(trained, tmp_path, capsys):
+    (tmp_path / "text.png").write_text("not an image")
+    png = tmp_path / "cut.png"
+    Image.fromarray(trained.eval_data.images[0, 0]).save(png)
+    png.write_bytes(png.read_bytes()[:60])
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no_export").mkdir()
+    cases = [
+        ([trained.run_dir, str(tmp_path / "text.png")], "is not an image"),
+        ([trained.run_dir, str(png)], "cannot be decoded"),
+        ([trained.run_dir, str(tmp_path / "empty")], "has no images"),
+        ([str(tmp_path / "no_export"), str(tmp_path / "text.png")], "holds no exported model"),
+        ([trained.run_dir, str(tmp_path / "missing.png")], "does not exist"),
+    ]
+    for args, match in cases:
+        code, _, err = cli(capsys, ["predict", *args])
+        assert code != 0
+        assert match in error_line(err), args
+
+
+def test_export_again_from_the_best_checkpoint(trained, tmp_path, capsys):
+    out_dir = tmp_path / "best-export"
+    code, out, _ = cli(capsys, ["export", trained.run_dir, "--checkpoint", "best", "--output", str(out_dir), "--json"])
+    assert code == 0
+    report = json.loads(out)
+    assert report["top1_agreement"] >= 0.999
+    sidecar = json.loads((out_dir / "hapi_runner.json").read_text())
+    assert sidecar["model"] == "lenet" and sidecar["scale"] == "0-1" and len(sidecar["class_names"]) == 10
+
+
+def test_onnx_round_trip(trained, tmp_path, capsys):
+    pytest.importorskip("paddle2onnx", reason="the [onnx] extra (paddle2onnx) is not installed")
+    ort = pytest.importorskip("onnxruntime", reason="the [onnx] extra (onnxruntime) is not installed")
+    code, out, _ = cli(capsys, ["export", trained.run_dir, "--format", "onnx", "--output", str(tmp_path / "onnx"), "--json"])
+    assert code == 0
+    report = json.loads(out)
+    assert report["top1_agreement"] >= 0.999 and report["max_abs_diff"] < 1e-3
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    batch = trained.eval_data.transform(trained.eval_data.images[:4])
+    onnx_out = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    np.testing.assert_array_equal(onnx_out.argmax(axis=1), trained.predict()[:4].argmax(axis=1))
