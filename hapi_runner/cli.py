@@ -10,6 +10,7 @@ the lower layers. Failures print one line and exit 2 (usage) or 1 (runtime);
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -18,7 +19,9 @@ import warnings
 from typing import List, Optional
 
 from . import __version__
-from .config import AMP_LEVELS, LR_SCHEDULES, OPTIMIZERS, STEMS, TrainConfig, from_mapping, load_config_file
+from .config import (AMP_DTYPES, AMP_LEVELS, LR_SCHEDULES, OPTIMIZERS, PIPELINES, STEMS, TrainConfig, load_config_file,
+                     resolve_layers)
+from .recipes import ABOUT, RECIPES
 from .errors import HapiRunnerError, UsageError
 
 PROG = "hapi-runner"
@@ -27,7 +30,14 @@ S = argparse.SUPPRESS
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of printing usage and exiting, so every error is one line."""
+    """argparse that raises instead of printing usage and exiting, so every error is one line.
+
+    Abbreviated flags are refused: ``--epoch 3`` silently meaning ``--epochs 3`` hides typos.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -63,13 +73,31 @@ def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     opt.add_argument("--lr-gamma", type=float, default=S, help="factor at each step; default 0.1")
     opt.add_argument("--warmup-epochs", type=int, default=S, help="linear warm-up from 0; default 0")
     opt.add_argument("--seed", type=int, default=S, help="default 0")
+    opt.add_argument("--recipe", choices=sorted(RECIPES), default=S,
+                     help="a named set of hyper-parameters (hapi_runner/recipes.py): "
+                          + "; ".join(f"{k}: {v}" for k, v in sorted(ABOUT.items()))
+                          + ". A config file and flags beat it; default none")
 
     hw = parser.add_argument_group("hardware")
     hw.add_argument("--device", default=S, help="auto, cpu, gpu or gpu:N; default auto (a GPU if one is visible)")
     hw.add_argument("--gpu", action="store_const", const=True, default=S, help="require a GPU: fail rather than train on the CPU")
     hw.add_argument("--threads", default=S, help="CPU math threads, N or auto (1 for lenet, all cores otherwise); default auto")
     hw.add_argument("--amp", type=str.upper, choices=AMP_LEVELS, default=S, help="mixed precision on GPU; ignored with a warning on CPU")
-    hw.add_argument("--num-workers", type=int, default=S, help="DataLoader worker processes; default 0 on CPU, 4 on GPU")
+    hw.add_argument("--amp-dtype", choices=AMP_DTYPES, default=S, help="the low-precision type of --amp; default float16 (bfloat16 needs Ampere or newer)")
+    hw.add_argument("--no-cudnn-tuning", dest="cudnn_tuning", action="store_const", const=False, default=S,
+                    help="GPU: skip cuDNN's exhaustive convolution search (and, with --amp, its persistent batch norm)")
+
+    data_in = parser.add_argument_group("input pipeline")
+    data_in.add_argument("--pipeline", choices=PIPELINES, default=S,
+                         help="batched: transform whole batches with numpy in the collate; per-sample: the same transforms "
+                              "one image at a time in the Dataset, Paddle's default collate; default batched")
+    data_in.add_argument("--num-workers", type=int, default=S, help="DataLoader worker processes; default 0 on CPU, min(4, cores) on GPU")
+    data_in.add_argument("--prefetch-factor", type=int, default=S, help="batches each worker prepares ahead; default 2")
+    data_in.add_argument("--persistent-workers", action="store_const", const=True, default=S,
+                         help="keep workers between epochs (augmentation is then no longer a function of the epoch, "
+                              "so a resumed run sees other crops); default off")
+    data_in.add_argument("--no-shared-memory", dest="use_shared_memory", action="store_const", const=False, default=S,
+                         help="workers pass batches through pipes instead of /dev/shm; default: shared memory")
 
     run = parser.add_argument_group("run folder and logging")
     run.add_argument("--save-dir", default=S, help="run folder; default: a new output/<model>-<dataset>/run_NNN")
@@ -137,6 +165,7 @@ def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     parser.add_argument("--batch-size", type=int, default=None, help="default: the run's")
     parser.add_argument("--threads", default=None, help="CPU threads, N or auto; default: the run's")
     parser.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N; default cpu")
+    parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help="with --engine inference on a GPU: TensorRT at this precision")
     _add_common(parser, "print one JSON object")
     return parser
 
@@ -147,6 +176,7 @@ def build_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("--top-k", type=int, default=5, help="classes per image; default 5")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads; default: every core")
     parser.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N; default cpu")
+    parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help="on a GPU: TensorRT at this precision")
     _add_common(parser, "print a JSON list, one object per file")
     return parser
 
@@ -176,15 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then the config file, then the flags given."""
+    """Defaults, then ``--recipe`` (the flag's, else the config file's), then the config file, then the flags given."""
     values = vars(args).copy()
     for key in ("command", "debug", "json", "list_models", "list_datasets"):
         values.pop(key, None)
-    base = None
+    layers = []
     path = values.pop("config", None)
     if path:
-        base = from_mapping(load_config_file(path), source=f"config file '{path}'")
-    return from_mapping(values, base=base, source="command line")
+        layers.append((load_config_file(path), f"config file '{path}'"))
+    layers.append((values, "command line"))
+    return resolve_layers(layers)
 
 
 def _list_models() -> str:
@@ -209,10 +240,13 @@ def run_train(args: argparse.Namespace) -> int:
         print(_list_models() if args.list_models else _list_datasets())
         return 0
     config = config_from_args(args)
+    from .distributed import is_main
     from .runner import Runner
 
     runner = Runner(config)
     results = runner.fit()
+    if not is_main():  # a launched job reports once, from rank 0
+        return 0
     final = results["final_eval"]
     print(f"hapi_runner: done in {results['total_seconds']:.1f}s: eval loss {final['loss']:.4f}, "
           f"top-1 {final['acc_top1']:.4f}, top-5 {final['acc_top5']:.4f}; results in {results['run_dir']}", flush=True)
@@ -242,8 +276,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {args.batch_size}.")
+    if args.tensorrt and args.engine != "inference":
+        raise UsageError("--tensorrt applies to --engine inference; add --engine inference or drop --tensorrt.")
     result = evaluate_run(args.run, args.checkpoint, args.engine, args.dataset, args.data_dir, args.batch_size,
-                          args.threads, args.device, args.download)
+                          args.threads, args.device, args.download, tensorrt=args.tensorrt)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -257,7 +293,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from .predict import predict_files
 
-    results = predict_files(args.model, args.images, top_k=args.top_k, device=args.device, threads=args.threads)
+    results = predict_files(args.model, args.images, top_k=args.top_k, device=args.device, threads=args.threads,
+                            tensorrt=args.tensorrt)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -310,6 +347,24 @@ def _setup_logging() -> None:
     warnings.filterwarnings("ignore", message="To copy construct from a tensor")
 
 
+# What str.splitlines() breaks at, each shown as its escape: a value the user typed may hold one.
+_LINE_BREAKS = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line, whatever characters the values in it hold."""
+    return str(exc).translate(_LINE_BREAKS)
+
+
+def _os_error(exc: OSError) -> str:
+    where = f": '{exc.filename}'" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some space or choose another --save-dir, and run again (--resume continues from the last checkpoint)"
+    else:
+        advice = "check the path and its permissions (--debug shows where it happened)"
+    return _one_line(f"{exc.strerror or exc}{where}; {advice}.")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the CLI and returns the exit code (0 ok, 1 runtime failure, 2 usage error, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -324,13 +379,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except HapiRunnerError as exc:
         if debug:
             traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except OSError as exc:  # a full disk, a lost mount, a permission: the reason and the file
+        if debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {_os_error(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:  # anything unforeseen still gets one line
         if debug:
             traceback.print_exc()

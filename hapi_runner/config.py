@@ -15,7 +15,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import UsageError
 
@@ -23,7 +23,9 @@ OPTIMIZERS = ("momentum", "sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
 STEMS = ("default", "cifar")
 AMP_LEVELS = ("O1", "O2")
-PIPELINES = ("batched",)
+PIPELINES = ("batched", "per-sample")
+MAX_SEED = 2**32 - 1
+AMP_DTYPES = ("float16", "bfloat16")
 
 
 def suggest(value: str, choices) -> str:
@@ -73,12 +75,20 @@ class TrainConfig:
     lr_gamma: float = 0.1
     warmup_epochs: int = 0
     seed: int = 0
+    recipe: Optional[str] = None
     # hardware
     device: str = "auto"
     gpu: bool = False
     threads: str = "auto"
     amp: Optional[str] = None
+    amp_dtype: str = "float16"
+    cudnn_tuning: bool = True
+    # input pipeline
+    pipeline: str = "batched"
     num_workers: Optional[int] = None
+    prefetch_factor: int = 2
+    persistent_workers: bool = False
+    use_shared_memory: bool = True
     # run folder and logging
     save_dir: Optional[str] = None
     output_root: str = "output"
@@ -124,10 +134,27 @@ class TrainConfig:
         if self.amp is not None:
             self.amp = str(self.amp).upper()
             check_choice("amp", self.amp, AMP_LEVELS)
-        for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size", "save_freq", "plateau_patience"):
+        check_choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
+        check_choice("pipeline", self.pipeline, PIPELINES)
+        if self.recipe is not None:
+            from .recipes import RECIPES
+
+            check_choice("recipe", self.recipe, sorted(RECIPES))
+        if isinstance(self.synthetic_size, int) and not isinstance(self.synthetic_size, bool) and self.synthetic_size > 1_000_000:
+            raise UsageError(f"synthetic_size must be at most 1000000 (images held in memory), got {self.synthetic_size}.")
+        for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size", "save_freq", "plateau_patience",
+                     "prefetch_factor"):
             _check_int(name, getattr(self, name), minimum=1)
         for name in ("warmup_epochs", "seed", "start_from_epoch"):
             _check_int(name, getattr(self, name), minimum=0)
+        if self.seed > MAX_SEED:  # numpy's and Paddle's seeds are 32-bit
+            raise UsageError(f"seed must be <= {MAX_SEED}, got {self.seed}.")
+        for name in ("data_dir", "save_dir", "pretrained", "resume", "output_root"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) or (value is None and name != "output_root")):
+                raise UsageError(f"{name} must be a path (a string), got {value!r}.")
+            if isinstance(value, str) and "\x00" in value:
+                raise UsageError(f"{name} {value!r} holds a NUL character, which no path can; remove it.")
         for name, minimum in (("num_workers", 0), ("keep_last", 1), ("early_stopping_patience", 1)):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=minimum)
@@ -135,6 +162,7 @@ class TrainConfig:
             check_choice("mode", self.mode, ("min", "max"))
         if not isinstance(self.monitor, str) or not self.monitor:
             raise UsageError(f"monitor must be a metric name such as acc_top1 or loss, got {self.monitor!r}.")
+        _check_monitor(self.monitor)
         _check_number("min_delta", self.min_delta, low=0.0)
         if self.baseline is not None:
             _check_number("baseline", self.baseline)
@@ -142,7 +170,7 @@ class TrainConfig:
         _check_number("lr", self.lr, low=0.0, low_open=True)
         _check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         _check_number("weight_decay", self.weight_decay, low=0.0)
-        _check_number("lr_gamma", self.lr_gamma, low=0.0, low_open=True)
+        _check_number("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True, high_open=True)
         _check_number("val_split", self.val_split, low=0.0, high=1.0, high_open=True)
         if not isinstance(self.lr_step_epochs, (list, tuple)) or not self.lr_step_epochs:
             raise UsageError(f"lr_step_epochs must be a non-empty list of epochs, got {self.lr_step_epochs!r}.")
@@ -154,7 +182,7 @@ class TrainConfig:
         if self.verbose is not None:
             _check_int("verbose", self.verbose, minimum=0)
         for name in ("augment", "download", "gpu", "overwrite", "visualdl", "restore_best", "reduce_lr_on_plateau",
-                     "export", "export_on_best"):
+                     "export", "export_on_best", "cudnn_tuning", "persistent_workers", "use_shared_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}.")
         if self.gpu and self.device == "cpu":
@@ -177,8 +205,27 @@ class TrainConfig:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> "TrainConfig":
-        """A copy with some fields changed, checked again."""
+        """A copy with some fields changed, checked again.
+
+        Changing ``recipe`` lays the new recipe's values over this config
+        first; the other changes then apply on top.
+        """
+        recipe = changes.get("recipe")
+        if recipe is not None and recipe != self.recipe:
+            from .recipes import recipe_values
+
+            base = from_mapping({**recipe_values(recipe), "recipe": recipe}, base=self, source=f"recipe '{recipe}'")
+            return from_mapping(changes, base=base)
         return from_mapping(changes, base=self)
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """The defaults, then recipe ``name`` (``hapi_runner.recipes``), then ``overrides``.
+
+        ``TrainConfig(recipe=name)`` only records the name; this (or
+        ``--recipe`` on the command line) applies the recipe's values.
+        """
+        return resolve_layers([({"recipe": name, **overrides}, "arguments")])
 
 
 def field_names() -> List[str]:
@@ -204,8 +251,32 @@ def from_mapping(values: Dict[str, Any], base: Optional[TrainConfig] = None, sou
         raise UsageError(f"{source}: {exc}") from None
 
 
+def resolve_layers(layers: List[Tuple[Dict[str, Any], str]]) -> TrainConfig:
+    """Lays ``(values, source)`` mappings over the defaults, lowest first, with the recipe beneath them all.
+
+    The recipe is the last one any layer names; its values go on the
+    defaults before any layer, so a config file and flags beat it:
+    defaults < recipe < layers[0] < layers[1] ...
+    """
+    recipe = None
+    for values, _ in layers:
+        for key, value in values.items():
+            if str(key).replace("-", "_") == "recipe":
+                recipe = value
+    config = TrainConfig()
+    if recipe is not None:
+        from .recipes import recipe_values
+
+        config = from_mapping({**recipe_values(recipe), "recipe": recipe}, source=f"recipe '{recipe}'")
+    for values, source in layers:
+        config = from_mapping({k: v for k, v in values.items() if str(k).replace("-", "_") != "recipe"}, base=config, source=source)
+    return config
+
+
 def load_config_file(path: str) -> Dict[str, Any]:
     """Reads a YAML (.yaml/.yml) or JSON file into a dict of config keys."""
+    if os.path.isdir(path):
+        raise UsageError(f"config file '{path}' is a folder; pass the path of a .yaml or .json file.")
     if not os.path.isfile(path):
         raise UsageError(f"config file '{path}' does not exist; pass the path of a .yaml or .json file.")
     try:
@@ -215,13 +286,11 @@ def load_config_file(path: str) -> Dict[str, Any]:
         raise UsageError(f"config file '{path}' cannot be read: {exc}.") from None
     try:
         if path.endswith((".yaml", ".yml")):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = _load_yaml(text)
         else:
             data = json.loads(text)
     except Exception as exc:  # yaml and json raise many kinds; all mean the same to the user
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = _parse_problem(exc)
         raise UsageError(f"config file '{path}' is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {first}.") from None
     if data is None:
         return {}
@@ -230,12 +299,53 @@ def load_config_file(path: str) -> Dict[str, Any]:
     return data
 
 
+def _load_yaml(text: str):
+    """``yaml.safe_load``, but ``1e-3`` is a float as in YAML 1.2 and JSON (PyYAML's YAML 1.1 reads it as a string)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return yaml.load(text, Loader=Loader)
+
+
+def _parse_problem(exc: Exception) -> str:
+    """One line from a YAML or JSON parse error: what is wrong, and where."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if problem and mark is not None:  # yaml.MarkedYAMLError
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# What paddle.Model reports with the loss and Accuracy(topk=(1, 5)) the Runner prepares.
+RUN_METRICS = ("loss", "acc_top1", "acc_top5")
+
+
+def _check_monitor(monitor: str) -> None:
+    """The monitor must be a metric a run logs (checked before any folder is made)."""
+    from .utils import split_monitor
+
+    _, name = split_monitor(monitor)
+    if name not in RUN_METRICS:
+        choices = [*RUN_METRICS, *(f"train_{m}" for m in RUN_METRICS)]
+        raise UsageError(f"monitor '{monitor}' is not a metric a run logs; choose one of: {', '.join(choices)}.{suggest(monitor, choices)}")
+
+
 def parse_device(value: Any) -> str:
     """Normalises ``auto``, ``cpu``, ``gpu`` and ``gpu:N``."""
     text = str(value).strip().lower()
     if text in ("auto", "cpu", "gpu"):
         return text
-    if text.startswith("gpu:") and text[4:].isdigit():
+    if text.startswith("gpu:") and text[4:].isascii() and text[4:].isdigit():
         return text
     raise UsageError(f"device '{value}' is not valid; use auto, cpu, gpu or gpu:N (N the card's index).")
 
@@ -245,9 +355,21 @@ def parse_threads(value: Any) -> str:
     text = str(value).strip().lower()
     if text == "auto":
         return text
-    if text.isdigit() and int(text) >= 1:
+    if text.isascii() and text.isdigit() and int(text) >= 1:
         return text
     raise UsageError(f"threads '{value}' is not valid; use a positive integer or 'auto'.")
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range, e.g. from a config file
+        return False
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -259,8 +381,8 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _check_number(name, value, low=None, high=None, low_open=False, high_open=False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise UsageError(f"{name} must be a finite number, got {_short_repr(value)}.")
     low_bad = low is not None and (value <= low if low_open else value < low)
     high_bad = high is not None and (value >= high if high_open else value > high)
     if low_bad or high_bad:

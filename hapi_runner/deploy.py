@@ -181,7 +181,7 @@ def _eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str
     spec = spec_for(name, cfg.synthetic_like)
     if (spec.num_classes, spec.channels) != (run.spec.num_classes, run.spec.channels):
         raise UsageError(f"dataset {name} has {spec.num_classes} classes of {spec.channels}-channel images; "
-                         f"the model was trained on {cfg.dataset} ({run.spec.num_classes} classes, {run.spec.channels} channels): pick a dataset of that shape.")
+                         f"the model was trained on {cfg.dataset} ({run.spec.num_classes} classes of {run.spec.channels}-channel images): pick a dataset of that shape.")
     return load_dataset(name, "test", data_dir or (cfg.data_dir if name == cfg.dataset else None), augment=False,
                         out_size=run.input_shape[-1], seed=cfg.seed, download=download,
                         synthetic_like=cfg.synthetic_like, synthetic_size=cfg.synthetic_size)
@@ -217,7 +217,7 @@ def _inference_folder(run: LoadedRun, explicit_checkpoint: bool) -> str:
 
 def evaluate_run(run_dir: str, checkpoint: Optional[str] = None, engine: str = "dygraph", dataset: Optional[str] = None,
                  data_dir: Optional[str] = None, batch_size: Optional[int] = None, threads: Optional[str] = None,
-                 device: str = "cpu", download: bool = True) -> Dict[str, Any]:
+                 device: str = "cpu", download: bool = True, tensorrt: Optional[str] = None) -> Dict[str, Any]:
     """Evaluates a run's weights on a test split, every sample exactly once.
 
     Args:
@@ -232,6 +232,8 @@ def evaluate_run(run_dir: str, checkpoint: Optional[str] = None, engine: str = "
         threads: CPU threads. Defaults to the run's setting.
         device: Defaults to ``cpu``.
         download: allow Paddle's download. Defaults to True.
+        tensorrt: ``fp32``/``fp16`` to run the inference engine through
+            TensorRT on a GPU. Defaults to None.
 
     Returns:
         ``loss``, ``acc_top1``, ``acc_top5``, ``images_per_second``,
@@ -253,7 +255,8 @@ def evaluate_run(run_dir: str, checkpoint: Optional[str] = None, engine: str = "
         from .environment import resolve_threads
 
         predictor = InferenceModel(_inference_folder(run, checkpoint is not None), device=device,
-                                   threads=resolve_threads(threads or run.config.threads, run.config.model))
+                                   threads=resolve_threads(threads or run.config.threads, run.config.model),
+                                   tensorrt=tensorrt)
         started = time.perf_counter()
         logits = np.concatenate([predictor.predict(data.transform(data.images[i:i + size])) for i in range(0, len(data), size)])
         seconds = time.perf_counter() - started

@@ -10,18 +10,23 @@ from __future__ import annotations
 import logging
 import os
 
+from .distributed import is_distributed, local_world_size
 from .errors import HapiRunnerError
 from .paddle_compat import paddle_imported, set_cpu_threads, set_thread_env
 
 log = logging.getLogger("hapi_runner")
 
-# Models small enough that a second thread costs more in synchronisation than
-# it gains: on 2 cores LeNet trained 2x slower with 2 threads than with 1.
+# The ``--threads auto`` rule, decided by measurement (bench/run.py --only
+# threads; the figures and the reasoning are in docs/benchmarks.md): models so
+# small that a second thread costs more in synchronisation than it gains run on
+# one thread (on 2 cores LeNet trains 2-3x slower on 2 threads than on 1, at
+# every batch size from 64 to 1024); everything else gets every core (ResNet-18
+# trains about 1.4x faster on 2 threads than on 1 on an idle machine).
 SINGLE_THREAD_MODELS = frozenset({"lenet"})
 
 GPU_INSTALL_HINT = (
     "install the GPU build (pip uninstall -y paddlepaddle && pip install paddlepaddle-gpu), "
-    "or drop --gpu to train on the CPU"
+    "or train on the CPU (--device cpu, without --gpu)"
 )
 
 
@@ -30,7 +35,8 @@ def resolve_threads(setting: str, model: str) -> int:
 
     ``auto``: an ``OMP_NUM_THREADS`` the user exported (before Paddle was
     imported) wins; otherwise 1 for :data:`SINGLE_THREAD_MODELS`, and every
-    core for the rest.
+    core for the rest, shared out among the processes
+    ``paddle.distributed.launch`` started on this machine.
     """
     if setting != "auto":
         return int(setting)
@@ -39,7 +45,8 @@ def resolve_threads(setting: str, model: str) -> int:
         return int(user_value)
     if model in SINGLE_THREAD_MODELS:
         return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // local_world_size())
 
 
 def configure_threads(setting: str, model: str) -> int:
@@ -75,10 +82,79 @@ def select_device(device: str, require_gpu: bool = False) -> str:
         if not compiled:
             raise HapiRunnerError(f"a GPU was asked for, but this Paddle {paddle.__version__} is a CPU-only build; {GPU_INSTALL_HINT}.")
         if count == 0:
-            raise HapiRunnerError("a GPU was asked for, but none is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES), or drop --gpu to train on the CPU.")
-        index = int(want.split(":")[1]) if ":" in want else 0
+            raise HapiRunnerError("a GPU was asked for, but none is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES), or train on the CPU (--device cpu, without --gpu).")
+        index = int(want.split(":")[1]) if ":" in want else _launched_gpu()
         if index >= count:
             raise HapiRunnerError(f"device gpu:{index} was asked for, but only {count} GPU(s) are visible (gpu:0..gpu:{count - 1}).")
         want = f"gpu:{index}"
     paddle.set_device(want)
     return want
+
+
+def _launched_gpu() -> int:
+    """The GPU ``paddle.distributed.launch`` gave this process (``FLAGS_selected_gpus``); 0 outside a launched job.
+
+    The launcher leaves every GPU visible and names each process's own in
+    ``FLAGS_selected_gpus``; ``gpu:0`` on every rank would put them all on
+    the first GPU.
+    """
+    if not is_distributed():
+        return 0
+    import paddle.distributed as dist
+
+    return int(dist.ParallelEnv().device_id)
+
+
+def default_num_workers(device: str) -> int:
+    """DataLoader workers when ``--num-workers`` is not given: 0 on the CPU, ``min(4, cores)`` on a GPU.
+
+    The in-memory batched pipeline costs a few per cent of a CPU training
+    step (docs/benchmarks.md), and a worker process would take a core from
+    the math threads; on a GPU the host is otherwise idle, so workers hide
+    the transform behind the device's step.
+    """
+    if device == "cpu":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(4, cores)
+
+
+def amp_configs(level, dtype: str = "float16"):
+    """``paddle.Model.prepare``'s ``amp_configs`` for AMP ``level`` (None: off) in ``dtype``.
+
+    bfloat16 has float32's range, so it runs without loss scaling; and hapi's
+    own O2 preparation casts to float16 only, so an O2 bfloat16 model is
+    prepared at O1 here and converted by ``paddle_compat.set_amp_dtype``.
+    """
+    if not level:
+        return None
+    if dtype == "float16":
+        return {"level": level}
+    return {"level": "O1", "init_loss_scaling": 1.0, "use_dynamic_loss_scaling": False}
+
+
+# cuDNN settings for a GPU run: an exhaustive search for the fastest
+# convolution algorithm per shape (the shapes of a training run repeat, so it
+# pays for itself after a few steps; Paddle's analogue of
+# torch.backends.cudnn.benchmark) and, with AMP, the persistent spatial
+# batch-norm kernels PaddleClas enables for mixed-precision training.
+CUDNN_FLAGS = {"FLAGS_cudnn_exhaustive_search": True}
+CUDNN_AMP_FLAGS = {"FLAGS_cudnn_batchnorm_spatial_persistent": True}
+
+
+def configure_gpu_flags(device: str, tuning: bool = True, amp: bool = False) -> dict:
+    """Sets :data:`CUDNN_FLAGS` (and, with ``amp``, :data:`CUDNN_AMP_FLAGS`) on a GPU; nothing on the CPU.
+
+    Returns the flags set.
+    """
+    if not device.startswith("gpu") or not tuning:
+        return {}
+    import paddle
+
+    flags = {**CUDNN_FLAGS, **(CUDNN_AMP_FLAGS if amp else {})}
+    try:
+        paddle.set_flags(flags)
+    except (ValueError, RuntimeError) as exc:  # a build without one of them
+        log.warning("cuDNN flags not set (%s); training goes on with Paddle's defaults.", exc)
+        return {}
+    return flags

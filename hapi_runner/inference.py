@@ -152,7 +152,11 @@ def default_threads() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def create_predictor(model_dir: str, device: str = "cpu", threads: Optional[int] = None, use_mkldnn: bool = True):
+TENSORRT_PRECISIONS = ("fp32", "fp16")
+
+
+def create_predictor(model_dir: str, device: str = "cpu", threads: Optional[int] = None, use_mkldnn: bool = True,
+                     tensorrt: Optional[str] = None):
     """A ``paddle.inference`` predictor for an exported graph.
 
     Args:
@@ -160,9 +164,13 @@ def create_predictor(model_dir: str, device: str = "cpu", threads: Optional[int]
         device: ``cpu``, ``gpu`` or ``gpu:N``. Defaults to ``cpu``.
         threads: CPU math threads. Defaults to every CPU this process may use.
         use_mkldnn: run CPU kernels through oneDNN. Defaults to True.
+        tensorrt: on a GPU, run supported subgraphs through TensorRT at this
+            precision (``fp32`` or ``fp16``); needs a Paddle built with
+            TensorRT. Defaults to None (off).
 
     Raises:
-        HapiRunnerError: no graph there, or a GPU asked of a CPU-only Paddle.
+        HapiRunnerError: no graph there, a GPU asked of a CPU-only Paddle, or
+            TensorRT asked of a build without it.
     """
     import paddle
     import paddle.inference as paddle_infer
@@ -179,6 +187,10 @@ def create_predictor(model_dir: str, device: str = "cpu", threads: Optional[int]
                 f"pass device='cpu' or install paddlepaddle-gpu."
             )
         config.enable_use_gpu(256, index)  # initial memory pool in MB; it grows as needed
+        if tensorrt:
+            _enable_tensorrt(config, tensorrt)
+    elif tensorrt:
+        raise UsageError(f"TensorRT runs on a GPU only; drop tensorrt='{tensorrt}' or pass device='gpu'.")
     else:
         config.disable_gpu()
         config.set_cpu_math_library_num_threads(int(threads or default_threads()))
@@ -195,6 +207,21 @@ def create_predictor(model_dir: str, device: str = "cpu", threads: Optional[int]
         raise HapiRunnerError(f"paddle.inference cannot load {model_file}: {first}") from exc
 
 
+def _enable_tensorrt(config, precision: str) -> None:
+    import paddle.inference as paddle_infer
+
+    if precision not in TENSORRT_PRECISIONS:
+        raise UsageError(f"tensorrt precision '{precision}' is not known; choose one of: {', '.join(TENSORRT_PRECISIONS)}.")
+    version = tuple(paddle_infer.get_trt_compile_version()) if hasattr(paddle_infer, "get_trt_compile_version") else (0,)
+    if not any(version):
+        raise HapiRunnerError("this Paddle build has no TensorRT support; run without --tensorrt (plain GPU kernels), "
+                              "or install a paddlepaddle-gpu build with TensorRT.")
+    mode = paddle_infer.PrecisionType.Half if precision == "fp16" else paddle_infer.PrecisionType.Float32
+    # Engines are built on first use for the shapes seen; small subgraphs stay on Paddle's kernels.
+    config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=256, min_subgraph_size=3,
+                                  precision_mode=mode, use_static=False, use_calib_mode=False)
+
+
 class InferenceModel:
     """An exported graph with its sidecar, ready to predict.
 
@@ -206,6 +233,7 @@ class InferenceModel:
         device: ``cpu``, ``gpu`` or ``gpu:N``. Defaults to ``cpu``.
         threads: CPU math threads. Defaults to every CPU this process may use.
         use_mkldnn: run CPU kernels through oneDNN. Defaults to True.
+        tensorrt: ``fp32`` or ``fp16`` to use TensorRT on a GPU (see :func:`create_predictor`). Defaults to None.
 
     Attributes:
         model_file, params_file: the files loaded.
@@ -216,19 +244,20 @@ class InferenceModel:
         engine: a short description, e.g. ``paddle.inference cpu oneDNN 4 threads``.
     """
 
-    def __init__(self, model_dir: str, device: str = "cpu", threads: Optional[int] = None, use_mkldnn: bool = True):
+    def __init__(self, model_dir: str, device: str = "cpu", threads: Optional[int] = None, use_mkldnn: bool = True,
+                 tensorrt: Optional[str] = None):
         self.model_dir = str(model_dir)
         self.model_file, self.params_file = find_model_files(self.model_dir)
         self.file_format = graph_format(self.model_file)
         folder = self.model_dir if os.path.isdir(self.model_dir) else os.path.dirname(self.model_file)
         self.sidecar = load_sidecar(folder) if os.path.isfile(os.path.join(folder, SIDECAR)) else None
-        self.predictor = create_predictor(self.model_dir, device, threads, use_mkldnn)
+        self.predictor = create_predictor(self.model_dir, device, threads, use_mkldnn, tensorrt)
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._output_name = self.predictor.get_output_names()[0]
         self.input_shape = self._input_shape()
         kind, _ = parse_device(device)
         if kind == "gpu":
-            self.engine = f"paddle.inference {device}"
+            self.engine = f"paddle.inference {device}" + (f" TensorRT {tensorrt}" if tensorrt else "")
         else:
             count = int(threads or default_threads())
             self.engine = f"paddle.inference cpu{' oneDNN' if use_mkldnn else ''} {count} thread{'s' if count > 1 else ''}"

@@ -31,6 +31,12 @@ def require_onnx() -> None:
             __import__(name)
         except ImportError:
             missing.append(name)
+        except Exception as exc:  # paddle2onnx 2.x raises ValueError on import under Paddle 2.6
+            import paddle
+
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+            raise HapiRunnerError(f"{name} cannot be used with Paddle {paddle.__version__} ({reason}); paddle2onnx 2.x needs "
+                                  f"Paddle 3, so with Paddle 2.6 install paddle2onnx 1.x: pip install 'paddle2onnx<2' onnxruntime.") from None
     if missing:
         raise HapiRunnerError(f"--format onnx needs {' and '.join(missing)}: pip install 'hapi-runner[onnx]' "
                               f"(or pip install paddle2onnx onnxruntime).")
@@ -45,13 +51,14 @@ def export_onnx(network, directory: str, input_shape: Sequence[int], sidecar: Di
             than ``1 - min_top1_agreement`` of the batch (the ONNX file is
             left in place, the report says by how much).
     """
+    require_onnx()  # before the imports: it turns their failures into advice
     import onnxruntime
     import paddle2onnx
 
     from .callbacks.export import ExportVerificationError, compare_logits, dygraph_logits, export_model
     from .inference import SIDECAR, find_model_files
+    from .paddle_compat import paddle2onnx_export_options
 
-    require_onnx()
     staging = tempfile.mkdtemp(prefix="hapi-runner-onnx-")
     try:
         export_model(network, os.path.join(staging, "inference"), input_shape, sidecar)
@@ -61,7 +68,7 @@ def export_onnx(network, directory: str, input_shape: Sequence[int], sidecar: Di
         started = time.perf_counter()
         with stdout_to_stderr():  # paddle2onnx reports progress on stdout
             paddle2onnx.export(model_file, params_file, save_file=target + ".tmp", opset_version=OPSET,
-                               enable_optimize=True, optimize_tool="None")
+                               **paddle2onnx_export_options())
         os.replace(target + ".tmp", target)
         shutil.copyfile(os.path.join(staging, "inference", SIDECAR), os.path.join(directory, SIDECAR))
     finally:

@@ -114,6 +114,40 @@ def inference_enable_onednn(config, cache_capacity: int = 0) -> None:
         capacity(int(cache_capacity))
 
 
+def _cpu_rng_state_is_lossy() -> bool:
+    """True where pickling the CPU generator's state keeps its seed but not its position (Paddle 2.6).
+
+    Paddle 3.x pickles a ``GeneratorState`` as ``(device, seed, offset,
+    engine)``; Paddle 2.6 drops the Mersenne Twister engine, so a state
+    loaded back restarts the stream from the seed.
+    """
+    from paddle.base import core
+
+    return len(core.default_cpu_generator().get_state().__getstate__()) < 4
+
+
+def rng_state_for_checkpoint() -> list:
+    """``paddle.get_rng_state()`` in a form that survives ``paddle.save``/``paddle.load``.
+
+    Restore it with ``paddle.set_rng_state``. On Paddle 3.x this is simply
+    ``paddle.get_rng_state()``. On Paddle 2.6, where only the seed survives
+    pickling (see :func:`_cpu_rng_state_is_lossy`), the CPU generator is first
+    reseeded with a number drawn from its own stream, so the saved seed
+    describes the stream exactly. The draw is deterministic, so an unbroken
+    run and a resumed one still see the same random numbers; but on 2.6 the
+    stream after a checkpoint differs from that of a run saving no
+    checkpoint at that point.
+    """
+    import paddle
+
+    if _cpu_rng_state_is_lossy():
+        from paddle.base import core
+
+        generator = core.default_cpu_generator()
+        generator.manual_seed(generator.random() & (2**63 - 1))
+    return paddle.get_rng_state()
+
+
 def parameter_names(network) -> dict:
     """``{structured name: parameter name}`` of ``network``, e.g. ``{'0.weight': 'conv2d_3.w_0'}``.
 
@@ -180,6 +214,17 @@ def clear_stop_request(model) -> None:
     model.stop_training = False
 
 
+def drop_persistent_workers(loader) -> None:
+    """Forgets a DataLoader's persistent worker iterator, so its next ``iter()`` starts new workers.
+
+    With ``persistent_workers=True`` the loader keeps one iterator for every
+    epoch and only resets it; after its workers died that iterator is broken
+    and resetting it waits forever. Dropping it lets Paddle shut it down.
+    """
+    if getattr(loader, "_persistent_workers", False):
+        loader._iterator = None
+
+
 def lr_schedule_name(model) -> Optional[str]:
     """The class name of the schedule behind the optimizer's rate, None for a constant rate.
 
@@ -193,3 +238,66 @@ def lr_schedule_name(model) -> Optional[str]:
     if isinstance(lr, ScaledLR):
         return None if lr.inner_type == "constant" else lr.inner_type
     return None if lr is None else type(lr).__name__
+
+
+def parallel_env_initialized() -> bool:
+    """Whether ``paddle.distributed.init_parallel_env`` has run in this process.
+
+    ``paddle.distributed.is_initialized`` is public from Paddle 2.5 on; older
+    releases keep the flag in ``paddle.fluid.dygraph.parallel_helper``.
+    """
+    import paddle.distributed as dist
+
+    public = getattr(dist, "is_initialized", None)
+    if public is not None:
+        return bool(public())
+    try:
+        from paddle.fluid.dygraph import parallel_helper
+    except ImportError:
+        return False
+    return bool(parallel_helper._is_parallel_ctx_initialized())
+
+
+def set_amp_dtype(model, level: str, dtype: str) -> None:
+    """Makes a prepared ``paddle.Model`` train at AMP ``level`` in ``dtype`` (``float16`` or ``bfloat16``).
+
+    hapi's ``amp_configs`` has no dtype key. Its dygraph adapter runs the
+    forward pass under ``paddle.amp.auto_cast(**adapter._amp_custom_lists,
+    level=...)`` and, for O2, calls ``paddle.amp.decorate(level='O2')`` in
+    ``prepare`` with decorate's float16 default. So the dtype goes into the
+    keywords auto_cast receives and, for O2 in bfloat16, the model must have
+    been prepared at O1 (hapi then decorates nothing) and is decorated here.
+    float16 is hapi's own behaviour and needs nothing.
+    """
+    if dtype == "float16":
+        return
+    import paddle
+
+    adapter = model._adapter
+    adapter._amp_custom_lists["dtype"] = dtype
+    if level == "O2":
+        model.network, model._optimizer = paddle.amp.decorate(
+            models=model.network, optimizers=model._optimizer, level="O2", dtype=dtype)
+        adapter._amp_level = "O2"
+        model._scaler = None
+
+
+def amp_dtype_of(model) -> str:
+    """The dtype a prepared ``paddle.Model``'s AMP casts to (``float16`` unless :func:`set_amp_dtype` changed it)."""
+    return model._adapter._amp_custom_lists.get("dtype", "float16")
+
+
+def paddle2onnx_export_options() -> dict:
+    """Keyword arguments for ``paddle2onnx.export`` that the installed paddle2onnx takes.
+
+    paddle2onnx 2.x (which needs Paddle 3) takes ``optimize_tool``; 1.x, the
+    release that works with Paddle 2.6, rejects it.
+    """
+    import inspect
+
+    import paddle2onnx
+
+    options = {"enable_optimize": True}
+    if "optimize_tool" in inspect.signature(paddle2onnx.export).parameters:
+        options["optimize_tool"] = "None"
+    return options

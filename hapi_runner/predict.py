@@ -89,7 +89,7 @@ def _read_npy(path: str, channels: int, size: int) -> np.ndarray:
 
 
 def predict_files(target: str, paths: Sequence[str], top_k: int = 5, device: str = "cpu",
-                  threads: Optional[int] = None, batch_size: int = 64) -> List[Dict[str, Any]]:
+                  threads: Optional[int] = None, batch_size: int = 64, tensorrt: Optional[str] = None) -> List[Dict[str, Any]]:
     """Top-k classes with probabilities for each image file.
 
     Args:
@@ -99,6 +99,7 @@ def predict_files(target: str, paths: Sequence[str], top_k: int = 5, device: str
         device: Defaults to ``cpu``.
         threads: CPU threads. Defaults to every core.
         batch_size: images per predictor run. Defaults to 64.
+        tensorrt: ``fp32``/``fp16`` for TensorRT on a GPU. Defaults to None.
 
     Returns:
         One dict per file: ``path``, ``class_id``, ``class_name``,
@@ -109,7 +110,7 @@ def predict_files(target: str, paths: Sequence[str], top_k: int = 5, device: str
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise UsageError(f"top_k must be an integer >= 1, got {top_k!r}.")
     files = expand_paths(paths)
-    model = InferenceModel(resolve_model_dir(target), device=device, threads=threads)
+    model = InferenceModel(resolve_model_dir(target), device=device, threads=threads, tensorrt=tensorrt)
     sidecar = model.sidecar
     channels = int(sidecar["channels"])
     size = int(sidecar.get("image_size") or sidecar.get("pad_to"))

@@ -75,9 +75,9 @@ def find_checkpoint(path: str) -> str:
     """
     path = os.fspath(path)
     if not os.path.lexists(path):
-        raise UsageError(f"resume path '{path}' does not exist; pass a run folder, its checkpoints/ folder or an epoch_<N> folder.")
+        raise UsageError(f"checkpoint path '{path}' does not exist; pass a run folder, its checkpoints/ folder or an epoch_<N> folder.")
     if os.path.islink(path) and not os.path.exists(path):
-        raise UsageError(f"resume path '{path}' is a link to '{os.readlink(path)}', which does not exist; pass an epoch_<N> folder.")
+        raise UsageError(f"checkpoint path '{path}' is a link to '{os.readlink(path)}', which does not exist; pass an epoch_<N> folder.")
     if os.path.isfile(os.path.join(path, STATE_FILE)) or epoch_of(os.path.realpath(path)) is not None:
         return os.path.realpath(path)
     directory = os.path.join(path, CHECKPOINTS) if os.path.isdir(os.path.join(path, CHECKPOINTS)) else path

@@ -12,14 +12,15 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import rundir
 from .config import TrainConfig
-from .environment import configure_threads, select_device
-from .errors import UsageError
+from .distributed import is_main, on_main, say, world_size
+from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
+from .errors import HapiRunnerError, UsageError
 from .utils import write_json
 
 log = logging.getLogger("hapi_runner")
@@ -89,10 +90,12 @@ class Runner:
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
+        from .losses import build_loss
         from .models import build_model, input_size, load_pretrained
         from .optim import build_optimizer
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
+        configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp))
         paddle.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
@@ -102,9 +105,9 @@ class Runner:
         self.input_shape = self.train_data.sample_shape
         self.network = build_model(cfg.model, spec.num_classes, spec.channels, self.input_size, cfg.stem)
         self.pretrained_report = load_pretrained(self.network, cfg.pretrained) if cfg.pretrained else None
-        self.num_workers = cfg.num_workers if cfg.num_workers is not None else (0 if self.device == "cpu" else min(4, os.cpu_count() or 1))
+        self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
         self.train_loader = self.loader(self.train_data, shuffle=True)
-        self.eval_loader = self.loader(self.eval_data, shuffle=False)
+        self.eval_loader = self.loader(self.eval_data, evaluation=True)
         self.seeder = _EpochSeeder(self.train_loader, cfg.seed)
         self.model = paddle.Model(
             self.network,
@@ -114,19 +117,26 @@ class Runner:
         self.optimizer, self.lr = build_optimizer(cfg, self.network.parameters(), len(self.train_loader))
         self.model.prepare(
             self.optimizer,
-            paddle.nn.CrossEntropyLoss(),
+            build_loss(),
             paddle.metric.Accuracy(topk=(1, 5)),
-            amp_configs={"level": self.amp} if self.amp else None,
+            amp_configs=amp_configs(self.amp, cfg.amp_dtype),
         )
+        if self.amp:
+            from .paddle_compat import set_amp_dtype
+
+            set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
         self.run_dir: Optional[str] = None
-        self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = None
+        self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
 
     # -- building blocks ---------------------------------------------------
-    def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None):
-        """A batched DataLoader over ``dataset`` with this run's workers."""
+    def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None, evaluation: bool = False):
+        """A batched DataLoader over ``dataset`` with this run's workers; ``evaluation``: each sample once over all ranks."""
         from .datasets import make_loader
 
-        return make_loader(dataset, batch_size or self.config.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+        cfg = self.config
+        return make_loader(dataset, batch_size or cfg.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                           evaluation=evaluation, pipeline=cfg.pipeline, prefetch_factor=cfg.prefetch_factor,
+                           persistent_workers=cfg.persistent_workers, use_shared_memory=cfg.use_shared_memory)
 
     def _amp_level(self) -> Optional[str]:
         if self.config.amp and self.device == "cpu":
@@ -145,6 +155,9 @@ class Runner:
         data = f"synthetic data shaped like {c.synthetic_like}" if d.synthetic else c.dataset
         shape = "x".join(str(s) for s in self.input_shape)
         where = f"{self.device}, {self.threads} thread{'s' if self.threads > 1 else ''}" if self.device == "cpu" else self.device
+        ranks = world_size()
+        if ranks > 1:
+            where += f" per process; {ranks} processes, batch {c.batch_size} each ({ranks * c.batch_size} in all)"
         return (f"{c.model} on {data}: {len(d)} train / {len(self.eval_data)} eval images, {shape}, "
                 f"{len(d.class_names)} classes, {where}")
 
@@ -166,37 +179,48 @@ class Runner:
                 records it; the last checkpoint is intact).
             ExportVerificationError: the exported graph disagrees with the
                 trained network (results.json records it).
+            TrainingInterrupted: SIGINT or SIGTERM; training stopped after the
+                batch in progress and the checkpoints are whole.
         """
-        from .callbacks import ExportVerificationError, NonFiniteLossError
+        from .callbacks import ExportVerificationError, NonFiniteLossError, TrainingInterrupted
         from .resume import restore, set_epoch_offset
 
         cfg = self.config
         checkpoint_folder = self._open_run_dir()
-        write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
-        print(f"hapi_runner: {self.describe()} -> {self.run_dir}", flush=True)
         ordered = self._callbacks(callbacks or [])
         done = 0
         if checkpoint_folder:
+            self._check_schedule_unchanged()
             done = restore(self.model, checkpoint_folder, self.fingerprint(), self.checkpoint.sources()).epoch
-            if done >= cfg.epochs:
+            if done >= cfg.epochs and rundir.is_finished(self.run_dir):
                 raise UsageError(f"the checkpoint is at epoch {done} and --epochs is {cfg.epochs}; pass --epochs above {done} to train on.")
             set_epoch_offset([*ordered, self.seeder], done)
-            print(f"hapi_runner: resuming after epoch {done} of {cfg.epochs} from {checkpoint_folder}", flush=True)
+        # Only now, with every check passed, is anything in the run folder changed.
+        if is_main():
+            write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
+        say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
+        if checkpoint_folder:
+            say(f"hapi_runner: resuming after epoch {done} of {cfg.epochs} from {checkpoint_folder}")
+        if done >= cfg.epochs:
+            return self._finish_trained_run(done)
         started = time.perf_counter()
         try:
             self.model.fit(
                 self.train_loader, self.eval_loader, epochs=cfg.epochs - done, eval_freq=cfg.eval_freq,
                 log_freq=cfg.log_freq, verbose=self.verbose, callbacks=ordered,
             )
-        except (NonFiniteLossError, ExportVerificationError) as exc:
+        except (NonFiniteLossError, ExportVerificationError, TrainingInterrupted) as exc:
             reason = {"error": type(exc).__name__, "message": str(exc), **(getattr(self.nan_guard, "reason", None) or {})}
             self._write_results(time.perf_counter() - started, resumed_from=done, stop_reason=reason, evaluate=False)
             raise
+        finally:
+            self.graceful_stop.uninstall()
         return self._write_results(time.perf_counter() - started, resumed_from=done)
 
     def evaluate(self, data=None, batch_size: Optional[int] = None) -> Dict[str, float]:
         """Loss, top-1 and top-5 on ``data`` (an ImageDataset; default: the eval set), every sample once."""
-        loader = self.eval_loader if data is None and batch_size is None else self.loader(data or self.eval_data, batch_size=batch_size)
+        loader = self.eval_loader if data is None and batch_size is None else \
+            self.loader(data or self.eval_data, batch_size=batch_size, evaluation=True)
         logs = self.model.evaluate(loader, verbose=0)
         from .utils import metric_logs
 
@@ -224,15 +248,48 @@ class Runner:
         """What a checkpoint must match to be resumed into this run."""
         return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names))
 
+    def _check_schedule_unchanged(self) -> None:
+        """A cosine schedule is laid out over ``epochs``: resuming with another count would bend it (or train at 0)."""
+        from .deploy import read_run_config
+
+        cfg = self.config
+        try:
+            before = read_run_config(self.run_dir)
+        except HapiRunnerError:
+            return  # no readable config.json: nothing to compare with
+        if cfg.lr_schedule == "cosine" and before.lr_schedule == "cosine" and before.epochs != cfg.epochs:
+            raise UsageError(
+                f"this run's cosine schedule spans {before.epochs} epochs; resuming with --epochs {cfg.epochs} would "
+                f"reshape it. Resume with --epochs {before.epochs}, or start a new run from the weights with "
+                f"--pretrained {os.path.join(self.run_dir, 'checkpoints', 'last', 'model.pdparams')}.")
+
+    def _finish_trained_run(self, done: int) -> Dict[str, Any]:
+        """Completes a run killed after its last checkpoint: the export and results.json, no training."""
+        say(f"hapi_runner: all {done} epochs were trained before the run stopped; exporting and writing the results")
+        started = time.perf_counter()
+        if self.exporter is not None:
+            self.exporter.set_model(self.model)
+            self.exporter.epoch = done
+            self.exporter.export("end of training")
+        return self._write_results(time.perf_counter() - started, resumed_from=done)
+
     def _open_run_dir(self) -> Optional[str]:
-        """Sets ``run_dir``; returns the checkpoint folder to resume from, if any."""
+        """Sets ``run_dir``; returns the checkpoint folder to resume from, if any.
+
+        In a launched job rank 0 alone chooses (and creates) the folder and
+        every rank is told the same path; a refusal stops every rank.
+        """
+        self.run_dir, folder = on_main(self._choose_run_dir)
+        return folder
+
+    def _choose_run_dir(self) -> Tuple[str, Optional[str]]:
+        """``(run folder, checkpoint folder to resume from or None)``; a new folder is created."""
         from .resume import find_checkpoint, latest_run
 
         cfg = self.config
         name = f"{cfg.model}-{cfg.dataset}"
         if not cfg.resume:
-            self.run_dir = rundir.create(rundir.resolve_run_dir(cfg.save_dir, cfg.output_root, name, cfg.overwrite))
-            return None
+            return rundir.create(rundir.resolve_run_dir(cfg.save_dir, cfg.output_root, name, cfg.overwrite)), None
         source = cfg.resume
         if source == "latest":
             source = cfg.save_dir or latest_run(cfg.output_root, name)
@@ -240,10 +297,10 @@ class Runner:
                 raise UsageError(f"--resume: no run of {name} under '{cfg.output_root}' has a checkpoint; "
                                  f"pass the run folder (--resume PATH) or train without --resume first.")
         folder = find_checkpoint(source)
-        self.run_dir = os.path.dirname(os.path.dirname(folder))  # run/checkpoints/epoch_N
-        if cfg.save_dir and os.path.realpath(cfg.save_dir) != os.path.realpath(self.run_dir):
-            raise UsageError(f"--resume continues in the run's own folder '{self.run_dir}'; drop --save-dir '{cfg.save_dir}' or make it that folder.")
-        return folder
+        run_dir = os.path.dirname(os.path.dirname(folder))  # run/checkpoints/epoch_N
+        if cfg.save_dir and os.path.realpath(cfg.save_dir) != os.path.realpath(run_dir):
+            raise UsageError(f"--resume continues in the run's own folder '{run_dir}'; drop --save-dir '{cfg.save_dir}' or make it that folder.")
+        return run_dir, folder
 
     def _callbacks(self, extra: List[Any]) -> List[Any]:
         """The callbacks of a run, in the order they must run.
@@ -253,15 +310,17 @@ class Runner:
         the built-in ones; the checkpoint after everything whose state it saves;
         the export last, because a failed check raises from ``on_train_end``.
         """
-        from .callbacks import (Curves, EarlyStopping, History, LossMean, ModelCheckpoint, NanGuard, ReduceLROnPlateau,
-                                StaticExport, VisualDLLogger)
+        from .callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
+                                ReduceLROnPlateau, StaticExport, VisualDLLogger)
         from .inference import build_sidecar
 
         cfg, run = self.config, self.run_dir
         self.nan_guard = NanGuard()
-        self.history = History(os.path.join(run, "metrics.csv"))
+        self.graceful_stop = GracefulStop(f"the checkpoints in {os.path.join(run, 'checkpoints')} are whole; "
+                                          f"continue with: python train.py --resume {run}")
+        self.history = History(os.path.join(run, "metrics.csv") if is_main() else None)
         named: Dict[str, Any] = {"history": self.history}
-        ordered: List[Any] = [LossMean(), self.nan_guard, self.history, self.seeder.callback(),
+        ordered: List[Any] = [LossMean(), self.nan_guard, self.graceful_stop, self.history, self.seeder.callback(),
                               Curves(self.history, os.path.join(run, "curves.png"), title=f"{cfg.model} on {cfg.dataset}")]
         if cfg.visualdl:
             named["visualdl"] = VisualDLLogger(os.path.join(run, "visualdl"), log_freq=cfg.log_freq, hparams=cfg.to_dict())
@@ -330,7 +389,8 @@ class Runner:
             "threads": self.threads,
             "run_dir": self.run_dir,
         }
-        write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
+        if is_main():
+            write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
         return results
 
 

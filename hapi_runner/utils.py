@@ -62,7 +62,20 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 def write_json(path: str, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Strict JSON (NaN and infinities become null, which every parser reads), written atomically."""
+    atomic_write_text(path, json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n")
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return _finite(obj.tolist())
+    return obj
 
 
 def _json_default(obj):
@@ -121,3 +134,14 @@ def stdout_to_stderr():
         sys.stdout.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+MONITOR_PREFIXES = ("eval_", "val_", "train_")
+
+
+def split_monitor(monitor: str):
+    """``('eval'|'train', metric name)`` for a monitor such as ``acc_top1``, ``eval_loss`` or ``train_loss``."""
+    for prefix in MONITOR_PREFIXES:
+        if monitor.startswith(prefix):
+            return ("train" if prefix == "train_" else "eval"), monitor[len(prefix):]
+    return "eval", monitor

@@ -1,5 +1,9 @@
 """Tiny in-memory datasets and models shared by the callback tests."""
 
+import csv
+import json
+import os
+
 import numpy as np
 import paddle
 
@@ -51,3 +55,14 @@ def lenet_model(seed=0, lr=0.01):
     model.prepare(paddle.optimizer.Momentum(lr, parameters=network.parameters()), paddle.nn.CrossEntropyLoss(),
                   paddle.metric.Accuracy(topk=(1, 5)))
     return model
+
+
+def read_rows(run):
+    """metrics.csv of a run folder, one dict per epoch."""
+    with open(os.path.join(run, "metrics.csv"), newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)

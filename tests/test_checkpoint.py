@@ -19,6 +19,8 @@ from hapi_runner.callbacks.checkpoint import ModelCheckpoint, epoch_folders, epo
 from hapi_runner.errors import UsageError
 from hapi_runner.resume import find_checkpoint, load_checkpoint
 
+pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
+
 REPO = Path(__file__).resolve().parents[1]
 
 

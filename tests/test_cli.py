@@ -9,6 +9,8 @@ import pytest
 
 from hapi_runner.cli import main
 
+pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

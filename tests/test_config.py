@@ -8,6 +8,8 @@ from hapi_runner import TrainConfig, UsageError
 from hapi_runner.cli import build_parser, config_from_args
 from hapi_runner.config import field_names, from_mapping, load_config_file
 
+pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
+
 
 def parse(argv):
     return config_from_args(build_parser().parse_args(["train", *argv]))
@@ -75,6 +77,7 @@ def test_missing_config_file(tmp_path):
     ({"amp": "O3"}, "amp 'O3' is not known"),
     ({"gpu": True, "device": "cpu"}, "contradict"),
     ({"lr_schedule": "multistep", "lr_step_epochs": [5, 2]}, "increasing"),
+    ({"lr_gamma": 1.5}, "lr_gamma must be > 0.0 and < 1.0"),
 ])
 def test_bad_values_name_the_field(values, match):
     with pytest.raises(UsageError, match=match):

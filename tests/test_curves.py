@@ -5,8 +5,6 @@ import struct
 import sys
 import types
 
-import numpy as np
-import paddle
 import pytest
 
 from hapi_runner.callbacks.curves import Curves, render_png

@@ -1,6 +1,5 @@
 """Dataset lookup order, loading from files in the real formats, and the batched pipeline."""
 
-import os
 import shutil
 
 import numpy as np
@@ -9,6 +8,8 @@ import pytest
 from hapi_runner import DataFileError
 from hapi_runner.datasets import BatchTransform, load_dataset, make_loader, split_for_validation
 from hapi_runner.datasets import sources
+
+pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
 
 @pytest.mark.parametrize("name, shape, classes", [

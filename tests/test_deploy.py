@@ -11,6 +11,8 @@ from conftest import tiny_config
 from hapi_runner import Runner
 from hapi_runner.cli import main
 
+pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
+
 
 @pytest.fixture(scope="module")
 def trained(data_root, tmp_path_factory):
@@ -61,6 +63,8 @@ def test_evaluate_best_checkpoint_and_another_dataset_of_the_same_shape(trained,
     (["evaluate", "{run}", "--engine", "tensorrt"], "invalid choice"),
     (["evaluate", "{run}", "--checkpoint", "/nonexistent/ckpt"], "does not exist"),
     (["export", "{run}", "--format", "tflite"], "invalid choice"),
+    (["evaluate", "{run}", "--tensorrt", "fp16"], "--tensorrt applies to --engine inference"),
+    (["evaluate", "{run}", "--engine", "inference", "--tensorrt", "fp16"], "TensorRT runs on a GPU only"),
 ])
 def test_evaluate_and_export_refuse_bad_input_in_one_line(trained, capsys, argv, match):
     code, _, err = cli(capsys, [a.replace("{run}", trained.run_dir) for a in argv])

@@ -11,6 +11,8 @@ import pytest
 from hapi_runner.datasets.formats import read_cifar, read_idx, read_mnist_split
 from hapi_runner.errors import DataFileError, UsageError
 
+pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
+
 try:
     from tests.datafiles import (MNIST_FILES, cifar_archive_members, idx_bytes, write_cifar_archive,
                                  write_idx, write_mnist_files, write_tar_gz)

@@ -7,6 +7,8 @@ import pytest
 from hapi_runner import UsageError
 from hapi_runner.models import MODELS, build_model, input_size, load_pretrained
 
+pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
+
 
 @pytest.mark.parametrize("name", ["lenet", "vgg11", "resnet18", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "densenet121"])
 @pytest.mark.parametrize("channels, size, classes", [(1, 28, 10), (3, 32, 100)])

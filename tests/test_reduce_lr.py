@@ -4,7 +4,6 @@ import json
 import logging
 import math
 
-import numpy as np
 import paddle
 import pytest
 from paddle.optimizer import lr as lrs
@@ -15,6 +14,8 @@ from hapi_runner.errors import UsageError
 from hapi_runner.optim import ScaledLR, build_optimizer
 from hapi_runner.paddle_compat import current_lr, lr_schedule_name, scaled_lr_of
 from helpers import vectors
+
+pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
 METRICS = ["loss", "acc_top1", "acc_top2"]
 

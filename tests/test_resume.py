@@ -16,6 +16,8 @@ from hapi_runner.resume import (CheckpointError, ResumePoint, find_checkpoint, l
                                 set_epoch_offset)
 from hapi_runner.runner import _EpochSeeder
 
+pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
+
 SEED = 7
 FINGERPRINT = {"model": "tinyconv", "dataset": "made-up", "input_shape": [1, 8, 8], "config": "0123abcd"}
 STEPS_PER_EPOCH = 6  # 48 images, batches of 8

@@ -28,6 +28,7 @@ def test_card_models_train_on_each_dataset(data_root, tmp_path, model, dataset):
     assert (run / "metrics.csv").read_text().count("\n") == 2
 
 
+@pytest.mark.smoke
 def test_lenet_learns_the_embedded_fashion_mnist(tmp_path):
     runner = Runner(model="lenet", dataset="fashion-mnist-mini", epochs=3, save_dir=str(tmp_path / "run"), verbose=0, threads="1")
     results = runner.fit()
@@ -36,6 +37,7 @@ def test_lenet_learns_the_embedded_fashion_mnist(tmp_path):
     assert results["train_seconds"] < results["total_seconds"]
 
 
+@pytest.mark.smoke
 def test_evaluate_counts_every_sample_once_and_predict_gives_probabilities(data_root, tmp_path):
     runner = Runner(tiny_config(data_root, tmp_path, batch_size=5))  # 16 test images: last batch of 1
     result = runner.evaluate()
@@ -47,6 +49,7 @@ def test_evaluate_counts_every_sample_once_and_predict_gives_probabilities(data_
     assert abs(top1 - result["acc_top1"]) < 1e-6
 
 
+@pytest.mark.smoke
 def test_save_and_load_round_trip(data_root, tmp_path):
     first = Runner(tiny_config(data_root, tmp_path))
     first.fit()

@@ -11,7 +11,6 @@ import urllib.parse
 import urllib.request
 
 import numpy as np
-import paddle
 import pytest
 
 from hapi_runner.callbacks.visualdl import VisualDLLogger, hparam_values

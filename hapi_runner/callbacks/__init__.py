@@ -8,6 +8,7 @@ from .checkpoint import ModelCheckpoint
 from .curves import Curves
 from .early_stopping import EarlyStopping
 from .export import ExportVerificationError, StaticExport, export_model
+from .graceful_stop import GracefulStop, TrainingInterrupted
 from .history import History
 from .loss_mean import LossMean
 from .nan_guard import NanGuard, NonFiniteLossError
@@ -16,6 +17,6 @@ from .visualdl import VisualDLLogger
 
 __all__ = [
     "MODE_TABLE", "MonitorCallback", "RunCallback", "ModelCheckpoint", "Curves", "EarlyStopping",
-    "ExportVerificationError", "StaticExport", "export_model", "History", "LossMean", "NanGuard", "NonFiniteLossError",
+    "ExportVerificationError", "StaticExport", "export_model", "GracefulStop", "TrainingInterrupted", "History", "LossMean", "NanGuard", "NonFiniteLossError",
     "ReduceLROnPlateau", "VisualDLLogger",
 ]

@@ -15,13 +15,12 @@ from typing import Any, Dict, List, Optional
 from paddle.callbacks import Callback
 
 from ..errors import UsageError
-from ..utils import metric_logs
+from ..utils import metric_logs, split_monitor
 
 log = logging.getLogger("hapi_runner")
 
 # Explicit, never guessed from substrings: a metric not in this table needs `mode`.
 MODE_TABLE = {"loss": "min", "acc": "max", "acc_top1": "max", "acc_top5": "max"}
-PREFIXES = ("eval_", "val_", "train_")
 
 
 class RunCallback(Callback):
@@ -56,14 +55,6 @@ def check_epochs(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise UsageError(f"{name} must be an integer >= 0 (epochs), got {value!r}.")
     return value
-
-
-def split_monitor(monitor: str):
-    """``('eval'|'train', metric name)`` for a monitor such as ``acc_top1``, ``eval_loss`` or ``train_loss``."""
-    for prefix in PREFIXES:
-        if monitor.startswith(prefix):
-            return ("train" if prefix == "train_" else "eval"), monitor[len(prefix):]
-    return "eval", monitor
 
 
 def resolve_mode(monitor: str, mode: Optional[str]) -> str:

@@ -33,8 +33,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..errors import UsageError
-from ..paddle_compat import lr_schedule_name, optimizer_of, parameter_names
+from ..errors import HapiRunnerError, UsageError
+from ..paddle_compat import lr_schedule_name, optimizer_of, parameter_names, rng_state_for_checkpoint
 from ..utils import fsync_dir
 from .base import MonitorCallback
 
@@ -283,7 +283,17 @@ class ModelCheckpoint(MonitorCallback):
         self.saved.append(epoch)
         if not self.is_writer:
             return None
-        folder = self._write(epoch, value)
+        try:
+            folder = self._write(epoch, value)
+        except OSError as exc:
+            # A full disk or a lost mount: drop the half-written copy, keep what was published.
+            _remove(os.path.join(self.directory, f"{TMP_PREFIX}{epoch_name(epoch)}-{os.getpid()}"))
+            kept = link_target(self.directory, LAST)
+            advice = (f"the checkpoint {kept} is intact; free space and continue with --resume" if kept
+                      else "no earlier checkpoint exists; free space and start the run again")
+            raise HapiRunnerError(
+                f"could not write the checkpoint of epoch {epoch} in {self.directory}: {exc.strerror or exc}; {advice}."
+            ) from None
         self._point(LAST, epoch_name(epoch))
         if new_best:
             self._point(BEST, epoch_name(epoch))
@@ -304,7 +314,7 @@ class ModelCheckpoint(MonitorCallback):
             warnings.filterwarnings("ignore", message="The input state dict is empty")
             paddle.save(network.state_dict(), os.path.join(tmp, PARAMS_FILE))
             paddle.save(optimizer.state_dict() if optimizer is not None else {}, os.path.join(tmp, OPT_FILE))
-            paddle.save(paddle.get_rng_state(), os.path.join(tmp, RNG_FILE))
+            paddle.save(rng_state_for_checkpoint(), os.path.join(tmp, RNG_FILE))
         files = {f: sha256_file(os.path.join(tmp, f), fsync=True) for f in DATA_FILES}
         state = {
             "format": FORMAT,

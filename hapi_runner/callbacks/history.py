@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from typing import Any, Dict, List, Optional
 
@@ -65,7 +64,7 @@ class History(RunCallback):
         row.update(
             epoch=self.epoch,
             train_loss=metrics.get("loss"),
-            train_acc_top1=metrics.get("acc_top1"),
+            train_acc_top1=metrics.get("acc_top1", metrics.get("acc")),  # Accuracy() alone is named "acc"
             train_acc_top5=metrics.get("acc_top5"),
             lr=current_lr(self.model) if self.model is not None else None,
             seconds=seconds,
@@ -79,7 +78,7 @@ class History(RunCallback):
             return
         metrics = metric_logs(logs)
         row = self.rows[-1]
-        row.update(eval_loss=metrics.get("loss"), eval_acc_top1=metrics.get("acc_top1"), eval_acc_top5=metrics.get("acc_top5"))
+        row.update(eval_loss=metrics.get("loss"), eval_acc_top1=metrics.get("acc_top1", metrics.get("acc")), eval_acc_top5=metrics.get("acc_top5"))
         self._write()
 
     # -- queries ---------------------------------------------------------

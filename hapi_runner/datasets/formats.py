@@ -41,7 +41,10 @@ def _error(path, problem, fix=_REPLACE):
     Library exceptions (zlib, tarfile) may carry newlines or runs of spaces;
     collapsing whitespace keeps the CLI's "one line per failure" promise.
     """
-    return DataFileError(f"{os.fspath(path)}: {' '.join(f'{problem}; {fix}'.split())}")
+    error = DataFileError(f"{os.fspath(path)}: {' '.join(f'{problem}; {fix}'.split())}")
+    # Kept apart, so a caller that knows more (sources: Paddle's checksums) can say it in the same line.
+    error.path, error.problem = os.fspath(path), " ".join(problem.split())
+    return error
 
 
 def _check_file(path):

@@ -15,6 +15,9 @@ from typing import Optional, Sequence
 import numpy as np
 from paddle.io import DataLoader, Dataset, DistributedBatchSampler
 
+# The label of an evaluation filler (see eval_batch_sampler): paddle.nn.CrossEntropyLoss's default ignore_index.
+FILLER_LABEL = -100
+
 
 class BatchTransform:
     """uint8 ``[B, C, H, W]`` in, normalised float32 ``[B, C, S, S]`` out.
@@ -117,8 +120,8 @@ class ImageDataset(Dataset):
                             transform or self.transform, self.synthetic)
 
 
-class _RawView(Dataset):
-    """The dataset's uint8 samples, for the batched collate to transform."""
+class _View(Dataset):
+    """A DataLoader's view of an ImageDataset: same length, items decided by the subclass."""
 
     def __init__(self, dataset: ImageDataset):
         super().__init__()
@@ -126,6 +129,10 @@ class _RawView(Dataset):
 
     def __len__(self):
         return len(self.dataset)
+
+
+class _RawView(_View):
+    """Indices only: the batched collate gathers and transforms the uint8 images itself."""
 
     def __getitem__(self, index):
         return index
@@ -137,21 +144,71 @@ class _BatchCollate:
 
     def __call__(self, indices):
         index = np.asarray(indices, dtype=np.int64)
+        fillers = index >= len(self.dataset)
+        if fillers.any():  # evaluation slots past the end (see eval_batch_sampler): any image, a label losses skip
+            index = np.where(fillers, 0, index)
         images = self.dataset.transform(self.dataset.images[index])
-        return [images, self.dataset.labels[index].reshape(-1, 1)]
+        labels = np.where(fillers, FILLER_LABEL, self.dataset.labels[index])
+        return [images, labels.reshape(-1, 1)]
+
+
+class _SampleView(_View):
+    """The per-sample pipeline: each item transformed on its own, as ``paddle.vision`` datasets do."""
+
+    def __getitem__(self, index):
+        if index >= len(self.dataset):  # an evaluation filler (see eval_batch_sampler)
+            image, _ = self.dataset[0]
+            return image, np.array([FILLER_LABEL], dtype=np.int64)
+        return self.dataset[index]
+
+
+class _SampleCollate:
+    """Paddle's default collate (stacks the samples), holding the dataset so its transform can be re-seeded."""
+
+    def __init__(self, dataset: ImageDataset):
+        self.dataset = dataset
+
+    def __call__(self, samples):
+        from paddle.io.dataloader.collate import default_collate_fn
+
+        return default_collate_fn(samples)
+
+
+PIPELINES = ("batched", "per-sample")
 
 
 def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
-                drop_last: bool = False):
-    """A ``paddle.io.DataLoader`` that transforms whole batches.
+                drop_last: bool = False, evaluation: bool = False, pipeline: str = "batched",
+                prefetch_factor: int = 2, persistent_workers: bool = False, use_shared_memory: bool = True):
+    """A ``paddle.io.DataLoader`` over an in-memory dataset.
 
     Uses ``DistributedBatchSampler``, so each rank of a distributed run reads
     its own share; with one process it is a plain (shuffled) batch sampler.
-    The sampler only produces indices; the collate function gathers the uint8
-    images and transforms them as one array.
+    In the ``batched`` pipeline the sampler only produces indices and the
+    collate function gathers the uint8 images and transforms them as one
+    array; ``per-sample`` applies the same transform to one image at a time
+    in ``Dataset.__getitem__`` and stacks them with Paddle's default collate
+    (the draws differ, their distribution does not).
+
+    Args:
+        evaluation: every sample exactly once over all ranks
+            (:func:`eval_batch_sampler`); ``shuffle`` and ``drop_last`` must
+            then be off. Defaults to False.
+        pipeline: ``batched`` or ``per-sample``. Defaults to ``batched``.
+        prefetch_factor, persistent_workers, use_shared_memory: passed to
+            ``paddle.io.DataLoader`` (they matter only with workers). Persistent
+            workers keep the random state they had, so augmentation is no
+            longer a function of the epoch. Default to 2, False, True.
     """
-    raw = _RawView(dataset)
-    sampler = DistributedBatchSampler(raw, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
+    raw = _RawView(dataset) if pipeline == "batched" else _SampleView(dataset)
+    if evaluation:
+        if shuffle or drop_last:
+            raise ValueError("make_loader: evaluation=True reads every sample once in order; pass shuffle=False, drop_last=False.")
+        sampler = eval_batch_sampler(len(dataset), batch_size)
+    else:
+        sampler = DistributedBatchSampler(raw, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
     transform = dataset.transform
 
     def reseed_worker(worker_id: int) -> None:
@@ -159,5 +216,39 @@ def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_worke
         # they would all draw the same crops.
         transform.set_epoch(transform.epoch, worker_id + 1)
 
-    return DataLoader(raw, batch_sampler=sampler, collate_fn=_BatchCollate(dataset), num_workers=num_workers,
-                      worker_init_fn=reseed_worker if num_workers else None, return_list=True)
+    from .robust_loader import RobustDataLoader  # falls back when worker processes die (small /dev/shm)
+
+    collate = _BatchCollate(dataset) if pipeline == "batched" else _SampleCollate(dataset)
+    return RobustDataLoader(raw, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                            worker_init_fn=reseed_worker if num_workers else None, return_list=True,
+                            prefetch_factor=prefetch_factor, persistent_workers=bool(persistent_workers and num_workers),
+                            use_shared_memory=use_shared_memory)
+
+
+def eval_batch_sampler(num_samples: int, batch_size: int, num_replicas: Optional[int] = None,
+                       rank: Optional[int] = None) -> DistributedBatchSampler:
+    """Evaluation batches for one rank: every sample once over all ranks, in ``DistributedBatchSampler``'s layout.
+
+    ``DistributedBatchSampler`` makes the sample count a multiple of the
+    ranks by repeating the first samples at the end, so every rank runs the
+    same batches (hapi gathers each batch's predictions from all ranks, which
+    needs equal shapes). Here the sampler is given ``num_samples`` rounded up
+    to that multiple instead: the slots past the end hold indices
+    ``>= num_samples``, which the loader's collate turns into fillers labelled
+    :data:`FILLER_LABEL`. The layout is the one hapi expects: the gathered
+    batches are the indices in order, with the fillers last, so hapi's cut of
+    the gathered tail to the dataset's length drops exactly the fillers from
+    the metrics, and the loss skips them by their label. (hapi makes that cut
+    only for a ``paddle.io.DataLoader`` whose ``dataset`` has the real length,
+    as :func:`make_loader`'s has.)
+
+    Args:
+        num_samples: the evaluation set's size.
+        batch_size: per rank.
+        num_replicas, rank: Default to the launched job's (1 and 0 alone).
+    """
+    from paddle.distributed import ParallelEnv
+
+    ranks = num_replicas or ParallelEnv().nranks
+    slots = -(-num_samples // ranks) * ranks
+    return DistributedBatchSampler(range(slots), batch_size=batch_size, num_replicas=num_replicas, rank=rank)

@@ -10,6 +10,7 @@ every header and size, and is much faster than Paddle's per-record parser.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from importlib import resources
 from typing import List, Optional, Tuple
@@ -99,10 +100,55 @@ def _read_split(spec: DatasetSpec, split: str, data_dir: Optional[str], download
                 key = "train" if split == "train" else "test"
                 return data[f"x_{key}"], data[f"y_{key}"].astype(np.int64), [str(c) for c in data["class_names"]]
     paths = locate_files(spec, split, data_dir, download)
-    if spec.format == "idx":
-        images, labels = read_mnist_split(*paths)
-        return images, labels, list(spec.class_names)
-    return read_cifar(paths[0], spec.num_classes, split)
+    try:
+        if spec.format == "idx":
+            images, labels = read_mnist_split(*paths)
+            return images, labels, list(spec.class_names)
+        return read_cifar(paths[0], spec.num_classes, split)
+    except DataFileError as exc:
+        raise (_cache_checksum_error(exc, paths, spec, split) or exc) from None
+
+
+def _md5(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cache_checksum_error(exc: DataFileError, paths: List[str], spec: DatasetSpec, split: str) -> Optional[DataFileError]:
+    """A clearer error when an unreadable file sits in Paddle's cache and fails Paddle's published MD5.
+
+    Paddle's download checks the MD5, but a file copied into the cache by
+    hand, or left there cut short by another program, never was: say so, and
+    that deleting it makes the next run download it again. None when no file
+    of the cache is involved or every one matches its checksum.
+    """
+    cache = os.path.realpath(os.path.join(PADDLE_CACHE, spec.cache_name))
+    cached = [p for p in paths if os.path.dirname(os.path.realpath(p)) == cache]
+    if not cached:
+        return None
+    try:
+        published = {os.path.basename(url): md5 for url, md5 in _paddle_download_targets(spec, split)}
+    except Exception:  # noqa: BLE001 - a Paddle without these constants: the reader's own message stands
+        return None
+    named = getattr(exc, "path", None)
+    for path in sorted(cached, key=lambda p: p != named):  # the file the error names first
+        expected = published.get(os.path.basename(path))
+        if expected is None or not os.path.isfile(path):
+            continue
+        actual = _md5(path)
+        if actual == expected:
+            continue
+        problem = getattr(exc, "problem", None) if path == named else None
+        what = problem or f"cannot be used ({exc})"
+        return DataFileError(
+            f"{path}: {what}; this file in Paddle's download cache does not match the MD5 checksum Paddle publishes "
+            f"for it ({actual} instead of {expected}), so it is damaged or not Paddle's file: delete it "
+            f"(rm '{path}') and it will be downloaded again, or put an intact copy there."
+        )
+    return None
 
 
 def _synthetic_split(spec: DatasetSpec, split: str, size: int, seed: int):
