@@ -3,9 +3,12 @@
 Images stay in memory as uint8 ``[N, C, H, W]``. Padding, augmentation and
 normalisation run on whole batches with numpy inside the DataLoader's
 ``collate_fn``, which is much cheaper per image than Paddle's per-sample
-transforms (and needs no OpenCV). Random state is a function of
-``(seed, epoch, worker)``, so a resumed run sees the same augmentation as an
-uninterrupted one.
+transforms (and needs no OpenCV; about 7x ``paddle.vision.transforms`` per
+core, docs/benchmarks.md). ``make_loader(pipeline="per-sample")`` keeps the
+old shape of things, the same transform applied to one image at a time in
+``Dataset.__getitem__``, for comparison and for datasets that need it. Random
+state is a function of ``(seed, epoch, worker)``, so a resumed run sees the
+same augmentation as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 from paddle.io import DataLoader, Dataset, DistributedBatchSampler
+
+from ..config import PIPELINES
 
 # The label of an evaluation filler (see eval_batch_sampler): paddle.nn.CrossEntropyLoss's default ignore_index.
 FILLER_LABEL = -100
@@ -172,9 +177,6 @@ class _SampleCollate:
         from paddle.io.dataloader.collate import default_collate_fn
 
         return default_collate_fn(samples)
-
-
-PIPELINES = ("batched", "per-sample")
 
 
 def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
