@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from paddle.io import DataLoader, Dataset, DistributedBatchSampler
+from paddle.io import Dataset, DistributedBatchSampler
 
 from ..config import PIPELINES
 
