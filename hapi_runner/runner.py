@@ -320,7 +320,12 @@ class Runner:
                                           f"continue with: python train.py --resume {run}")
         self.history = History(os.path.join(run, "metrics.csv") if is_main() else None)
         named: Dict[str, Any] = {"history": self.history}
-        ordered: List[Any] = [LossMean(), self.nan_guard, self.graceful_stop, self.history, self.seeder.callback(),
+        from paddle.callbacks import ProgBarLogger
+
+        # Our own progress logger, after LossMean, so the line printed at the end of each pass shows the mean loss
+        # (hapi would otherwise put its logger first and print the last batch's).
+        progress = [ProgBarLogger(cfg.log_freq, verbose=self.verbose)] if self.verbose else []
+        ordered: List[Any] = [LossMean(), *progress, self.nan_guard, self.graceful_stop, self.history, self.seeder.callback(),
                               Curves(self.history, os.path.join(run, "curves.png"), title=f"{cfg.model} on {cfg.dataset}")]
         if cfg.visualdl:
             named["visualdl"] = VisualDLLogger(os.path.join(run, "visualdl"), log_freq=cfg.log_freq, hparams=cfg.to_dict())
