@@ -66,3 +66,15 @@ def read_rows(run):
 def read_json(path):
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def linear_model(lr=0.1, optimizer="sgd"):
+    """A prepared paddle.Model on 16-feature vectors (see :func:`vectors`), small enough to train in milliseconds."""
+    paddle.seed(0)
+    net = paddle.nn.Sequential(paddle.nn.Flatten(), paddle.nn.Linear(16, 4))
+    model = paddle.Model(net, paddle.static.InputSpec([None, 16], "float32", "x"),
+                         paddle.static.InputSpec([None, 1], "int64", "y"))
+    opt_class = {"sgd": paddle.optimizer.SGD, "momentum": paddle.optimizer.Momentum}[optimizer]
+    model.prepare(opt_class(learning_rate=lr, parameters=net.parameters()), paddle.nn.CrossEntropyLoss(),
+                  paddle.metric.Accuracy(topk=(1, 2)))
+    return model

@@ -10,20 +10,13 @@ import pytest
 
 from hapi_runner.callbacks.early_stopping import EarlyStopping
 from hapi_runner.errors import UsageError
-from helpers import vectors
+from helpers import linear_model, vectors
 
 METRICS = ["loss", "acc_top1", "acc_top5"]
 
 
 def tiny_model(lr=0.1):
-    """A prepared paddle.Model small enough to train in milliseconds."""
-    paddle.seed(0)
-    net = paddle.nn.Sequential(paddle.nn.Flatten(), paddle.nn.Linear(16, 4))
-    model = paddle.Model(net, paddle.static.InputSpec([None, 16], "float32", "x"),
-                         paddle.static.InputSpec([None, 1], "int64", "y"))
-    model.prepare(paddle.optimizer.SGD(learning_rate=lr, parameters=net.parameters()), paddle.nn.CrossEntropyLoss(),
-                  paddle.metric.Accuracy(topk=(1, 2)))
-    return model
+    return linear_model(lr, "sgd")
 
 
 @pytest.fixture(scope="module")

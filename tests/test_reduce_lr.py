@@ -13,7 +13,7 @@ from hapi_runner.config import TrainConfig
 from hapi_runner.errors import UsageError
 from hapi_runner.optim import ScaledLR, build_optimizer
 from hapi_runner.paddle_compat import current_lr, lr_schedule_name, scaled_lr_of
-from helpers import vectors
+from helpers import linear_model, vectors
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
@@ -21,14 +21,8 @@ METRICS = ["loss", "acc_top1", "acc_top2"]
 
 
 def tiny_model(learning_rate=0.1):
-    """A prepared paddle.Model small enough to train in milliseconds; ``learning_rate`` as the optimizer takes it."""
-    paddle.seed(0)
-    net = paddle.nn.Sequential(paddle.nn.Flatten(), paddle.nn.Linear(16, 4))
-    model = paddle.Model(net, paddle.static.InputSpec([None, 16], "float32", "x"),
-                         paddle.static.InputSpec([None, 1], "int64", "y"))
-    model.prepare(paddle.optimizer.Momentum(learning_rate=learning_rate, parameters=net.parameters()),
-                  paddle.nn.CrossEntropyLoss(), paddle.metric.Accuracy(topk=(1, 2)))
-    return model
+    """``learning_rate`` as the optimizer takes it: a float or an LRScheduler."""
+    return linear_model(learning_rate, "momentum")
 
 
 def drive(cb, model, losses, epochs=None, eval_freq=1, begin=True):
