@@ -58,6 +58,8 @@ def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     data.add_argument("--synthetic-size", type=int, default=S, help="training images of --dataset synthetic; default 1024")
     data.add_argument("--val-split", type=float, default=S, metavar="FRACTION", help="hold out this fraction of the train set for evaluation; default: evaluate on the test split")
     data.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=S, help="turn off the training augmentation (random crop and flip on Cifar)")
+    data.add_argument("--no-normalize", dest="normalize", action="store_const", const=False, default=S,
+                      help="feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
     data.add_argument("--no-download", dest="download", action="store_const", const=False, default=S, help="never download; fail if the files are not found")
     data.add_argument("--pretrained", default=S, metavar="PATH", help="initial weights (.pdparams); tensors of another shape are skipped with a warning")
 

@@ -60,6 +60,7 @@ class TrainConfig:
     synthetic_size: int = 1024
     val_split: float = 0.0
     augment: bool = True
+    normalize: bool = True
     download: bool = True
     stem: str = "default"
     pretrained: Optional[str] = None
@@ -181,7 +182,7 @@ class TrainConfig:
         self.threads = parse_threads(self.threads)
         if self.verbose is not None:
             _check_int("verbose", self.verbose, minimum=0)
-        for name in ("augment", "download", "gpu", "overwrite", "visualdl", "restore_best", "reduce_lr_on_plateau",
+        for name in ("augment", "normalize", "download", "gpu", "overwrite", "visualdl", "restore_best", "reduce_lr_on_plateau",
                      "export", "export_on_best", "cudnn_tuning", "persistent_workers", "use_shared_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}.")

@@ -90,7 +90,7 @@ def load_run(run_dir: str, checkpoint: str = "last", threads: Optional[str] = No
     from .runner import run_fingerprint
 
     select_device(device)
-    spec = spec_for(config.dataset, config.synthetic_like)
+    spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
     size = input_size(config.model, spec.size)
     network = build_model(config.model, spec.num_classes, spec.channels, size, config.stem)
     shape = [spec.channels, size, size]
@@ -178,13 +178,13 @@ def _eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str
     cfg = run.config
     name = dataset or cfg.dataset
     check_choice("dataset", name, sorted(DATASETS))
-    spec = spec_for(name, cfg.synthetic_like)
+    spec = spec_for(name, cfg.synthetic_like, cfg.normalize)
     if (spec.num_classes, spec.channels) != (run.spec.num_classes, run.spec.channels):
         raise UsageError(f"dataset {name} has {spec.num_classes} classes of {spec.channels}-channel images; "
                          f"the model was trained on {cfg.dataset} ({run.spec.num_classes} classes of {run.spec.channels}-channel images): pick a dataset of that shape.")
     return load_dataset(name, "test", data_dir or (cfg.data_dir if name == cfg.dataset else None), augment=False,
                         out_size=run.input_shape[-1], seed=cfg.seed, download=download,
-                        synthetic_like=cfg.synthetic_like, synthetic_size=cfg.synthetic_size)
+                        synthetic_like=cfg.synthetic_like, synthetic_size=cfg.synthetic_size, normalize=cfg.normalize)
 
 
 def _dygraph_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:

@@ -31,7 +31,7 @@ def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
     from .datasets import load_dataset, split_for_validation
 
     common = dict(data_dir=config.data_dir, download=config.download, out_size=out_size, seed=config.seed,
-                  synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size)
+                  synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size, normalize=config.normalize)
     train = load_dataset(config.dataset, "train", augment=config.augment, **common)
     if config.val_split:
         return split_for_validation(train, config.val_split, config.seed)
@@ -408,7 +408,7 @@ def run_fingerprint(config: TrainConfig, input_shape, num_classes: int) -> Dict[
 def _spec(config: TrainConfig):
     from .datasets import spec_for
 
-    return spec_for(config.dataset, config.synthetic_like)
+    return spec_for(config.dataset, config.synthetic_like, config.normalize)
 
 
 def read_results(run_dir: str) -> Dict[str, Any]:

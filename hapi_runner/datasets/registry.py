@@ -5,7 +5,7 @@ No Paddle import here, so names can be checked before Paddle is loaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
 FASHION_CLASSES = (
@@ -83,13 +83,20 @@ def synthetic_choices():
     return sorted(n for n, s in DATASETS.items() if s.format != "synthetic")
 
 
-def spec_for(name: str, synthetic_like: str = "cifar10") -> DatasetSpec:
-    """The spec of ``name``; a synthetic set takes the shape of ``synthetic_like``."""
+def spec_for(name: str, synthetic_like: str = "cifar10", normalize: bool = True) -> DatasetSpec:
+    """The spec of ``name``; a synthetic set takes the shape of ``synthetic_like``.
+
+    With ``normalize=False`` the statistics become mean 0 and std 1/255 (0-1
+    scale), so the model sees raw 0-255 pixel values, as seed 002's
+    ``Transpose()``-only pipeline feeds them; the export's sidecar says the same.
+    """
     spec = DATASETS[name]
-    if spec.format != "synthetic":
-        return spec
-    like = DATASETS[synthetic_like]
-    return DatasetSpec(
-        "synthetic", like.channels, like.size, like.num_classes, like.mean, like.std, "synthetic",
-        augment=like.augment, class_names=tuple(f"class_{i}" for i in range(like.num_classes)),
-    )
+    if spec.format == "synthetic":
+        like = DATASETS[synthetic_like]
+        spec = DatasetSpec(
+            "synthetic", like.channels, like.size, like.num_classes, like.mean, like.std, "synthetic",
+            augment=like.augment, class_names=tuple(f"class_{i}" for i in range(like.num_classes)),
+        )
+    if not normalize:
+        spec = replace(spec, mean=(0.0,) * spec.channels, std=(1.0 / 255.0,) * spec.channels)
+    return spec

@@ -163,7 +163,7 @@ def _synthetic_split(spec: DatasetSpec, split: str, size: int, seed: int):
 
 def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None, *, augment: Optional[bool] = None,
                  out_size: Optional[int] = None, seed: int = 0, download: bool = True,
-                 synthetic_like: str = "cifar10", synthetic_size: int = 1024) -> ImageDataset:
+                 synthetic_like: str = "cifar10", synthetic_size: int = 1024, normalize: bool = True) -> ImageDataset:
     """Loads one split of a dataset into memory.
 
     Args:
@@ -189,7 +189,7 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None
 
     check_choice("dataset", name, sorted(DATASETS))
     check_choice("split", split, ("train", "test"))
-    spec = spec_for(name, synthetic_like)
+    spec = spec_for(name, synthetic_like, normalize)
     if spec.format == "synthetic":
         images, labels, classes = _synthetic_split(spec, split, synthetic_size, seed)
     else:
