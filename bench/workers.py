@@ -10,6 +10,7 @@ every worker warms up before it starts the clock. Names:
     pipeline-paddle  paddle.vision.transforms per sample on PIL images (as Cifar10 yields them)
     pipeline-hapi    hapi_runner's pipeline (batched or per-sample) over the same images
     train-metrics    LeNet epochs through paddle.Model.fit with and without training metrics
+    lenet-step       LeNet per-layer forward times, or training steps in dygraph or a static program (bench/lenet_step.py)
     onnxruntime      an ONNX export evaluated with onnxruntime
     torch-eval       a plain-torch ResNet-50 forward pass (no torchvision), eval mode
     torch-train      plain-torch LeNet / ResNet-18 / ResNet-50 training steps (no torchvision)
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,6 +122,71 @@ def train_metrics(data_dir="/usr/share/datasets/fashion-mnist", epochs=1, metric
     # even when other processes share the machine.
     return {"train_seconds": sum(timer.seconds), "cpu_seconds": cpu,
             "images_per_second": len(train) * epochs / sum(timer.seconds)}
+
+
+def _timed(fn, steps: int) -> float:
+    """Seconds for ``steps`` calls of ``fn``, after up to 10 untimed ones."""
+    for _ in range(min(10, steps)):
+        fn()
+    started = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return time.perf_counter() - started
+
+
+def lenet_step(mode="dygraph", batch_size=64, steps=200, **_):
+    """paddle.vision's LeNet on random data: ``layers`` (forward ms per layer of ``features``),
+    ``dygraph`` or ``static`` training steps (Momentum, L2 1e-4); a ``-onednn`` suffix sets FLAGS_use_mkldnn."""
+    import numpy as np
+    import paddle
+
+    if mode.endswith("-onednn"):
+        paddle.set_flags({"FLAGS_use_mkldnn": True})
+    paddle.seed(0)
+    x_np = np.random.rand(batch_size, 1, 28, 28).astype("float32")
+    y_np = np.random.randint(0, 10, (batch_size, 1)).astype("int64")
+    if mode == "layers":
+        rows, h = [], paddle.to_tensor(x_np)
+        with paddle.no_grad():
+            for name, layer in paddle.vision.models.LeNet().features.named_children():
+                rows.append([f"{name} {type(layer).__name__}", _timed(lambda: layer(h), steps) / steps * 1e3])
+                h = layer(h)
+        return {"layers_ms": rows}
+    if mode.startswith("dygraph"):
+        net = paddle.vision.models.LeNet()
+        opt = paddle.optimizer.Momentum(0.01, momentum=0.9, parameters=net.parameters(), weight_decay=1e-4)
+        loss_fn, x, y = paddle.nn.CrossEntropyLoss(), paddle.to_tensor(x_np), paddle.to_tensor(y_np)
+
+        def step():
+            loss_fn(net(x), y).backward()
+            opt.step()
+            opt.clear_grad()
+
+        return {"images_per_second": steps * batch_size / _timed(step, steps)}
+    paddle.enable_static()
+    main, startup = paddle.static.Program(), paddle.static.Program()
+    with paddle.static.program_guard(main, startup):
+        x = paddle.static.data("x", [None, 1, 28, 28], "float32")
+        y = paddle.static.data("y", [None, 1], "int64")
+        loss = paddle.nn.functional.cross_entropy(paddle.vision.models.LeNet()(x), y)
+        paddle.optimizer.Momentum(0.01, momentum=0.9, weight_decay=1e-4).minimize(loss)
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    exe.run(startup)
+    # Paddle names a failing kernel only in a glog line on stderr, not in the exception: keep that line.
+    with tempfile.TemporaryFile("w+") as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            seconds = _timed(lambda: exe.run(main, feed={"x": x_np, "y": y_np}, fetch_list=[loss]), steps)
+        except Exception as error:  # the row's point is how this mode fails
+            log.seek(0)
+            kernel = [line.split("] ", 1)[-1].strip() for line in log if "raises an exception" in line]
+            return {"failed": f"{type(error).__name__}: {str(error).strip().splitlines()[0][:120]}"
+                              + (f" ({kernel[0]})" if kernel else "")}
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return {"images_per_second": steps * batch_size / seconds}
 
 
 def onnxruntime_eval(onnx_file, synthetic_size, seed=0, batch_size=64, threads=None, **_):
@@ -259,6 +326,7 @@ def torch_eval(model="resnet50", batch_size=64, count=1024, threads=None, **_):
 
 
 WORKERS = {"pipeline-paddle": pipeline_paddle, "pipeline-hapi": pipeline_hapi, "train-metrics": train_metrics,
+           "lenet-step": lenet_step,
            "onnxruntime": onnxruntime_eval, "torch-train": torch_train, "torch-eval": torch_eval}
 # Workers that must see their thread count before the library they time is imported.
 THREAD_ENV = ("OMP_NUM_THREADS",)

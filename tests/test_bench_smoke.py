@@ -47,9 +47,7 @@ def test_torch_peers_are_optional():
     assert workers.torch_train(model="lenet", batch_size=8, steps=1)["images_per_second"] > 0
 
 
-def test_lenet_step_probe_reports_layers_and_a_training_speed():
-    from bench import lenet_step
-
-    layers = lenet_step.run_mode("layers", batch=4, steps=1)["layers_ms"]
+def test_lenet_step_worker_reports_layers_and_a_training_speed():
+    layers = bench_run.worker("lenet-step", mode="layers", batch_size=4, steps=1, threads=1)["layers_ms"]
     assert [name.split()[1] for name, _ in layers] == ["Conv2D", "ReLU", "MaxPool2D", "Conv2D", "ReLU", "MaxPool2D"]
-    assert lenet_step.run_mode("dygraph", batch=4, steps=2)["images_per_second"] > 0
+    assert bench_run.worker("lenet-step", mode="dygraph", batch_size=4, steps=2, threads=1)["images_per_second"] > 0
