@@ -21,7 +21,7 @@ from .config import TrainConfig
 from .distributed import is_main, on_main, say, world_size
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
 from .errors import HapiRunnerError, UsageError
-from .utils import write_json
+from .utils import remove_litter, write_json
 
 log = logging.getLogger("hapi_runner")
 
@@ -197,6 +197,7 @@ class Runner:
             set_epoch_offset([*ordered, self.seeder], done)
         # Only now, with every check passed, is anything in the run folder changed.
         if is_main():
+            remove_litter(self.run_dir)  # half-written files of a process killed mid-write
             write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
         if checkpoint_folder:

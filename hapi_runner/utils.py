@@ -1,4 +1,4 @@
-"""Small helpers shared across the package: atomic files, log values."""
+"""Small helpers shared across the package: atomic files, writers' litter, log values."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import contextlib
 import json
 import math
 import os
+import re
+import shutil
 import sys
 import tempfile
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 
 def _umask() -> int:
@@ -26,10 +28,12 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` so that a crash leaves the old file or the new one, never half of one.
 
     Temporary file in the same folder, fsync, rename, fsync of the folder.
+    A process killed before the rename leaves ``.tmp-*-<pid>`` litter,
+    which :func:`remove_litter` clears at the next start.
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=writer_suffix(), dir=folder)
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
@@ -42,6 +46,67 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(folder)
+
+
+TMP_PREFIX = ".tmp-"
+
+
+def writer_suffix() -> str:
+    """``-<pid>``: ends the name of every temporary file or folder, so litter tells whose it is."""
+    return f"-{os.getpid()}"
+
+
+def writer_pid(name: str):
+    """The pid a temporary name ends with (see :func:`writer_suffix`), or None."""
+    match = re.search(r"-(\d+)$", name)
+    return int(match.group(1)) if match else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive, and not ours to judge
+        return True
+    return True
+
+
+def remove_path(path: str) -> None:
+    """Removes a file, symlink or folder tree; a missing path is fine."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def dead_litter(folder: str, is_temporary: Callable[[str], bool] = lambda name: name.startswith(TMP_PREFIX)):
+    """Names in ``folder`` that ``is_temporary`` picks and whose writer is gone.
+
+    A name without a pid counts as dead (older releases wrote such names);
+    one whose pid is a live process other than this one is left alone, so a
+    run never deletes another live run's work in progress.
+    """
+    if not os.path.isdir(folder):
+        return []
+    found = []
+    for name in sorted(os.listdir(folder)):
+        if not is_temporary(name):
+            continue
+        pid = writer_pid(name)
+        if pid is not None and pid != os.getpid() and alive(pid):
+            continue
+        found.append(name)
+    return found
+
+
+def remove_litter(folder: str, is_temporary: Callable[[str], bool] = lambda name: name.startswith(TMP_PREFIX)) -> None:
+    """Removes the temporary files and folders of writers killed mid-write (see :func:`dead_litter`)."""
+    names = dead_litter(folder, is_temporary)
+    for name in names:
+        remove_path(os.path.join(folder, name))
+    if names:
+        fsync_dir(folder)
 
 
 def fsync_dir(folder: str) -> None:

@@ -77,3 +77,29 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data_root, tmp_p
     folder = find_checkpoint(str(tmp_path / "run"))
     assert os.path.basename(folder) == "epoch_1" and load_checkpoint(folder)["epoch"] == 1
     assert not glob.glob(str(tmp_path / "run" / "checkpoints" / ".tmp*"))
+
+
+def killed_mid_write(path):
+    """Runs atomic_write_text(path) in a child that SIGKILLs itself before the rename; returns the child's pid."""
+    code = ("import os, signal, sys; from hapi_runner import utils; "
+            "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL); "
+            "utils.atomic_write_text(sys.argv[1], 'half')")
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT)
+    assert child.wait() == -signal.SIGKILL
+    return child.pid
+
+
+def test_a_write_killed_before_its_rename_leaves_litter_the_next_start_removes(data_root, tmp_path):
+    from hapi_runner import Runner
+
+    run = tmp_path / "run"
+    pid = killed_mid_write(run / "metrics.csv")
+    litter = [name for name in os.listdir(run) if name.startswith(".")]
+    assert not (run / "metrics.csv").exists()
+    assert len(litter) == 1 and litter[0].startswith(".tmp-") and litter[0].endswith(f"-{pid}")
+    live = run / f".tmp-config.json-{os.getppid()}"  # another live process's write in progress is not touched
+    live.write_text("in progress")
+
+    Runner(tiny_config(data_root, tmp_path, export=False, visualdl=False)).fit()
+    assert sorted(name for name in os.listdir(run) if name.startswith(".")) == [live.name]
+    assert (run / "metrics.csv").read_text().startswith("epoch,")

@@ -288,3 +288,55 @@ def test_on_best_without_evaluation_exports_at_the_end(tmp_path):
     _fit(callback, epochs=1, eval_data=False)
     assert load_sidecar(str(tmp_path / "inference"))["reason"] == "end of training"
     assert json.loads((tmp_path / "inference" / "export_report.json").read_text())["verified"] is False
+
+
+def test_a_kill_between_the_two_renames_of_the_swap_loses_no_export(tmp_path):
+    # The child exports twice and SIGKILLs itself as the second export moves into place:
+    # the first export is then aside as .inference.old-*, and no inference/ exists.
+    folder = tmp_path / "inference"
+    code = textwrap.dedent("""
+        import os, signal, sys
+        import numpy as np, paddle
+        from hapi_runner.callbacks.export import export_model
+        from hapi_runner.inference import build_sidecar
+
+        folder, shape = sys.argv[1], [1, 4, 4]
+        net = paddle.nn.Sequential(paddle.nn.Flatten(), paddle.nn.Linear(16, 3))
+        export_model(net, folder, shape, build_sidecar([0.5], [0.5], shape), metadata={"epoch": 1})
+        real_replace = os.replace
+
+        def replace(src, dst):
+            if os.path.basename(src).startswith(".inference.tmp-"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_replace(src, dst)
+
+        os.replace = replace
+        export_model(net, folder, shape, build_sidecar([0.5], [0.5], shape), metadata={"epoch": 2})
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code, str(folder)], stderr=subprocess.PIPE, text=True)
+    assert child.wait() == -9, child.stderr.read()
+    left = sorted(os.listdir(tmp_path))
+    assert not folder.exists() and len(left) == 2
+    assert left[0].startswith(".inference.old-") and left[0].endswith(f"-{child.pid}")
+    assert left[1].startswith(".inference.tmp-") and left[1].endswith(f"-{child.pid}")
+
+    export_module.recover_export(str(folder))
+    assert sorted(os.listdir(tmp_path)) == ["inference"]
+    assert load_sidecar(str(folder))["epoch"] == 1
+    InferenceModel(str(folder))
+
+
+def test_recovery_removes_dead_litter_beside_an_export_and_spares_a_live_writer(tmp_path):
+    shape = [3, 8, 8]
+    folder = tmp_path / "inference"
+    export_model(TinyNet(), str(folder), shape, sidecar_for(shape), None, metadata={"epoch": 3})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name in (f".inference.old-x-{dead.pid}", f".inference.tmp-y-{dead.pid}", f".inference.tmp-z-{os.getppid()}"):
+        (tmp_path / name).mkdir()
+    (tmp_path / ".other.old-w-1").mkdir()  # another folder's litter is that folder's business
+
+    callback = StaticExport(str(folder), shape, sidecar_for(shape))
+    callback.on_train_begin()
+    assert sorted(os.listdir(tmp_path)) == [".inference.tmp-z-" + str(os.getppid()), ".other.old-w-1", "inference"]
+    assert load_sidecar(str(folder))["epoch"] == 3

@@ -105,7 +105,9 @@ def check_run(run_dir, epochs):
             load_checkpoint(find_checkpoint(os.path.join(run_dir, "checkpoints", link)))
         except Exception as exc:
             problems.append(f"{link}: {exc}")
-    leftovers = glob.glob(os.path.join(run_dir, "**", ".tmp*"), recursive=True)
+    # Atomic writes' .tmp-*, and an export's staging (.inference.tmp-*) or set-aside (.inference.old-*) folders.
+    leftovers = [p for pattern in (".tmp*", ".*.tmp-*", ".*.old-*")
+                 for p in glob.glob(os.path.join(run_dir, "**", pattern), recursive=True)]
     if leftovers:
         problems.append(f"temporary files left: {leftovers}")
     try:

@@ -26,7 +26,6 @@ import logging
 import os
 import random
 import re
-import shutil
 import time
 import warnings
 from typing import Any, Dict, List, Optional
@@ -35,7 +34,7 @@ import numpy as np
 
 from ..errors import HapiRunnerError, UsageError
 from ..paddle_compat import lr_schedule_name, optimizer_of, parameter_names, rng_state_for_checkpoint
-from ..utils import fsync_dir
+from ..utils import TMP_PREFIX, fsync_dir, remove_litter, remove_path as _remove
 from .base import MonitorCallback
 
 log = logging.getLogger("hapi_runner")
@@ -48,7 +47,6 @@ RNG_FILE = "rng.pdstate"
 DATA_FILES = (PARAMS_FILE, OPT_FILE, RNG_FILE)
 LAST = "last"
 BEST = "best"
-TMP_PREFIX = ".tmp-"
 SELF_SOURCE = "checkpoint"
 EPOCH_RE = re.compile(r"epoch_(\d+)")
 
@@ -400,15 +398,7 @@ class ModelCheckpoint(MonitorCallback):
     # -- start of a fit ----------------------------------------------------
     def _clean_leftovers(self) -> None:
         """Removes ``.tmp-*`` litter of writers that died; a live process's work is left alone."""
-        for entry in os.listdir(self.directory):
-            if not entry.startswith(TMP_PREFIX):
-                continue
-            match = re.search(r"-(\d+)$", entry)
-            pid = int(match.group(1)) if match else None
-            if pid is not None and pid != os.getpid() and _alive(pid):
-                continue
-            _remove(os.path.join(self.directory, entry))
-        fsync_dir(self.directory)
+        remove_litter(self.directory)
 
     def _forget_later_epochs(self, offset: int) -> None:
         """On resume from epoch ``offset``, points ``last``/``best`` back into the history being continued.
@@ -436,19 +426,3 @@ def _jsonable(obj):
         return obj.item()
     raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
 
-
-def _remove(path: str) -> None:
-    if os.path.islink(path) or os.path.isfile(path):
-        os.unlink(path)
-    elif os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -13,6 +13,12 @@ share it):
 4. swap the staging folder into ``directory``. An export that fails the
    check goes to ``<directory>-rejected`` instead, so a good export already
    in place is never replaced by a bad one.
+
+A process killed mid-export leaves ``.<name>.tmp-*-<pid>`` (a staging
+folder) or ``.<name>.old-*-<pid>`` (the previous export, set aside for the
+swap) beside ``directory``; :func:`recover_export` puts the previous export
+back or removes the litter, and runs before every export and at the start of
+every fit.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 
 from ..errors import HapiRunnerError, UsageError
 from ..inference import MODEL_PREFIX, REPORT, SIDECAR, SIDECAR_VERSION, InferenceModel, find_model_files, graph_format
-from ..utils import DIR_MODE, fsync_dir, write_json
+from ..utils import DIR_MODE, dead_litter, fsync_dir, remove_path, writer_suffix, write_json
 from .base import MonitorCallback
 
 log = logging.getLogger("hapi_runner")
@@ -83,7 +89,8 @@ def export_model(network, directory: str, input_shape: Sequence[int], sidecar: D
     directory = os.path.abspath(str(directory))
     parent = os.path.dirname(directory)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
+    recover_export(directory)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", suffix=writer_suffix(), dir=parent)
     os.chmod(staging, DIR_MODE)  # mkdtemp makes it private; the export is for whoever may read the run
     started = time.perf_counter()
     try:
@@ -290,13 +297,38 @@ def _replace_dir(source: str, target: str) -> None:
     parent = os.path.dirname(target)
     old = None
     if os.path.lexists(target):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=parent)
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", suffix=writer_suffix(), dir=parent)
         os.rmdir(old)
         os.replace(target, old)
     os.replace(source, target)
     fsync_dir(parent)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_export(directory: str) -> None:
+    """Undoes what a process killed mid-export left beside ``directory``.
+
+    A previous export set aside (``.<name>.old-*``) goes back in place when
+    ``directory`` is missing, so a kill between the two renames of the swap
+    loses nothing; otherwise it, and any staging folder, is removed. The
+    same goes for ``<directory>-rejected``. Litter of a live process is left
+    alone.
+    """
+    directory = os.path.abspath(directory)
+    parent = os.path.dirname(directory)
+    for target in (directory, directory + "-rejected"):  # both are swapped in by _replace_dir
+        name = os.path.basename(target)
+        for entry in dead_litter(parent, lambda n: n.startswith(f".{name}.old-")):
+            path = os.path.join(parent, entry)
+            if os.path.lexists(target):
+                remove_path(path)
+            else:
+                os.replace(path, target)
+                log.warning("put back the export a killed process had set aside: %s", target)
+        for entry in dead_litter(parent, lambda n: n.startswith(f".{name}.tmp-")):
+            remove_path(os.path.join(parent, entry))
+    fsync_dir(parent)
 
 
 class StaticExport(MonitorCallback):
@@ -373,6 +405,10 @@ class StaticExport(MonitorCallback):
         if not restored:
             self.exported_epoch = None
         self._exported_this_fit = False
+        from ..paddle_compat import is_main_process
+
+        if is_main_process():
+            recover_export(self.directory)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.on_best:
