@@ -24,6 +24,14 @@ FILE_MODE = 0o666 & ~_umask()
 DIR_MODE = 0o777 & ~_umask()
 
 
+TMP_PREFIX = ".tmp-"
+
+
+def is_atomic_temp(name: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`atomic_write_bytes` (or a checkpoint's ``.tmp-`` folder)."""
+    return name.startswith(TMP_PREFIX)
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Writes ``data`` to ``path`` so that a crash leaves the old file or the new one, never half of one.
 
@@ -46,9 +54,6 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(folder)
-
-
-TMP_PREFIX = ".tmp-"
 
 
 def writer_suffix() -> str:
@@ -80,7 +85,7 @@ def remove_path(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def dead_litter(folder: str, is_temporary: Callable[[str], bool] = lambda name: name.startswith(TMP_PREFIX)):
+def dead_litter(folder: str, is_temporary: Callable[[str], bool] = is_atomic_temp):
     """Names in ``folder`` that ``is_temporary`` picks and whose writer is gone.
 
     A name without a pid counts as dead (older releases wrote such names);
@@ -100,7 +105,7 @@ def dead_litter(folder: str, is_temporary: Callable[[str], bool] = lambda name: 
     return found
 
 
-def remove_litter(folder: str, is_temporary: Callable[[str], bool] = lambda name: name.startswith(TMP_PREFIX)) -> None:
+def remove_litter(folder: str, is_temporary: Callable[[str], bool] = is_atomic_temp) -> None:
     """Removes the temporary files and folders of writers killed mid-write (see :func:`dead_litter`)."""
     names = dead_litter(folder, is_temporary)
     for name in names:
