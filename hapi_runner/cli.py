@@ -19,7 +19,8 @@ import warnings
 from typing import List, Optional
 
 from . import __version__
-from .config import (AMP_DTYPES, AMP_LEVELS, LR_SCHEDULES, OPTIMIZERS, PIPELINES, STEMS, TrainConfig, load_config_file,
+from .datasets.registry import PIPELINES
+from .config import (AMP_DTYPES, AMP_LEVELS, LR_SCHEDULES, OPTIMIZERS, STEMS, TrainConfig, load_config_file,
                      resolve_layers)
 from .recipes import ABOUT, RECIPES
 from .errors import HapiRunnerError, UsageError

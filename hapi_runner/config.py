@@ -9,37 +9,25 @@ the thread count has to be chosen before Paddle is imported.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
+from .checks import (check_bool, check_choice, check_int, check_number, check_path, is_int, parse_device, parse_threads,
+                     suggest)
+from .datasets.registry import DATASETS, PIPELINES, synthetic_choices
 from .errors import UsageError
+from .models import MODELS
+from .recipes import RECIPES, recipe_values
 
 OPTIMIZERS = ("momentum", "sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
 STEMS = ("default", "cifar")
 AMP_LEVELS = ("O1", "O2")
-PIPELINES = ("batched", "per-sample")
 MAX_SEED = 2**32 - 1
 AMP_DTYPES = ("float16", "bfloat16")
-
-
-def suggest(value: str, choices) -> str:
-    """Returns ' Did you mean X?' for the closest choice, or ''."""
-    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else ""
-
-
-def check_choice(name: str, value: Any, choices) -> None:
-    """Raises UsageError unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        raise UsageError(
-            f"{name} '{value}' is not known; choose one of: {', '.join(choices)}.{suggest(value, choices)}"
-        )
 
 
 @dataclass
@@ -123,9 +111,6 @@ class TrainConfig:
     # -- checks -----------------------------------------------------------
     def validate(self) -> None:
         """Checks every field; raises UsageError naming the first bad one."""
-        from .datasets.registry import DATASETS, synthetic_choices
-        from .models import MODELS
-
         check_choice("model", self.model, sorted(MODELS))
         check_choice("dataset", self.dataset, sorted(DATASETS))
         check_choice("synthetic_like", self.synthetic_like, synthetic_choices())
@@ -138,54 +123,47 @@ class TrainConfig:
         check_choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
         check_choice("pipeline", self.pipeline, PIPELINES)
         if self.recipe is not None:
-            from .recipes import RECIPES
-
             check_choice("recipe", self.recipe, sorted(RECIPES))
-        if isinstance(self.synthetic_size, int) and not isinstance(self.synthetic_size, bool) and self.synthetic_size > 1_000_000:
+        if is_int(self.synthetic_size) and self.synthetic_size > 1_000_000:
             raise UsageError(f"synthetic_size must be at most 1000000 (images held in memory), got {self.synthetic_size}.")
         for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size", "save_freq", "plateau_patience",
                      "prefetch_factor"):
-            _check_int(name, getattr(self, name), minimum=1)
+            check_int(name, getattr(self, name), minimum=1)
         for name in ("warmup_epochs", "seed", "start_from_epoch"):
-            _check_int(name, getattr(self, name), minimum=0)
+            check_int(name, getattr(self, name), minimum=0)
         if self.seed > MAX_SEED:  # numpy's and Paddle's seeds are 32-bit
             raise UsageError(f"seed must be <= {MAX_SEED}, got {self.seed}.")
         for name in ("data_dir", "save_dir", "pretrained", "resume", "output_root"):
-            value = getattr(self, name)
-            if not (isinstance(value, str) or (value is None and name != "output_root")):
-                raise UsageError(f"{name} must be a path (a string), got {value!r}.")
-            if isinstance(value, str) and "\x00" in value:
-                raise UsageError(f"{name} {value!r} holds a NUL character, which no path can; remove it.")
+            check_path(name, getattr(self, name), optional=name != "output_root")
         for name, minimum in (("num_workers", 0), ("keep_last", 1), ("early_stopping_patience", 1)):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum=minimum)
+                check_int(name, getattr(self, name), minimum=minimum)
         if self.mode is not None:
             check_choice("mode", self.mode, ("min", "max"))
         if not isinstance(self.monitor, str) or not self.monitor:
             raise UsageError(f"monitor must be a metric name such as acc_top1 or loss, got {self.monitor!r}.")
         _check_monitor(self.monitor)
-        _check_number("min_delta", self.min_delta, low=0.0)
+        check_number("min_delta", self.min_delta, low=0.0)
         if self.baseline is not None:
-            _check_number("baseline", self.baseline)
-        _check_number("plateau_factor", self.plateau_factor, low=0.0, high=1.0, low_open=True, high_open=True)
-        _check_number("lr", self.lr, low=0.0, low_open=True)
-        _check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        _check_number("weight_decay", self.weight_decay, low=0.0)
-        _check_number("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True, high_open=True)
-        _check_number("val_split", self.val_split, low=0.0, high=1.0, high_open=True)
+            check_number("baseline", self.baseline)
+        check_number("plateau_factor", self.plateau_factor, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_number("lr", self.lr, low=0.0, low_open=True)
+        check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        check_number("weight_decay", self.weight_decay, low=0.0)
+        check_number("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_number("val_split", self.val_split, low=0.0, high=1.0, high_open=True)
         if not isinstance(self.lr_step_epochs, (list, tuple)) or not self.lr_step_epochs:
             raise UsageError(f"lr_step_epochs must be a non-empty list of epochs, got {self.lr_step_epochs!r}.")
-        self.lr_step_epochs = [int(_check_int("lr_step_epochs", e, minimum=1)) for e in self.lr_step_epochs]
+        self.lr_step_epochs = [int(check_int("lr_step_epochs", e, minimum=1)) for e in self.lr_step_epochs]
         if self.lr_schedule == "multistep" and self.lr_step_epochs != sorted(self.lr_step_epochs):
             raise UsageError(f"lr_step_epochs must be increasing for multistep, got {self.lr_step_epochs}.")
         self.device = parse_device(self.device)
         self.threads = parse_threads(self.threads)
         if self.verbose is not None:
-            _check_int("verbose", self.verbose, minimum=0)
+            check_int("verbose", self.verbose, minimum=0)
         for name in ("augment", "normalize", "download", "gpu", "overwrite", "visualdl", "restore_best", "reduce_lr_on_plateau",
                      "export", "export_on_best", "cudnn_tuning", "persistent_workers", "use_shared_memory"):
-            if not isinstance(getattr(self, name), bool):
-                raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}.")
+            check_bool(name, getattr(self, name))
         if self.gpu and self.device == "cpu":
             raise UsageError("--gpu and --device cpu contradict each other: drop one of them.")
 
@@ -213,8 +191,6 @@ class TrainConfig:
         """
         recipe = changes.get("recipe")
         if recipe is not None and recipe != self.recipe:
-            from .recipes import recipe_values
-
             base = from_mapping({**recipe_values(recipe), "recipe": recipe}, base=self, source=f"recipe '{recipe}'")
             return from_mapping(changes, base=base)
         return from_mapping(changes, base=self)
@@ -266,8 +242,6 @@ def resolve_layers(layers: List[Tuple[Dict[str, Any], str]]) -> TrainConfig:
                 recipe = value
     config = TrainConfig()
     if recipe is not None:
-        from .recipes import recipe_values
-
         config = from_mapping({**recipe_values(recipe), "recipe": recipe}, source=f"recipe '{recipe}'")
     for values, source in layers:
         config = from_mapping({k: v for k, v in values.items() if str(k).replace("-", "_") != "recipe"}, base=config, source=source)
@@ -339,55 +313,3 @@ def _check_monitor(monitor: str) -> None:
     if name not in RUN_METRICS:
         choices = [*RUN_METRICS, *(f"train_{m}" for m in RUN_METRICS)]
         raise UsageError(f"monitor '{monitor}' is not a metric a run logs; choose one of: {', '.join(choices)}.{suggest(monitor, choices)}")
-
-
-def parse_device(value: Any) -> str:
-    """Normalises ``auto``, ``cpu``, ``gpu`` and ``gpu:N``."""
-    text = str(value).strip().lower()
-    if text in ("auto", "cpu", "gpu"):
-        return text
-    if text.startswith("gpu:") and text[4:].isascii() and text[4:].isdigit():
-        return text
-    raise UsageError(f"device '{value}' is not valid; use auto, cpu, gpu or gpu:N (N the card's index).")
-
-
-def parse_threads(value: Any) -> str:
-    """``auto`` or a positive integer, kept as a string."""
-    text = str(value).strip().lower()
-    if text == "auto":
-        return text
-    if text.isascii() and text.isdigit() and int(text) >= 1:
-        return text
-    raise UsageError(f"threads '{value}' is not valid; use a positive integer or 'auto'.")
-
-
-def _finite(value) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond float's range, e.g. from a config file
-        return False
-
-
-def _short_repr(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    if value < minimum:
-        raise UsageError(f"{name} must be >= {minimum}, got {value}.")
-    return value
-
-
-def _check_number(name, value, low=None, high=None, low_open=False, high_open=False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
-        raise UsageError(f"{name} must be a finite number, got {_short_repr(value)}.")
-    low_bad = low is not None and (value <= low if low_open else value < low)
-    high_bad = high is not None and (value >= high if high_open else value > high)
-    if low_bad or high_bad:
-        lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-        hi = "" if high is None else f"{'<' if high_open else '<='} {high}"
-        allowed = " and ".join(s for s in (lo, hi) if s)
-        raise UsageError(f"{name} must be {allowed}, got {value}.")

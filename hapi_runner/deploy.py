@@ -22,7 +22,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from . import rundir
-from .config import TrainConfig, check_choice, from_mapping
+from .checks import check_choice
+from .config import TrainConfig, from_mapping
 from .errors import DataFileError, HapiRunnerError, UsageError
 from .utils import atomic_write_bytes, atomic_write_text, write_json
 

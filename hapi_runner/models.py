@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Dict
 
+from .checks import check_choice
 from .errors import UsageError
 
 log = logging.getLogger("hapi_runner")
@@ -83,8 +84,6 @@ def build_model(name: str, num_classes: int, channels: int = 3, size: int = 32, 
         ``[N, num_classes]`` logits.
     """
     from paddle.vision import models as pvm
-
-    from .config import check_choice
 
     check_choice("model", name, sorted(MODELS))
     spec = MODELS[name]

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
+from .checks import check_choice
+
 # Seed 002 (ResNet-50 on Cifar10 with paddle.Model) exactly as its notebook
 # trains: Momentum lr 0.01 momentum 0.9, L2Decay 1e-4, batch 64, 50 epochs,
 # a constant rate, no warm-up and no augmentation (the notebook's transform
@@ -71,7 +73,5 @@ ABOUT: Dict[str, str] = {
 
 def recipe_values(name: str) -> Dict[str, Any]:
     """A copy of recipe ``name``'s field values (the caller may change it)."""
-    from .config import check_choice
-
     check_choice("recipe", name, sorted(RECIPES))
     return {key: (list(value) if isinstance(value, list) else value) for key, value in RECIPES[name].items()}

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 from paddle.io import Dataset, DistributedBatchSampler
 
-from ..config import PIPELINES
+from .registry import PIPELINES
 
 # The label of an evaluation filler (see eval_batch_sampler): paddle.nn.CrossEntropyLoss's default ignore_index.
 FILLER_LABEL = -100

@@ -19,6 +19,10 @@ MNIST_FILES = {
 }
 
 
+# How images become batches (hapi_runner.datasets.pipeline): numpy transforms per batch, or per image.
+PIPELINES = ("batched", "per-sample")
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One dataset.

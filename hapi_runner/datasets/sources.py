@@ -17,6 +17,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..checks import check_choice
 from ..errors import DataFileError, UsageError
 from .formats import read_cifar, read_mnist_split
 from .pipeline import BatchTransform, ImageDataset
@@ -185,8 +186,6 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None
     Returns:
         An :class:`ImageDataset`.
     """
-    from ..config import check_choice
-
     check_choice("dataset", name, sorted(DATASETS))
     check_choice("split", split, ("train", "test"))
     spec = spec_for(name, synthetic_like, normalize)

@@ -1,0 +1,140 @@
+"""Argument checks shared by every module: one wording, one place.
+
+Each check raises :class:`UsageError` (also a ``ValueError``) naming the
+argument, the value received and what is allowed, and returns the value so
+callers can check and assign in one line. This module imports nothing of the
+package but ``errors``, so any module may use it without a cycle.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, Iterable, Optional, Tuple
+
+from .errors import UsageError
+
+
+def suggest(value: Any, choices: Iterable[Any]) -> str:
+    """Returns ' Did you mean X?' for the closest choice, or ''."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else UsageError listing them."""
+    choices = list(choices)
+    if value not in choices:
+        raise UsageError(
+            f"{name} '{value}' is not known; choose one of: {', '.join(map(str, choices))}.{suggest(value, choices)}"
+        )
+    return value
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters, so a huge bad value does not flood the one-line error."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def is_int(value: Any) -> bool:
+    """True for an ``int`` that is not a ``bool`` (``True`` is an int to Python, not to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """True for a finite ``int`` or ``float`` that is not a ``bool``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range, e.g. from a config file
+        return False
+
+
+def check_int(name: str, value: Any, minimum: Optional[int] = None, maximum: Optional[int] = None,
+              unit: str = "") -> int:
+    """``value`` if it is an integer within ``[minimum, maximum]``, else UsageError."""
+    bounds = _describe_bounds(minimum, maximum, False, False)
+    unit = f" ({unit})" if unit else ""
+    if not is_int(value):
+        raise UsageError(f"{name} must be an integer{' ' + bounds if bounds else ''}{unit}, got {short_repr(value)}.")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise UsageError(f"{name} must be {bounds}{unit}, got {value}.")
+    return value
+
+
+def check_number(name: str, value: Any, low: Optional[float] = None, high: Optional[float] = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` if it is a finite number within the bounds (open or closed), else UsageError."""
+    bounds = _describe_bounds(low, high, low_open, high_open)
+    if not is_number(value):
+        raise UsageError(f"{name} must be a finite number, got {short_repr(value)}.")
+    low_bad = low is not None and (value <= low if low_open else value < low)
+    high_bad = high is not None and (value >= high if high_open else value > high)
+    if low_bad or high_bad:
+        raise UsageError(f"{name} must be {bounds}, got {value}.")
+    return value
+
+
+def check_optional_number(name: str, value: Any, **bounds: Any) -> Optional[float]:
+    """None, or a number as :func:`check_number` wants it."""
+    return None if value is None else check_number(name, value, **bounds)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False``, else UsageError."""
+    if not isinstance(value, bool):
+        raise UsageError(f"{name} must be true or false, got {short_repr(value)}.")
+    return value
+
+
+def check_path(name: str, value: Any, optional: bool = True) -> Optional[str]:
+    """A path given as a string (None allowed when ``optional``); a NUL character is refused."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"{name} must be a path (a string), got {short_repr(value)}.")
+    if "\x00" in value:
+        raise UsageError(f"{name} {value!r} holds a NUL character, which no path can; remove it.")
+    return value
+
+
+def parse_device(value: Any) -> str:
+    """Normalises ``auto``, ``cpu``, ``gpu`` and ``gpu:N`` (lower case, no spaces)."""
+    text = str(value).strip().lower()
+    if text in ("auto", "cpu", "gpu"):
+        return text
+    # isascii: str.isdigit accepts digits of other scripts ('gpu:٣') that int() reads but no one means.
+    if text.startswith("gpu:") and text[4:].isascii() and text[4:].isdigit():
+        return text
+    raise UsageError(f"device '{value}' is not valid; use auto, cpu, gpu or gpu:N (N the card's index).")
+
+
+def device_kind_index(value: Any) -> Tuple[str, int]:
+    """``('cpu', 0)`` or ``('gpu', N)`` for an explicit device: ``cpu``, ``gpu`` or ``gpu:N`` (not ``auto``)."""
+    text = parse_device(value)
+    if text == "auto":
+        raise UsageError("device 'auto' is not valid here; use cpu, gpu or gpu:N (N the card's index).")
+    if text == "cpu":
+        return "cpu", 0
+    return "gpu", int(text[4:]) if ":" in text else 0
+
+
+def parse_threads(value: Any) -> str:
+    """``auto`` or a positive integer, kept as a string."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return text
+    if text.isascii() and text.isdigit() and int(text) >= 1:
+        return text
+    raise UsageError(f"threads '{value}' is not valid; use a positive integer or 'auto'.")
+
+
+def _describe_bounds(low, high, low_open: bool, high_open: bool) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high}")
+    return " and ".join(parts)
