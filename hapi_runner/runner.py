@@ -219,11 +219,17 @@ class Runner:
         return self._write_results(time.perf_counter() - started, resumed_from=done)
 
     def evaluate(self, data=None, batch_size: Optional[int] = None) -> Dict[str, float]:
-        """Loss, top-1 and top-5 on ``data`` (an ImageDataset; default: the eval set), every sample once."""
+        """Loss, top-1 and top-5 on ``data`` (an ImageDataset; default: the eval set), every sample once.
+
+        The loss is the mean over every sample, as in fit's evaluations:
+        hapi's ``evaluate`` alone returns the last batch's.
+        """
+        from .callbacks import LossMean
+        from .utils import metric_logs
+
         loader = self.eval_loader if data is None and batch_size is None else \
             self.loader(data or self.eval_data, batch_size=batch_size, evaluation=True)
-        logs = self.model.evaluate(loader, verbose=0)
-        from .utils import metric_logs
+        logs = self.model.evaluate(loader, verbose=0, callbacks=[LossMean()])
 
         result = metric_logs(logs)
         result["num_samples"] = len(loader.batch_sampler.sampler) if hasattr(loader.batch_sampler, "sampler") else len(data or self.eval_data)
