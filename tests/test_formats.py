@@ -91,6 +91,26 @@ def test_cifar_round_trip(tmp_path, num_classes, mode):
         assert names[:2] == ["class_0", "class_1"] and len(names) == 100
 
 
+@pytest.mark.parametrize("num_classes, meta, first, last", [
+    (10, "cifar-10-batches-py/batches.meta", "airplane", "truck"),
+    (100, "cifar-100-python/meta", "apple", "worm"),
+])
+def test_cifar_archive_without_label_names_uses_the_published_ones_and_warns_once(tmp_path, caplog, num_classes, meta, first, last):
+    members, written = cifar_archive_members(num_classes, n_train=10, n_test=5, seed=4)
+    del members[meta]
+    path = write_tar_gz(tmp_path / f"cifar-{num_classes}-python.tar.gz", members)
+
+    with caplog.at_level("WARNING", logger="hapi_runner"):
+        for mode in ("train", "test"):
+            images, labels, names = read_cifar(path, num_classes, mode)
+            np.testing.assert_array_equal(images, written[f"x_{mode}"])
+            np.testing.assert_array_equal(labels, written[f"y_{mode}"])
+            assert len(names) == num_classes == len(set(names)) and (names[0], names[-1]) == (first, last)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{path}: archive has no member '{meta}'; using the class names published with CIFAR-{num_classes}"]
+
+
 def test_cifar10_train_is_split_over_five_batches(tmp_path):
     members, _ = cifar_archive_members(10, n_train=50)
     batches = [m for m in members if "data_batch_" in m]
@@ -99,8 +119,8 @@ def test_cifar10_train_is_split_over_five_batches(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"num_classes": 20, "mode": "train"}, "num_classes=20"),
-    ({"num_classes": 10, "mode": "val"}, "mode='val'"),
+    ({"num_classes": 20, "mode": "train"}, "num_classes '20' is not known; choose one of: 10, 100"),
+    ({"num_classes": 10, "mode": "val"}, "mode 'val' is not known; choose one of: train, test"),
 ])
 def test_cifar_rejects_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(UsageError, match=match):

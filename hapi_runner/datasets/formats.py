@@ -14,6 +14,7 @@ message is one line: the file, what is wrong with it, and what to do.
 
 import gzip
 import io
+import logging
 import os
 import pickle
 import struct
@@ -22,7 +23,11 @@ import zlib
 
 import numpy as np
 
-from hapi_runner.errors import DataFileError, UsageError
+from hapi_runner.checks import check_choice
+from hapi_runner.datasets.registry import CIFAR10_CLASSES, CIFAR100_CLASSES
+from hapi_runner.errors import DataFileError
+
+log = logging.getLogger("hapi_runner")
 
 __all__ = ["read_idx", "read_mnist_split", "read_cifar"]
 
@@ -33,6 +38,8 @@ _IDX_LABELS_NDIM = 1
 _IDX_IMAGES_NDIM = 3
 _MNIST_NUM_CLASSES = 10
 _CIFAR_ROW = 3 * 32 * 32
+# Archives already warned about lacking their label names: each split reads the archive, the warning is said once.
+_WARNED_NO_META = set()
 
 
 def _error(path, problem, fix=_REPLACE):
@@ -211,15 +218,16 @@ def _open_tar(path, gz):
         raise _error(path, f"is gzip data but not a tar archive ({exc})") from exc
 
 
-def _read_members(path, names):
+def _read_members(path, names, optional=()):
     """Reads the named members of a tar.gz archive in one sequential pass.
 
     One pass matters: random access into a tar.gz re-decompresses from the
     start for every backward seek. The gzip stream is then read to its end,
     because only there does gzip check its CRC; without that a flipped bit in
-    the pixels would go unnoticed.
+    the pixels would go unnoticed. A member of ``names`` that is missing is
+    an error; one of ``optional`` is simply absent from the result.
     """
-    wanted = set(names)
+    wanted = set(names) | set(optional)
     found = {}
     try:
         with open(path, "rb") as raw:
@@ -288,6 +296,20 @@ def _class_names(path, member, meta, names_key, num_classes):
         raise _error(path, f"member '{member}' has a class name that is not UTF-8 ({exc})") from exc
 
 
+def _published_class_names(path, member, num_classes):
+    """The class names published with the dataset, for an archive packed without its ``member`` of names.
+
+    paddle.vision's reader needs only the data members, and subsets are
+    packed that way; the names are then the dataset's own, said once per archive.
+    """
+    key = os.path.realpath(path)
+    if key not in _WARNED_NO_META:
+        _WARNED_NO_META.add(key)
+        log.warning("%s: archive has no member '%s'; using the class names published with CIFAR-%d",
+                    os.fspath(path), member, num_classes)
+    return list(CIFAR10_CLASSES if num_classes == 10 else CIFAR100_CLASSES)
+
+
 def read_cifar(path, num_classes, mode):
     """Reads one split of CIFAR-10 or CIFAR-100 from its python-version archive.
 
@@ -301,21 +323,22 @@ def read_cifar(path, num_classes, mode):
     Returns:
         ``(images, labels, class_names)``: ``uint8`` images of shape
         ``[N, 3, 32, 32]`` (channel-first), ``int64`` labels of shape ``[N]``
-        in ``0..num_classes-1``, and the class names as a list of ``str``.
+        in ``0..num_classes-1``, and the class names as a list of ``str``:
+        those of the archive's ``batches.meta`` (CIFAR-10) or ``meta``
+        (CIFAR-100) member, or the published ones, with a warning, when the
+        archive has no such member.
 
     Raises:
         UsageError: ``num_classes`` or ``mode`` has a value not listed above.
         DataFileError: The archive is missing, truncated or not a tar archive,
-            lacks a member, or a batch has missing keys, a wrong shape or
+            lacks a data member, or a batch has missing keys, a wrong shape or
             labels out of range.
     """
-    if num_classes not in (10, 100):
-        raise UsageError(f"num_classes={num_classes!r} is not a CIFAR variant; use 10 or 100")
-    if mode not in ("train", "test"):
-        raise UsageError(f"mode={mode!r} is not a CIFAR split; use 'train' or 'test'")
+    check_choice("num_classes", num_classes, (10, 100))
+    check_choice("mode", mode, ("train", "test"))
     _check_file(path)
     batches, meta_member, label_key, names_key = _cifar_layout(num_classes, mode)
-    raw = _read_members(path, batches + [meta_member])
+    raw = _read_members(path, batches, optional=[meta_member])
 
     images, labels = [], []
     for member in batches:
@@ -323,8 +346,11 @@ def read_cifar(path, num_classes, mode):
         data, batch_labels = _batch_arrays(path, member, batch, label_key, num_classes)
         images.append(data)
         labels.append(batch_labels)
-    meta = _unpickle(path, meta_member, raw[meta_member])
-    class_names = _class_names(path, meta_member, meta, names_key, num_classes)
+    if meta_member in raw:
+        meta = _unpickle(path, meta_member, raw[meta_member])
+        class_names = _class_names(path, meta_member, meta, names_key, num_classes)
+    else:
+        class_names = _published_class_names(path, meta_member, num_classes)
     # The rows are stored channel-planar (1024 R, then G, then B), so a plain reshape is CHW.
     images = np.concatenate(images).reshape(-1, 3, 32, 32)
     return images, np.concatenate(labels), class_names
