@@ -1,5 +1,6 @@
 """Dataset lookup order, loading from files in the real formats, and the batched pipeline."""
 
+import re
 import shutil
 
 import numpy as np
@@ -51,7 +52,7 @@ def test_download_failure_is_one_line(tmp_path, monkeypatch):
         raise ConnectionError("no network")
 
     monkeypatch.setattr(common, "download", offline)
-    with pytest.raises(DataFileError, match="download failed \\(ConnectionError\\)"):
+    with pytest.raises(DataFileError, match="download failed \\(ConnectionError: no network\\)"):
         load_dataset("cifar100", "train", str(tmp_path), download=True)
 
 
@@ -119,3 +120,46 @@ def test_same_seed_and_epoch_give_the_same_batches(data_root):
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
     assert sum(len(x) for x in a) == len(data)
+
+
+@pytest.mark.parametrize("error", [ConnectionError("[Errno 101] Network is unreachable"),
+                                   RuntimeError("Cannot download https://example.invalid/t.gz within retry limit 3")])
+def test_a_failed_download_says_why_and_keeps_the_cause(tmp_path, monkeypatch, error):
+    import paddle.dataset.common
+
+    def offline(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(paddle.dataset.common, "download", offline)
+    monkeypatch.setitem(sources.DATASETS, "mnist", sources.DATASETS["mnist"].__class__(
+        **{**sources.DATASETS["mnist"].__dict__, "debian_dir": str(tmp_path / "no-debian")}))
+    with pytest.raises(DataFileError, match=re.escape(f"download failed ({type(error).__name__}: {error}); put the files")) as caught:
+        sources.locate_files(sources.DATASETS["mnist"], "train", None, download=True)
+    assert caught.value.__cause__ is error
+
+
+def test_a_programming_error_in_the_download_is_not_reported_as_missing_files(tmp_path, monkeypatch):
+    import paddle.dataset.common
+
+    def broken(*args, **kwargs):
+        raise TypeError("download() got an unexpected keyword argument")
+
+    monkeypatch.setattr(paddle.dataset.common, "download", broken)
+    monkeypatch.setitem(sources.DATASETS, "mnist", sources.DATASETS["mnist"].__class__(
+        **{**sources.DATASETS["mnist"].__dict__, "debian_dir": str(tmp_path / "no-debian")}))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        sources.locate_files(sources.DATASETS["mnist"], "train", None, download=True)
+
+
+def test_a_cifar_archive_without_its_names_loads_with_the_published_ones(tmp_path, caplog):
+    from datafiles import cifar_archive_members, write_tar_gz
+    from hapi_runner.datasets.registry import CIFAR10_CLASSES
+
+    members, written = cifar_archive_members(10, n_train=10, n_test=5, seed=5)
+    del members["cifar-10-batches-py/batches.meta"]
+    write_tar_gz(tmp_path / "cifar-10-python.tar.gz", members)
+    train = load_dataset("cifar10", "train", str(tmp_path), download=False)
+    test = load_dataset("cifar10", "test", str(tmp_path), download=False)
+    assert train.class_names == test.class_names == list(CIFAR10_CLASSES)
+    np.testing.assert_array_equal(test.images, written["x_test"])
+    assert [r.levelname for r in caplog.records if "cifar-10-python.tar.gz" in r.getMessage()] == ["WARNING"]

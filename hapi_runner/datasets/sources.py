@@ -77,15 +77,21 @@ def locate_files(spec: DatasetSpec, split: str, data_dir: Optional[str] = None, 
         paths = [os.path.join(folder, n) for n in names]
         if all(os.path.isfile(p) for p in paths):
             return paths
-    problem = "download is off"
-    if download:
-        try:
-            from paddle.dataset.common import download as paddle_download
+    if not download:
+        raise _not_found(spec, names, searched, "download is off")
+    from paddle.dataset.common import download as paddle_download
 
-            return [paddle_download(url, spec.cache_name, md5) for url, md5 in _paddle_download_targets(spec, split)]
-        except Exception as exc:  # network errors come in many types; the advice is the same
-            problem = f"download failed ({type(exc).__name__})"
-    raise DataFileError(
+    try:
+        return [paddle_download(url, spec.cache_name, md5) for url, md5 in _paddle_download_targets(spec, split)]
+    # Paddle retries a failed or checksum-mismatched download and then raises RuntimeError; the cache
+    # folder, the network (Paddle 2.6's requests errors are OSErrors) and the md5 pass fail with OSError.
+    except (OSError, RuntimeError) as exc:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise _not_found(spec, names, searched, f"download failed ({reason})") from exc
+
+
+def _not_found(spec: DatasetSpec, names: List[str], searched: List[str], problem: str) -> DataFileError:
+    return DataFileError(
         f"{spec.name}: {', '.join(names)} not found in {', '.join(searched)} and {problem}; "
         f"put the files in one of those folders or pass --data-dir FOLDER."
     )
@@ -132,14 +138,17 @@ def _cache_checksum_error(exc: DataFileError, paths: List[str], spec: DatasetSpe
         return None
     try:
         published = {os.path.basename(url): md5 for url, md5 in _paddle_download_targets(spec, split)}
-    except Exception:  # noqa: BLE001 - a Paddle without these constants: the reader's own message stands
+    except (ImportError, AttributeError):  # a Paddle without these constants: the reader's own message stands
         return None
     named = getattr(exc, "path", None)
     for path in sorted(cached, key=lambda p: p != named):  # the file the error names first
         expected = published.get(os.path.basename(path))
         if expected is None or not os.path.isfile(path):
             continue
-        actual = _md5(path)
+        try:
+            actual = _md5(path)
+        except OSError:  # unreadable: the reader's own message says so
+            continue
         if actual == expected:
             continue
         problem = getattr(exc, "problem", None) if path == named else None
