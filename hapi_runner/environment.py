@@ -12,7 +12,7 @@ import os
 
 from .distributed import is_distributed, local_world_size
 from .errors import HapiRunnerError
-from .paddle_compat import paddle_imported, set_cpu_threads, set_thread_env
+from .paddle_compat import import_paddle_without_thread_warning, paddle_imported, set_cpu_threads, set_thread_env
 
 log = logging.getLogger("hapi_runner")
 
@@ -50,10 +50,16 @@ def resolve_threads(setting: str, model: str) -> int:
 
 
 def configure_threads(setting: str, model: str) -> int:
-    """Applies the thread count: through the environment if Paddle is not yet imported."""
+    """Applies the thread count: through the environment if Paddle is not yet imported, then imports Paddle.
+
+    Paddle cautions against more than one OpenMP thread when it is
+    imported; here the count is a deliberate choice, so that caution is left
+    out (``paddle_compat.import_paddle_without_thread_warning``).
+    """
     count = resolve_threads(setting, model)
     if not paddle_imported():
         set_thread_env(count)
+        import_paddle_without_thread_warning()
     elif os.environ.get("OMP_NUM_THREADS") != str(count):
         if not set_cpu_threads(count):
             log.warning("threads: Paddle was imported before hapi_runner chose %d threads; "

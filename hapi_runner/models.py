@@ -23,10 +23,12 @@ The name table is importable without Paddle.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
-from typing import Dict
+from typing import Any, Dict
 
 from .checks import check_choice
+from .distributed import say
 from .errors import UsageError
 
 log = logging.getLogger("hapi_runner")
@@ -123,27 +125,45 @@ def _cifar_stem(model) -> None:
 
 def _set_input_channels(model, channels: int) -> None:
     """Rebuilds the first convolution when the data has other than 3 channels."""
-    from .paddle_compat import first_conv, rebuild_conv
+    from .paddle_compat import conv_groups, first_conv, rebuild_conv
 
     parent, attr, conv = first_conv(model)
-    if conv.weight.shape[1] * conv._groups != channels:
+    if conv.weight.shape[1] * conv_groups(conv) != channels:
         setattr(parent, attr, rebuild_conv(conv, in_channels=channels))
 
 
-def load_pretrained(model, path: str) -> Dict[str, list]:
-    """Loads a ``.pdparams`` into ``model``, matching what can be matched.
+def load_pretrained(model, path: str) -> Dict[str, Any]:
+    """Loads a ``.pdparams`` into ``model``, matching what can be matched, and says so in one line.
 
     A stem kernel with another number of input channels is adapted (summed
     over channels for grey input, spread evenly for colour input); any other
     tensor of another shape (a classifier for other classes) is skipped with
-    a warning.
+    a warning. The line printed at the end is :func:`describe_pretrained`'s.
 
     Returns:
-        ``{"loaded": [...], "adapted": [...], "skipped": [...], "missing": [...]}``.
-    """
-    import os
+        ``{"loaded": [...], "adapted": [...], "skipped": [...], "missing": [...],
+        "shapes": {key: [shape in the file, shape in the model]}}``, the
+        shapes given for the adapted and skipped tensors.
 
-    import numpy as np
+    Raises:
+        UsageError: ``path`` is not a file.
+        HapiRunnerError: the file cannot be read as a state dict, or shares
+            no tensor with ``model``.
+    """
+    from .errors import HapiRunnerError
+
+    source = _read_state_dict(path)
+    new_state, report = _match_state(model.state_dict(), source)
+    if not report["loaded"] and not report["adapted"]:
+        raise HapiRunnerError(f"pretrained weights '{path}' share no tensor with {type(model).__name__}; are they for another model?")
+    model.set_state_dict(new_state)
+    say(f"hapi_runner: {describe_pretrained(path, report)}")
+    return report
+
+
+def _read_state_dict(path: str) -> dict:
+    import pickle
+
     import paddle
 
     from .errors import HapiRunnerError
@@ -152,12 +172,22 @@ def load_pretrained(model, path: str) -> Dict[str, list]:
         raise UsageError(f"pretrained weights '{path}' do not exist; pass the path of a .pdparams file.")
     try:
         source = paddle.load(path)
-    except Exception as exc:  # a corrupt pickle surfaces as several exception types
-        raise HapiRunnerError(f"pretrained weights '{path}' cannot be read ({type(exc).__name__}); is it a .pdparams file saved by paddle.save?") from None
+    # What a file that is not a paddle.save pickle raises: Paddle 3 reports it as a ValueError after
+    # trying every format it knows; an empty or cut pickle ends in EOFError; Paddle 2.6 lets pickle's
+    # own error through; a pickle of classes not installed here fails to import them.
+    except (OSError, EOFError, ValueError, pickle.UnpicklingError, ImportError) as exc:
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise HapiRunnerError(f"pretrained weights '{path}' cannot be read ({reason}); is it a .pdparams file saved by paddle.save?") from exc
     if not isinstance(source, dict):
         raise HapiRunnerError(f"pretrained weights '{path}' hold a {type(source).__name__}, not a state dict of tensors.")
-    report = {"loaded": [], "adapted": [], "skipped": [], "missing": []}
-    target = model.state_dict()
+    return source
+
+
+def _match_state(target: dict, source: dict):
+    """``(state to set, report)``: ``source``'s tensors where they fit ``target``, adapted stems, fresh ones elsewhere."""
+    import numpy as np
+
+    report: Dict[str, Any] = {"loaded": [], "adapted": [], "skipped": [], "missing": [], "shapes": {}}
     new_state = {}
     for key, param in target.items():
         if key not in source:
@@ -169,7 +199,9 @@ def load_pretrained(model, path: str) -> Dict[str, list]:
         if list(value.shape) == want:
             new_state[key] = value
             report["loaded"].append(key)
-        elif value.ndim == 4 and len(want) == 4 and value.shape[0] == want[0] and value.shape[2:] == tuple(want[2:]):
+            continue
+        report["shapes"][key] = [list(value.shape), want]
+        if value.ndim == 4 and len(want) == 4 and value.shape[0] == want[0] and value.shape[2:] == tuple(want[2:]):
             summed = value.sum(axis=1, keepdims=True)
             new_state[key] = np.repeat(summed / want[1], want[1], axis=1).astype(value.dtype)
             report["adapted"].append(key)
@@ -177,7 +209,40 @@ def load_pretrained(model, path: str) -> Dict[str, list]:
             report["skipped"].append(key)
             new_state[key] = param
             log.warning("pretrained: skipped %s (shape %s in the file, %s in the model)", key, list(value.shape), want)
-    if not report["loaded"] and not report["adapted"]:
-        raise HapiRunnerError(f"pretrained weights '{path}' share no tensor with {type(model).__name__}; are they for another model?")
-    model.set_state_dict(new_state)
-    return report
+    return new_state, report
+
+
+def describe_pretrained(path: str, report: Dict[str, Any], listed: int = 4) -> str:
+    """One line from :func:`load_pretrained`'s report: what was loaded, adapted, skipped and missing, from which file.
+
+    Shapes read file->model, e.g. ``pretrained weights from r18.pdparams: 120
+    tensors loaded, 1 adapted (conv1.weight 3->1 channels), 2 skipped
+    (fc.weight [512, 1000]->[512, 10], fc.bias [1000]->[10])``. Tensors of the
+    model that the file lacks keep their initialisation.
+
+    Args:
+        path: the file the weights came from.
+        report: :func:`load_pretrained`'s return value.
+        listed: at most this many names are given per kind. Defaults to 4.
+    """
+    shapes = report.get("shapes", {})
+
+    def names(keys, detail):
+        shown = [detail(k) for k in keys[:listed]]
+        more = f", {len(keys) - listed} more" if len(keys) > listed else ""
+        return f" ({', '.join(shown)}{more})" if keys else ""
+
+    def channels(key):
+        held, want = shapes.get(key, ([0, "?"], [0, "?"]))
+        return f"{key} {held[1]}->{want[1]} channels"
+
+    def shape(key):
+        held, want = shapes.get(key, ("?", "?"))
+        return f"{key} {held}->{want}"
+
+    parts = [f"{len(report['loaded'])} tensors loaded",
+             f"{len(report['adapted'])} adapted{names(report['adapted'], channels)}",
+             f"{len(report['skipped'])} skipped{names(report['skipped'], shape)}"]
+    if report["missing"]:
+        parts.append(f"{len(report['missing'])} not in the file{names(report['missing'], str)}")
+    return f"pretrained weights from {path}: {', '.join(parts)}"

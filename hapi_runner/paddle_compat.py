@@ -1,4 +1,4 @@
-"""Every use of a private Paddle attribute, in one place.
+"""Every use of a private Paddle attribute, and of what Paddle does behind its API, in one place.
 
 A Paddle upgrade that renames one of these touches this file and its test
 (``tests/test_paddle_compat.py``) alone. Works with Paddle 2.6 and 3.x.
@@ -7,7 +7,54 @@ A Paddle upgrade that renames one of these touches this file and its test
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional, Tuple
+
+# Paddle's import-time bootstrap (``__bootstrap__`` in paddle/base/__init__.py, paddle/fluid/ in 2.6) prints
+# these two lines to sys.stderr whenever OMP_NUM_THREADS is above 1: a caution for data-parallel jobs and
+# OpenBLAS builds. There is no flag to turn it off. hapi_runner sets the thread count itself
+# (environment.configure_threads), so on its runs the lines are noise; every other line goes through.
+OMP_WARNING_PREFIXES = ("WARNING: OMP_NUM_THREADS set to ", "PLEASE USE OMP_NUM_THREADS WISELY")
+
+
+class _DropLines:
+    """A text stream that passes everything to ``stream`` but the lines starting with ``prefixes``.
+
+    ``print`` writes its text and its line end in two calls; the line end
+    after a dropped text is dropped with it.
+    """
+
+    def __init__(self, stream, prefixes: Tuple[str, ...]):
+        self._stream = stream
+        self._prefixes = prefixes
+        self._dropped = False
+
+    def write(self, text: str) -> int:
+        dropped, self._dropped = self._dropped, False
+        if text.startswith(self._prefixes):
+            self._dropped = True
+            return len(text)
+        if dropped and text == "\n":
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def import_paddle_without_thread_warning() -> None:
+    """``import paddle``, leaving out the OMP_NUM_THREADS caution it prints (see :data:`OMP_WARNING_PREFIXES`).
+
+    Does nothing when Paddle is already imported.
+    """
+    if paddle_imported():
+        return
+    real = sys.stderr
+    sys.stderr = _DropLines(real, OMP_WARNING_PREFIXES)
+    try:
+        import paddle  # noqa: F401
+    finally:
+        sys.stderr = real
 
 
 def first_conv(model) -> Tuple[object, str, object]:
@@ -35,6 +82,7 @@ def rebuild_conv(conv, in_channels: int):
 
 
 def conv_groups(conv) -> int:
+    """The ``groups`` a Conv2D was built with (its weight holds ``in_channels / groups`` input channels)."""
     return conv._groups
 
 
@@ -81,8 +129,6 @@ def set_cpu_threads(count: int) -> bool:
 
 
 def paddle_imported() -> bool:
-    import sys
-
     return "paddle" in sys.modules
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import paddle
 import pytest
 
-from hapi_runner import UsageError
-from hapi_runner.models import MODELS, build_model, input_size, load_pretrained
+from hapi_runner import HapiRunnerError, UsageError
+from hapi_runner.models import MODELS, build_model, describe_pretrained, input_size, load_pretrained
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
@@ -45,15 +45,18 @@ def test_stock_lenet_is_paddle_vision_lenet():
     assert sum(int(np.prod(p.shape)) for p in net.parameters()) == 61_610
 
 
-def test_pretrained_adapts_the_stem_and_skips_another_classifier(tmp_path, caplog):
+def test_pretrained_adapts_the_stem_and_skips_another_classifier(tmp_path, caplog, capsys):
     source = build_model("resnet18", 1000, 3, 32)
     path = str(tmp_path / "r18.pdparams")
     paddle.save(source.state_dict(), path)
     target = build_model("resnet18", 10, 1, 28)
     report = load_pretrained(target, path)
-    assert "conv1.weight" in report["adapted"]
-    assert {"fc.weight", "fc.bias"} <= set(report["skipped"])
+    assert report["adapted"] == ["conv1.weight"] and report["skipped"] == ["fc.weight", "fc.bias"] and report["missing"] == []
+    assert len(report["loaded"]) == len(target.state_dict()) - 3
     assert "skipped fc.weight" in caplog.text
+    assert capsys.readouterr().out.splitlines() == [
+        f"hapi_runner: pretrained weights from {path}: {len(report['loaded'])} tensors loaded, "
+        "1 adapted (conv1.weight 3->1 channels), 2 skipped (fc.weight [512, 1000]->[512, 10], fc.bias [1000]->[10])"]
     summed = source.conv1.weight.numpy().sum(axis=1, keepdims=True)
     np.testing.assert_allclose(target.conv1.weight.numpy(), summed, rtol=1e-5)
     np.testing.assert_array_equal(target.layer1[0].conv1.weight.numpy(), source.layer1[0].conv1.weight.numpy())
@@ -65,8 +68,19 @@ def test_pretrained_errors(tmp_path):
         load_pretrained(net, str(tmp_path / "none.pdparams"))
     bad = tmp_path / "bad.pdparams"
     bad.write_bytes(b"not a pickle")
-    with pytest.raises(Exception, match="cannot be read"):
+    with pytest.raises(HapiRunnerError, match="cannot be read") as caught:
         load_pretrained(net, str(bad))
+    cause = caught.value.__cause__
+    assert cause is not None and f"cannot be read ({type(cause).__name__}: " in str(caught.value)
+    assert " ".join(str(cause).split()) in str(caught.value)
+
+
+def test_describe_pretrained_lists_a_few_names_and_what_the_file_lacks():
+    report = {"loaded": ["a"] * 7, "adapted": [], "skipped": [f"s{i}" for i in range(6)], "missing": ["m.weight"],
+              "shapes": {f"s{i}": [[2], [3]] for i in range(6)}}
+    assert describe_pretrained("w.pdparams", report, listed=2) == (
+        "pretrained weights from w.pdparams: 7 tensors loaded, 0 adapted, "
+        "6 skipped (s0 [2]->[3], s1 [2]->[3], 4 more), 1 not in the file (m.weight)")
 
 
 def test_registry_has_the_card_models():
