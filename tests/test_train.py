@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,13 +11,29 @@ import pytest
 from conftest import tiny_config
 from hapi_runner import Runner
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_KEYS = {"final_eval", "best", "epochs_run", "train_seconds", "total_seconds", "images_per_second",
                "stopped_early", "stop_reason", "paddle_version", "device"}
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "cifar10", "cifar100"])
-@pytest.mark.parametrize("model", ["lenet", "resnet50", "vgg16"])
-def test_card_models_train_on_each_dataset(data_root, tmp_path, model, dataset):
+CARD_DATASETS = [("mnist", 1, 28, 10), ("cifar10", 3, 32, 10), ("cifar100", 3, 32, 100)]
+
+
+@pytest.mark.parametrize("dataset, channels, side, classes", CARD_DATASETS)
+# Building VGG-16 alone takes seconds (its 25,088-wide classifier); the inner loop has VGG-11 in test_models.
+@pytest.mark.parametrize("model", ["lenet", "resnet50", pytest.param("vgg16", marks=pytest.mark.slow)])
+def test_card_models_adapt_to_each_datasets_channels_classes_and_size(data_root, tmp_path, model, dataset, channels, side, classes):
+    runner = Runner(tiny_config(data_root, tmp_path, model=model, dataset=dataset))
+    side = 32 if model == "vgg16" else side  # VGG cannot shrink 28 pixels five times: MNIST is padded
+    assert runner.input_shape == [channels, side, side]
+    probs = runner.predict(runner.eval_data.subset(np.arange(2)))
+    assert probs.shape == (2, classes) and np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, dataset", [("lenet", "mnist"), ("resnet50", "cifar100"), ("vgg16", "cifar10")])
+def test_one_short_fit_per_card_model_family(data_root, tmp_path, model, dataset):
     runner = Runner(tiny_config(data_root, tmp_path, model=model, dataset=dataset, batch_size=16))
     results = runner.fit()
     assert RESULT_KEYS <= set(results)
@@ -28,6 +46,7 @@ def test_card_models_train_on_each_dataset(data_root, tmp_path, model, dataset):
     assert (run / "metrics.csv").read_text().count("\n") == 2
 
 
+@pytest.mark.slow
 @pytest.mark.smoke
 def test_lenet_learns_the_embedded_fashion_mnist(tmp_path):
     runner = Runner(model="lenet", dataset="fashion-mnist-mini", epochs=3, save_dir=str(tmp_path / "run"), verbose=0, threads="1")
@@ -50,6 +69,43 @@ def test_evaluate_counts_every_sample_once_and_predict_gives_probabilities(data_
 
 
 @pytest.mark.smoke
+def test_evaluate_reports_the_mean_loss_over_every_sample(data_root, tmp_path):
+    runner = Runner(tiny_config(data_root, tmp_path, batch_size=6))  # 16 test images: batches of 6, 6 and 4
+    probs = runner.predict().astype(np.float64)
+    per_sample = -np.log(probs[np.arange(len(probs)), runner.eval_data.labels])
+    assert abs(runner.evaluate()["loss"] - per_sample.mean()) < 1e-5
+    assert abs(runner.evaluate(batch_size=16)["loss"] - per_sample.mean()) < 1e-5
+
+
+@pytest.mark.slow
+def test_a_chosen_thread_count_brings_no_paddle_thread_warning(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--threads", "2", "--model", "resnet18", "--dataset", "synthetic", "--synthetic-like", "mnist",
+         "--synthetic-size", "32", "--epochs", "1", "--batch-size", "16", "--no-export", "--no-visualdl", "--verbose", "0",
+         "--save-dir", str(tmp_path / "run")],
+        cwd=ROOT, env={**env, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "WISELY" not in proc.stdout + proc.stderr and "OMP_NUM_THREADS set to" not in proc.stderr
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["threads"] == 2
+
+
+def test_the_thread_warning_filter_passes_every_other_line():
+    import io
+
+    from hapi_runner.paddle_compat import OMP_WARNING_PREFIXES, _DropLines
+
+    out = io.StringIO()
+    stream = _DropLines(out, OMP_WARNING_PREFIXES)
+    print("WARNING: OMP_NUM_THREADS set to 2, not 1. The computation speed ...", file=stream)
+    print("PLEASE USE OMP_NUM_THREADS WISELY.", file=stream)
+    print("W1201 another Paddle message", file=stream)
+    stream.write("\n")
+    assert out.getvalue() == "W1201 another Paddle message\n\n"
+
+
+@pytest.mark.slow
+@pytest.mark.smoke
 def test_save_and_load_round_trip(data_root, tmp_path):
     first = Runner(tiny_config(data_root, tmp_path))
     first.fit()
@@ -64,6 +120,7 @@ def test_val_split_evaluates_on_held_out_train_images(data_root, tmp_path):
     assert len(runner.train_data) == 36 and len(runner.eval_data) == 12
 
 
+@pytest.mark.slow
 def test_numbered_run_folders_are_never_reused(data_root, tmp_path):
     cfg = tiny_config(data_root, tmp_path, save_dir=None, output_root=str(tmp_path / "out"))
     first = Runner(cfg).fit()["run_dir"]
