@@ -76,6 +76,19 @@ def test_evaluation_reads_every_sample_once_in_both_pipelines(pipeline):
     np.testing.assert_array_equal(labels, data.labels)
 
 
+@pytest.mark.parametrize("pipeline", ["batched", "per-sample"])
+def test_augmentation_is_the_same_for_the_same_seed_and_differs_for_another(pipeline):
+    def draw(seed):
+        data, _ = one_image_dataset(64, seed)
+        return np.concatenate([np.asarray(x) for x, _ in make_loader(data, 16, shuffle=False, pipeline=pipeline)])
+
+    first = draw(1)
+    assert first.shape == (64, 1, SIDE, SIDE) and first.dtype == np.float32
+    assert first.min() >= 0 and first.max() <= 1  # mean 0, std 1 on the 0-1 scale; the crop's padding is 0
+    np.testing.assert_array_equal(first, draw(1))
+    assert not np.array_equal(first, draw(2))
+
+
 def test_unknown_pipeline_is_refused():
     data, _ = one_image_dataset(4, seed=0)
     with pytest.raises(ValueError, match="pipeline must be one of batched, per-sample"):
@@ -88,6 +101,7 @@ def test_loader_settings_reach_the_dataloader():
     assert (loader.num_workers, loader.prefetch_factor, loader.use_shared_memory) == (0, 3, False)
 
 
+@pytest.mark.slow
 def test_the_runner_builds_the_configured_pipeline_and_trains(tmp_path):
     from hapi_runner import Runner
 
@@ -95,7 +109,15 @@ def test_the_runner_builds_the_configured_pipeline_and_trains(tmp_path):
                   verbose=0, export=False, visualdl=False)
     runner = Runner(TrainConfig(pipeline="per-sample", save_dir=str(tmp_path / "a"), **common))
     assert isinstance(runner.train_loader.collate_fn, _SampleCollate) and runner.num_workers == 0
-    assert runner.fit()["final_eval"]["acc_top1"] is not None
+    (x, y), = [(np.asarray(x), np.asarray(y)) for x, y in runner.eval_loader]  # 8 eval images: one batch
+    assert x.shape == (8, 3, 32, 32) and x.dtype == np.float32 and y.shape == (8, 1) and y.dtype == np.int64
+    spec = runner.eval_data.spec
+    mean, std = (np.asarray(v, np.float32).reshape(-1, 1, 1) for v in (spec.mean, spec.std))
+    np.testing.assert_allclose(x, (runner.eval_data.images / np.float32(255) - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(y.ravel(), runner.eval_data.labels)
+    final = runner.fit()["final_eval"]
+    assert np.isfinite(final["loss"]) and 0 <= final["acc_top1"] <= final["acc_top5"] <= 1
+    assert abs(final["acc_top1"] * 8 - round(final["acc_top1"] * 8)) < 1e-6  # a count of the 8 images
     assert isinstance(Runner(TrainConfig(save_dir=str(tmp_path / "b"), **common)).train_loader.collate_fn, _BatchCollate)
 
 
