@@ -132,6 +132,7 @@ def test_summary_prints_the_layer_table(capsys):
 
 
 @pytest.mark.parametrize("entry", [["train.py"], ["-m", "hapi_runner", "train"]])
+@pytest.mark.slow
 def test_entry_points_train_on_synthetic_data(tmp_path, entry):
     run = tmp_path / "run"
     cmd = [sys.executable, *entry, "--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64",

@@ -17,6 +17,7 @@ import crash_test  # noqa: E402
 from conftest import tiny_config  # noqa: E402
 
 
+@pytest.mark.slow
 def test_sigkill_at_three_moments_then_resume_leaves_a_whole_run(tmp_path):
     # Early, middle and late in training: before the first checkpoint, among epochs, near the export.
     outcome = crash_test.trial(str(tmp_path), epochs=4, kill_times=[0.3, 0.9, 1.6])
@@ -34,6 +35,7 @@ def start_training(run_dir, epochs=40):
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
     from hapi_runner.resume import find_checkpoint, load_checkpoint
@@ -53,6 +55,7 @@ def test_a_signal_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
     assert resumed.returncode == 0, resumed.stderr
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data_root, tmp_path, monkeypatch):
     import paddle
 
@@ -89,6 +92,7 @@ def killed_mid_write(path):
     return child.pid
 
 
+@pytest.mark.slow
 def test_a_write_killed_before_its_rename_leaves_litter_the_next_start_removes(data_root, tmp_path):
     from hapi_runner import Runner
 

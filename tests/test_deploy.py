@@ -11,7 +11,7 @@ from conftest import tiny_config
 from hapi_runner import Runner
 from hapi_runner.cli import main
 
-pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
+pytestmark = [pytest.mark.smoke, pytest.mark.slow]  # smoke: also run against Paddle 2.6 by .ci/run
 
 
 @pytest.fixture(scope="module")

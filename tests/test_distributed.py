@@ -207,6 +207,7 @@ def only_run(root):
     return os.path.join(base, "run_001")
 
 
+@pytest.mark.slow
 def test_a_launched_run_writes_one_run_folder_from_rank_0(launched):
     run = only_run(launched["tmp"] / "out")
     for name in ("config.json", "metrics.csv", "curves.png", "results.json", "checkpoints/last/model.pdparams",
@@ -220,6 +221,7 @@ def test_a_launched_run_writes_one_run_folder_from_rank_0(launched):
     assert "Traceback" not in first.logs[0] + first.logs[1]
 
 
+@pytest.mark.slow
 def test_the_distributed_evaluation_equals_a_single_process_evaluate(launched):
     run = only_run(launched["tmp"] / "out")
     proc = subprocess.run([sys.executable, "-m", "hapi_runner", "evaluate", run, "--json"], cwd=launched["tmp"],
@@ -236,6 +238,7 @@ def test_the_distributed_evaluation_equals_a_single_process_evaluate(launched):
     assert logged["loss"] == pytest.approx(single["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_resume_under_the_launcher_continues_like_an_unbroken_launch(launched):
     run = only_run(launched["tmp"] / "out")
     resumed = launched["resumed"]
@@ -249,6 +252,7 @@ def test_resume_under_the_launcher_continues_like_an_unbroken_launch(launched):
             assert float(mine[key]) == pytest.approx(float(theirs[key]), rel=1e-5, abs=1e-7), (mine["epoch"], key)
 
 
+@pytest.mark.slow
 def test_a_refusal_stops_every_rank_with_the_same_line(launched, tmp_path):
     code, out = launch([TRAIN_PY, *FLAGS, "--output-root", tmp_path / "empty", "--epochs", "1", "--resume"],
                        tmp_path / "log", tmp_path)

@@ -1,6 +1,7 @@
 """--no-normalize feeds raw 0-255 pixels (seed 002's Transpose()-only inputs), and the export says so."""
 
 import numpy as np
+import pytest
 
 from hapi_runner import TrainConfig
 from hapi_runner.datasets import load_dataset, spec_for
@@ -27,6 +28,7 @@ def test_the_seed_recipe_with_no_normalize_is_the_notebook():
     assert TrainConfig.from_recipe("seed", normalize=False).normalize is False
 
 
+@pytest.mark.slow
 def test_the_sidecar_of_a_raw_pixel_run_reproduces_its_inputs(tmp_path):
     from hapi_runner import Runner
     from hapi_runner.inference import InferenceModel

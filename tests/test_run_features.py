@@ -22,7 +22,7 @@ from hapi_runner.cli import main
 from hapi_runner.resume import find_checkpoint, load_checkpoint
 from helpers import read_json, read_rows  # noqa: E402
 
-pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
+pytestmark = [pytest.mark.smoke, pytest.mark.slow]  # smoke: also run against Paddle 2.6 by .ci/run
 
 # Flags of a seconds-long CLI run: 64 synthetic MNIST-shaped images, 2 batches per epoch, 16 eval images.
 SYNTH = ["--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64", "--batch-size", "32",
