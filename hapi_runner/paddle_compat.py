@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Optional, Tuple
 
-# Paddle's import-time bootstrap (``__bootstrap__`` in paddle/base/__init__.py, paddle/fluid/ in 2.6) prints
+# Paddle's import-time bootstrap (``__bootstrap__`` in paddle/base/__init__.py; paddle/fluid/ before 2.6) prints
 # these two lines to sys.stderr whenever OMP_NUM_THREADS is above 1: a caution for data-parallel jobs and
 # OpenBLAS builds. There is no flag to turn it off. hapi_runner sets the thread count itself
 # (environment.configure_threads), so on its runs the lines are noise; every other line goes through.
