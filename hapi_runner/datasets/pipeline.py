@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 from paddle.io import Dataset, DistributedBatchSampler
 
+from .mixing import MixingCollate
 from .registry import PIPELINES
 
 # The label of an evaluation filler (see eval_batch_sampler): paddle.nn.CrossEntropyLoss's default ignore_index.
@@ -181,7 +182,8 @@ class _SampleCollate:
 
 def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
                 drop_last: bool = False, evaluation: bool = False, pipeline: str = "batched",
-                prefetch_factor: int = 2, persistent_workers: bool = False, use_shared_memory: bool = True):
+                prefetch_factor: int = 2, persistent_workers: bool = False, use_shared_memory: bool = True,
+                mixing=None):
     """A ``paddle.io.DataLoader`` over an in-memory dataset.
 
     Uses ``DistributedBatchSampler``, so each rank of a distributed run reads
@@ -201,6 +203,10 @@ def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_worke
             ``paddle.io.DataLoader`` (they matter only with workers). Persistent
             workers keep the random state they had, so augmentation is no
             longer a function of the epoch. Default to 2, False, True.
+        mixing: a :class:`hapi_runner.datasets.mixing.BatchMixing` for a
+            training loader: batches then carry float32 ``[N, classes]`` soft
+            targets instead of int64 ``[N, 1]`` labels. Seeded with the
+            transform's seed. Defaults to None.
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
@@ -221,6 +227,10 @@ def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_worke
     from .robust_loader import RobustDataLoader  # falls back when worker processes die (small /dev/shm)
 
     collate = _BatchCollate(dataset) if pipeline == "batched" else _SampleCollate(dataset)
+    if mixing is not None:
+        if evaluation:
+            raise ValueError("make_loader: mixing is for training batches; an evaluation loader takes mixing=None.")
+        collate = MixingCollate(collate, mixing, seed=transform.seed)
     return RobustDataLoader(raw, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
                             worker_init_fn=reseed_worker if num_workers else None, return_list=True,
                             prefetch_factor=prefetch_factor, persistent_workers=bool(persistent_workers and num_workers),
