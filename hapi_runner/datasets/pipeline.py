@@ -35,10 +35,14 @@ class BatchTransform:
         augment: ``none``, or ``crop-flip`` (pad 4, random crop, random
             horizontal flip: the usual Cifar recipe). Defaults to ``none``.
         seed: base of the random state. Defaults to 0.
+        randaugment: a :class:`hapi_runner.datasets.randaugment.RandAugment`
+            run on the uint8 images before the crop and flip. Defaults to None.
+        erasing: a :class:`hapi_runner.datasets.erasing.RandomErasing` run on
+            the normalised batch. Defaults to None.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], out_size: Optional[int] = None,
-                 augment: str = "none", seed: int = 0):
+                 augment: str = "none", seed: int = 0, *, randaugment=None, erasing=None):
         if augment not in ("none", "crop-flip"):
             raise ValueError(f"augment must be 'none' or 'crop-flip', got {augment!r}")
         std_arr = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
@@ -48,6 +52,8 @@ class BatchTransform:
         self.out_size = out_size
         self.augment = augment
         self.seed = seed
+        self.randaugment = randaugment
+        self.erasing = erasing
         self.epoch = 0
         self.rng = np.random.default_rng([seed, 0, 0])
 
@@ -58,9 +64,12 @@ class BatchTransform:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = self._pad_to_size(images)
+        if self.randaugment is not None:
+            images = self.randaugment(images, self.rng)
         if self.augment == "crop-flip":
             images = self._crop_flip(images)
-        return images.astype(np.float32) * self.scale + self.shift
+        images = images.astype(np.float32) * self.scale + self.shift
+        return images if self.erasing is None else self.erasing(images, self.rng)
 
     def _pad_to_size(self, images: np.ndarray) -> np.ndarray:
         size = images.shape[-1]
