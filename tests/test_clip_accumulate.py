@@ -160,3 +160,35 @@ def test_the_schedule_counts_optimizer_steps_only_with_optimizer_step_lr(own_cal
     else:
         assert lr.last_epoch == epochs * batches  # counts batches: the step decay comes after 3 of epoch 1's 7
         assert record.rates[:4] == pytest.approx([0.5, 0.5, 0.5, 0.05])
+
+
+# -- the settings' checks ------------------------------------------------------
+
+
+def test_recipe_defaults_are_all_off():
+    from hapi_runner.checks import check_recipe_args
+
+    assert check_recipe_args() == {"label_smoothing": 0.0, "mixup": 0.0, "cutmix": 0.0, "mix_prob": 1.0, "randaugment": None,
+                                   "random_erasing": 0.0, "ema": None, "clip_grad": None, "accumulate_grad_batches": 1}
+    assert check_recipe_args(clip_grad=0, ema=0.9998, randaugment=10)["clip_grad"] is None
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(mix_prob=1.5), r"mix_prob must be >= 0.0 and <= 1.0, got 1.5"),
+    (dict(ema=1.0), r"ema must be > 0.0 and < 1.0, got 1.0"),
+    (dict(ema=0), r"ema must be > 0.0 and < 1.0, got 0"),
+    (dict(label_smoothing=1), r"label_smoothing must be >= 0.0 and < 1.0, got 1"),
+    (dict(mixup=-0.2), r"mixup must be >= 0.0, got -0.2"),
+    (dict(cutmix=float("nan")), r"cutmix must be a finite number"),
+    (dict(randaugment=11), r"randaugment must be >= 0.0 and <= 10.0, got 11"),
+    (dict(random_erasing=-0.1), r"random_erasing must be >= 0.0 and <= 1.0"),
+    (dict(clip_grad=-1), r"clip_grad must be > 0.0, got -1"),
+    (dict(accumulate_grad_batches=0), r"accumulate_grad_batches must be >= 1, got 0"),
+    (dict(accumulate_grad_batches=2.0), r"accumulate_grad_batches must be an integer"),
+])
+def test_bad_recipe_settings_are_refused_in_one_line(kwargs, match):
+    from hapi_runner.checks import check_recipe_args
+
+    with pytest.raises(UsageError, match=match) as info:
+        check_recipe_args(**kwargs)
+    assert "\n" not in str(info.value)
