@@ -36,7 +36,7 @@ from .errors import UsageError
 
 def _target_rows(label, num_classes: int):
     """``t``: one-hot rows for hard labels (zero rows for fillers), the soft targets themselves otherwise."""
-    if label.shape[-1] == num_classes and label.dtype in (paddle.float32, paddle.float64, paddle.float16):
+    if paddle.is_floating_point(label) and label.shape[-1] == num_classes:
         return label.astype("float32")
     flat = label.reshape([-1]).astype("int64")
     valid = flat != FILLER_LABEL

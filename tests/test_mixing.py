@@ -122,3 +122,10 @@ def test_the_collate_keeps_the_dataset_reachable_and_evaluation_refuses_mixing()
     assert loader.collate_fn.dataset is data
     with pytest.raises(ValueError, match="mixing is for training batches"):
         make_loader(data, 16, shuffle=False, evaluation=True, mixing=BatchMixing(C, mixup_alpha=1.0))
+
+
+def test_the_log_line_says_what_training_accuracy_means():
+    line = BatchMixing(C, mixup_alpha=0.8, cutmix_alpha=1.0, prob=0.5).describe()
+    assert line.startswith("batch mixing: mixup alpha 0.8 and cutmix alpha 1 on 50% of the training batches, cutmix for 50%")
+    assert "dominant label" in line
+    assert BatchMixing(C).describe() == "batch mixing: off"

@@ -140,3 +140,14 @@ def test_both_run_inside_the_transform_and_repeat_per_epoch(pipeline):
     assert first.shape == (32, 1, 12, 12) and first.dtype == np.float32
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
+
+
+def test_ops_are_drawn_uniformly_and_applied_with_op_prob():
+    # Solarize at M=10 inverts every pixel, so an image comes out inverted iff solarize ran an odd number of times.
+    batch = images(1, n=4000, side=4)
+    out = RandAugment(10.0, op_prob=1.0, ops=["identity", "solarize"])(batch, np.random.default_rng(0))
+    inverted = (out == 255 - batch).all(axis=(1, 2, 3))
+    assert abs(inverted.mean() - 0.5) < 0.03  # exactly one of two uniform draws is solarize: 1/2
+    out = RandAugment(10.0, op_prob=0.5, ops=["solarize"])(batch, np.random.default_rng(1))
+    inverted = (out == 255 - batch).all(axis=(1, 2, 3))
+    assert abs(inverted.mean() - 0.5) < 0.03  # one of two applied ops at 0.5 each: 2 * 0.5 * 0.5

@@ -49,7 +49,7 @@ def ema_decay(decay: float, updates: int, warmup: bool = True) -> float:
 
 
 def _is_float(tensor) -> bool:
-    return tensor.dtype in (paddle.float16, paddle.float32, paddle.float64, paddle.bfloat16)
+    return bool(paddle.is_floating_point(tensor))
 
 
 class ModelEMA(RunCallback):

@@ -51,6 +51,16 @@ class BatchMixing:
         self.prob = float(prob)
         self.switch_prob = float(switch_prob)
 
+    def describe(self) -> str:
+        """One line for the run's log: what is mixed, and what the training accuracy then means."""
+        kinds = [f"{name} alpha {alpha:g}" for name, alpha in (("mixup", self.mixup_alpha), ("cutmix", self.cutmix_alpha))
+                 if alpha > 0]
+        if not self.active:
+            return "batch mixing: off"
+        switch = f", cutmix for {self.switch_prob:.0%} of them" if len(kinds) == 2 else ""
+        return (f"batch mixing: {' and '.join(kinds)} on {self.prob:.0%} of the training batches{switch}; "
+                f"training accuracy is measured against each mixed image's dominant label, evaluation is unmixed.")
+
     @property
     def active(self) -> bool:
         """True when some batch can be mixed."""
