@@ -113,11 +113,22 @@ def _checked_weights(weight) -> list:
     return values
 
 
-def build_loss(label_smoothing: float = 0.0, class_weights: Optional[Sequence[float]] = None) -> paddle.nn.Layer:
-    """The run's loss: :class:`SmoothedCrossEntropy` (exact over ranks in a launched job's evaluation).
+def build_loss(label_smoothing: float = 0.0, class_weights: Optional[Sequence[float]] = None,
+               soft_targets: bool = False) -> paddle.nn.Layer:
+    """The run's loss.
+
+    Plain ``paddle.nn.CrossEntropyLoss`` in one process when nothing needs
+    more (so a default run computes what it always did);
+    :class:`SmoothedCrossEntropy` otherwise, which is exact over ranks in a
+    launched job's evaluation.
 
     Args:
-        label_smoothing: epsilon in ``[0, 1)``. Defaults to 0.0 (plain cross-entropy).
+        label_smoothing: epsilon in ``[0, 1)``. Defaults to 0.0.
         class_weights: one weight per class, or None. Defaults to None.
+        soft_targets: training batches carry ``[N, C]`` float targets (Mixup, CutMix). Defaults to False.
     """
+    check_number("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)
+    plain = not label_smoothing and class_weights is None and not soft_targets
+    if plain and not distributed.is_distributed():
+        return paddle.nn.CrossEntropyLoss()
     return SmoothedCrossEntropy(label_smoothing, class_weights)

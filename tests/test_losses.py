@@ -153,3 +153,10 @@ def test_soft_targets_travel_through_hapi_and_accuracy_reads_the_dominant_label(
     with paddle.no_grad():
         expected = _hand_soft(net(paddle.to_tensor(x)).numpy(), targets, 0.1)
     np.testing.assert_allclose(float(np.ravel(loss[0])[0]), expected, rtol=1e-6)
+
+
+def test_build_loss_keeps_paddles_loss_when_nothing_needs_more():
+    assert type(build_loss()) is paddle.nn.CrossEntropyLoss
+    assert isinstance(build_loss(0.1), SmoothedCrossEntropy)
+    assert isinstance(build_loss(soft_targets=True), SmoothedCrossEntropy)
+    assert isinstance(build_loss(0.0, [1.0, 2.0]), SmoothedCrossEntropy)
