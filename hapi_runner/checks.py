@@ -138,3 +138,33 @@ def _describe_bounds(low, high, low_open: bool, high_open: bool) -> str:
     if high is not None:
         parts.append(f"{'<' if high_open else '<='} {high}")
     return " and ".join(parts)
+
+
+def check_recipe_args(*, label_smoothing: Any = 0.0, mixup: Any = 0.0, cutmix: Any = 0.0, mix_prob: Any = 1.0,
+                      randaugment: Any = None, random_erasing: Any = 0.0, ema: Any = None, clip_grad: Any = None,
+                      accumulate_grad_batches: Any = 1) -> dict:
+    """Checks the training-technique settings together; returns them as plain numbers (None where off).
+
+    Args:
+        label_smoothing: epsilon in ``[0, 1)``. Defaults to 0.0.
+        mixup, cutmix: Beta alphas, ``>= 0`` (0 is off). Default to 0.0.
+        mix_prob: probability that a batch is mixed, in ``[0, 1]``. Defaults to 1.0.
+        randaugment: magnitude in ``[0, 10]`` (timm's scale; its policies clip at 10), or None for off.
+            Defaults to None.
+        random_erasing: probability in ``[0, 1]``. Defaults to 0.0.
+        ema: decay in ``(0, 1)``, or None for off. Defaults to None.
+        clip_grad: largest global gradient norm, ``> 0``; None or 0 is off. Defaults to None.
+        accumulate_grad_batches: batches per optimizer step, ``>= 1``. Defaults to 1.
+    """
+    return {
+        "label_smoothing": float(check_number("label_smoothing", label_smoothing, 0.0, 1.0, high_open=True)),
+        "mixup": float(check_number("mixup", mixup, 0.0)),
+        "cutmix": float(check_number("cutmix", cutmix, 0.0)),
+        "mix_prob": float(check_number("mix_prob", mix_prob, 0.0, 1.0)),
+        "randaugment": None if randaugment is None else float(check_number("randaugment", randaugment, 0.0, 10.0)),
+        "random_erasing": float(check_number("random_erasing", random_erasing, 0.0, 1.0)),
+        "ema": None if ema is None else float(check_number("ema", ema, 0.0, 1.0, low_open=True, high_open=True)),
+        "clip_grad": None if clip_grad is None or (is_number(clip_grad) and clip_grad == 0)
+        else float(check_number("clip_grad", clip_grad, 0.0, low_open=True)),
+        "accumulate_grad_batches": check_int("accumulate_grad_batches", accumulate_grad_batches, 1),
+    }

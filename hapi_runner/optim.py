@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from paddle.optimizer.lr import LRScheduler, ReduceOnPlateau
 
+from .checks import check_number, is_number
 from .errors import UsageError
 
 
@@ -171,12 +172,37 @@ def build_scheduler(config, steps_per_epoch: int):
     return schedule
 
 
-def build_optimizer(config, parameters, steps_per_epoch: int) -> Tuple[object, object]:
+def build_grad_clip(norm: Optional[float]):
+    """``paddle.nn.ClipGradByGlobalNorm(norm)`` for an optimizer's ``grad_clip``; None for no clipping.
+
+    Clipping scales every gradient by ``norm / max(norm, global_norm)``, the
+    global norm taken over all parameters together, before weight decay is
+    added. Under gradient accumulation it applies to the accumulated (summed)
+    gradient, once per optimizer step.
+
+    Args:
+        norm: the largest global norm, > 0; None or 0 turns clipping off.
+    """
+    import paddle
+
+    if norm is None or (is_number(norm) and norm == 0):
+        return None
+    return paddle.nn.ClipGradByGlobalNorm(float(check_number("clip_grad", norm, 0.0, low_open=True)))
+
+
+def build_optimizer(config, parameters, steps_per_epoch: int, grad_clip=None) -> Tuple[object, object]:
     """Builds the optimizer named by ``config.optimizer``.
 
     ``momentum`` (the default, as seed 002) and ``sgd`` apply
     ``weight_decay`` as ``paddle.regularizer.L2Decay``; ``adam`` adds it to
     the gradient the same way; ``adamw`` decouples it.
+
+    Args:
+        config: a TrainConfig.
+        parameters: the network's parameters.
+        steps_per_epoch: optimizer steps per epoch (with gradient accumulation,
+            ``accumulation.optimizer_steps_per_epoch(batches, K)``).
+        grad_clip: passed to the optimizer, e.g. :func:`build_grad_clip`'s. Defaults to None.
 
     Returns:
         ``(optimizer, learning_rate)``, the latter the :class:`ScaledLR`
@@ -189,11 +215,13 @@ def build_optimizer(config, parameters, steps_per_epoch: int) -> Tuple[object, o
     decay = L2Decay(config.weight_decay) if config.weight_decay else None
     name = config.optimizer
     if name == "momentum":
-        opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=config.momentum, parameters=parameters, weight_decay=decay)
+        opt = paddle.optimizer.Momentum(learning_rate=lr, momentum=config.momentum, parameters=parameters, weight_decay=decay,
+                                        grad_clip=grad_clip)
     elif name == "sgd":
-        opt = paddle.optimizer.SGD(learning_rate=lr, parameters=parameters, weight_decay=decay)
+        opt = paddle.optimizer.SGD(learning_rate=lr, parameters=parameters, weight_decay=decay, grad_clip=grad_clip)
     elif name == "adam":
-        opt = paddle.optimizer.Adam(learning_rate=lr, parameters=parameters, weight_decay=decay)
+        opt = paddle.optimizer.Adam(learning_rate=lr, parameters=parameters, weight_decay=decay, grad_clip=grad_clip)
     else:
-        opt = paddle.optimizer.AdamW(learning_rate=lr, parameters=parameters, weight_decay=config.weight_decay)
+        opt = paddle.optimizer.AdamW(learning_rate=lr, parameters=parameters, weight_decay=config.weight_decay,
+                                     grad_clip=grad_clip)
     return opt, lr

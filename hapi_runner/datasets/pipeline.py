@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 from paddle.io import Dataset, DistributedBatchSampler
 
+from .mixing import MixingCollate
 from .registry import PIPELINES
 
 # The label of an evaluation filler (see eval_batch_sampler): paddle.nn.CrossEntropyLoss's default ignore_index.
@@ -34,10 +35,14 @@ class BatchTransform:
         augment: ``none``, or ``crop-flip`` (pad 4, random crop, random
             horizontal flip: the usual Cifar recipe). Defaults to ``none``.
         seed: base of the random state. Defaults to 0.
+        randaugment: a :class:`hapi_runner.datasets.randaugment.RandAugment`
+            run on the uint8 images before the crop and flip. Defaults to None.
+        erasing: a :class:`hapi_runner.datasets.erasing.RandomErasing` run on
+            the normalised batch. Defaults to None.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], out_size: Optional[int] = None,
-                 augment: str = "none", seed: int = 0):
+                 augment: str = "none", seed: int = 0, *, randaugment=None, erasing=None):
         if augment not in ("none", "crop-flip"):
             raise ValueError(f"augment must be 'none' or 'crop-flip', got {augment!r}")
         std_arr = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
@@ -47,6 +52,8 @@ class BatchTransform:
         self.out_size = out_size
         self.augment = augment
         self.seed = seed
+        self.randaugment = randaugment
+        self.erasing = erasing
         self.epoch = 0
         self.rng = np.random.default_rng([seed, 0, 0])
 
@@ -57,9 +64,12 @@ class BatchTransform:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = self._pad_to_size(images)
+        if self.randaugment is not None:
+            images = self.randaugment(images, self.rng)
         if self.augment == "crop-flip":
             images = self._crop_flip(images)
-        return images.astype(np.float32) * self.scale + self.shift
+        images = images.astype(np.float32) * self.scale + self.shift
+        return images if self.erasing is None else self.erasing(images, self.rng)
 
     def _pad_to_size(self, images: np.ndarray) -> np.ndarray:
         size = images.shape[-1]
@@ -181,7 +191,8 @@ class _SampleCollate:
 
 def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
                 drop_last: bool = False, evaluation: bool = False, pipeline: str = "batched",
-                prefetch_factor: int = 2, persistent_workers: bool = False, use_shared_memory: bool = True):
+                prefetch_factor: int = 2, persistent_workers: bool = False, use_shared_memory: bool = True,
+                mixing=None):
     """A ``paddle.io.DataLoader`` over an in-memory dataset.
 
     Uses ``DistributedBatchSampler``, so each rank of a distributed run reads
@@ -201,6 +212,10 @@ def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_worke
             ``paddle.io.DataLoader`` (they matter only with workers). Persistent
             workers keep the random state they had, so augmentation is no
             longer a function of the epoch. Default to 2, False, True.
+        mixing: a :class:`hapi_runner.datasets.mixing.BatchMixing` for a
+            training loader: batches then carry float32 ``[N, classes]`` soft
+            targets instead of int64 ``[N, 1]`` labels. Seeded with the
+            transform's seed. Defaults to None.
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
@@ -221,6 +236,10 @@ def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_worke
     from .robust_loader import RobustDataLoader  # falls back when worker processes die (small /dev/shm)
 
     collate = _BatchCollate(dataset) if pipeline == "batched" else _SampleCollate(dataset)
+    if mixing is not None:
+        if evaluation:
+            raise ValueError("make_loader: mixing is for training batches; an evaluation loader takes mixing=None.")
+        collate = MixingCollate(collate, mixing, seed=transform.seed)
     return RobustDataLoader(raw, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
                             worker_init_fn=reseed_worker if num_workers else None, return_list=True,
                             prefetch_factor=prefetch_factor, persistent_workers=bool(persistent_workers and num_workers),
