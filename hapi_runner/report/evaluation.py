@@ -1,0 +1,40 @@
+"""Predictions of a run's checkpoint on its evaluation set, for the report: the one bridge to the deploy code.
+
+Kept apart from the rest of the package so that drawing a report from
+predictions (which the end of training already has) never imports the
+code that rebuilds a network from a run folder.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .predictions import Predictions
+
+
+def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional[str] = None, device: str = "cpu",
+                    data_dir: Optional[str] = None, download: bool = True, batch_size: Optional[int] = None) -> Predictions:
+    """Loads ``checkpoint``'s weights and evaluates them on the run's evaluation split, every image once.
+
+    Args:
+        run_dir: a run folder.
+        checkpoint: ``best``, ``last`` or a checkpoint folder; ``best`` falls
+            back to ``last`` when the run has none. Defaults to ``best``.
+        threads: CPU threads. Defaults to the run's setting.
+        device: Defaults to ``cpu``.
+        data_dir: where the evaluation files are. Defaults to the run's.
+        download: allow Paddle's download. Defaults to True.
+        batch_size: Defaults to the run's.
+    """
+    import os
+
+    from ..deploy import _dygraph_logits, _eval_dataset, load_run
+
+    if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
+        checkpoint = "last"
+    run = load_run(run_dir, checkpoint, threads, device)
+    data = _eval_dataset(run, None, data_dir, download)
+    logits = _dygraph_logits(run, data, batch_size or run.config.batch_size)
+    probs = Predictions.from_logits(data.labels, logits).probs
+    source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} (test split), dygraph"
+    return Predictions.from_dataset(data, probs, source)
