@@ -301,3 +301,48 @@ def test_a_real_browser_renders_the_page(report_page, tmp_path):
     assert 0.05 < not_white < 0.9
     colours = np.unique(pixels[::4, ::4].reshape(-1, 3), axis=0)
     assert len(colours) > 50  # text, plots, the blue matrix, grey images
+
+
+def test_the_end_of_training_call_from_a_runner(tmp_path):
+    """What Runner.fit does once results.json is written: the eval set and its probabilities, no second load."""
+    from hapi_runner import Runner, TrainConfig
+
+    runner = Runner(TrainConfig(dataset="fashion-mnist-mini", epochs=1, threads="1", verbose=0, visualdl=False,
+                                export=False, save_dir=str(tmp_path / "run")))
+    runner.fit()
+    predictions = Predictions.from_dataset(runner.eval_data, runner.predict(), source="final weights")
+    result = build_report(runner.run_dir, predictions, checkpoint="last")
+    page = Path(result["path"]).read_text(encoding="utf-8")
+    assert result["metrics"]["accuracy"] == pytest.approx(json.loads((tmp_path / "run" / "results.json").read_text())["final_eval"]["acc_top1"], abs=1e-6)
+    assert "No exported model" in page and "final weights" in page
+
+
+def test_model_view_pads_like_the_transform_and_drops_grey_channel():
+    images = np.arange(2 * 1 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4)
+    from hapi_runner.report.predictions import model_view
+
+    view = model_view(images, 8)
+    assert view.shape == (2, 8, 8) and view[0, 2:6, 2:6].tolist() == images[0, 0].tolist() and view[0, 0].sum() == 0
+    colour = np.zeros((1, 3, 5, 5), np.uint8)
+    colour[0, 2] = 200
+    assert model_view(colour)[0, 0, 0].tolist() == [0, 0, 200]
+
+
+def test_thumbnails_grow_by_whole_factors_with_nearest_neighbour():
+    from PIL import Image
+
+    from hapi_runner.report.figures import thumbnail_png
+
+    image = np.zeros((28, 28), np.uint8)
+    image[0, 0] = 255
+    with Image.open(io.BytesIO(thumbnail_png(image))) as picture:
+        pixels = np.asarray(picture)
+    assert pixels.shape == (112, 112) and pixels[:4, :4].min() == 255 and pixels[4:, :].max() == 0 and pixels[:4, 4:].max() == 0
+    with Image.open(io.BytesIO(thumbnail_png(np.zeros((448, 224, 3), np.uint8)))) as picture:
+        assert picture.size == (56, 112)
+
+
+def test_the_report_package_does_not_import_paddle():
+    code = "import sys, hapi_runner.report, hapi_runner.metrics; print('paddle' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -48,11 +48,14 @@ def screenshot(html_path: str, png_path: str, width: int = 1200, height: int = 3
 
 
 def shrink(png_path: str, crop_height: Optional[int], scale: float) -> None:
-    """Keeps the top ``crop_height`` pixels and scales by ``scale``, so the README picture stays small."""
-    from PIL import Image
+    """Drops the blank space below the page, keeps the top ``crop_height`` pixels and scales by ``scale``."""
+    from PIL import Image, ImageChops
 
     with Image.open(png_path) as picture:
         picture = picture.convert("RGB")
+    content = ImageChops.difference(picture, Image.new("RGB", picture.size, "white")).getbbox()
+    if content:
+        picture = picture.crop((0, 0, picture.width, min(picture.height, content[3] + 16)))
     if crop_height:
         picture = picture.crop((0, 0, picture.width, min(crop_height, picture.height)))
     if scale != 1:
