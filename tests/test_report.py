@@ -346,3 +346,12 @@ def test_the_report_package_does_not_import_paddle():
     code = "import sys, hapi_runner.report, hapi_runner.metrics; print('paddle' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_val_split_run_is_evaluated_on_its_held_out_part(tiny_run, tmp_path):
+    copy = _copy_run(tiny_run, tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    config["val_split"] = 0.1
+    (copy / "config.json").write_text(json.dumps(config))
+    predictions = run_predictions(str(copy), "last", threads="1", download=False)
+    assert len(predictions.labels) == 600 and "held out" in predictions.source

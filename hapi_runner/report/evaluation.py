@@ -14,7 +14,10 @@ from .predictions import Predictions
 
 def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional[str] = None, device: str = "cpu",
                     data_dir: Optional[str] = None, download: bool = True, batch_size: Optional[int] = None) -> Predictions:
-    """Loads ``checkpoint``'s weights and evaluates them on the run's evaluation split, every image once.
+    """Loads ``checkpoint``'s weights and evaluates them on the run's evaluation set, every image once.
+
+    The evaluation set is the one training used: the test split, or for a
+    run trained with ``val_split`` the same seeded part held out of train.
 
     Args:
         run_dir: a run folder.
@@ -33,8 +36,17 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
         checkpoint = "last"
     run = load_run(run_dir, checkpoint, threads, device)
-    data = _eval_dataset(run, None, data_dir, download)
-    logits = _dygraph_logits(run, data, batch_size or run.config.batch_size)
+    config = run.config
+    if config.val_split:
+        from ..runner import build_datasets
+
+        config = config.replace(data_dir=data_dir or config.data_dir, download=download)
+        data = build_datasets(config, out_size=run.input_shape[-1])[1]
+        split = f"the {config.val_split:g} of train held out for evaluation"
+    else:
+        data = _eval_dataset(run, None, data_dir, download)
+        split = "test split"
+    logits = _dygraph_logits(run, data, batch_size or config.batch_size)
     probs = Predictions.from_logits(data.labels, logits).probs
-    source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} (test split), dygraph"
+    source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
     return Predictions.from_dataset(data, probs, source)
