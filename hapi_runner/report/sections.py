@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import figures
-from .page import esc, facts, fmt, img, notes, pct, sample, section, table
+from .page import facts, fmt, img, notes, pct, sample, section, table
 from .predictions import Predictions
 from .run_folder import RunFolder, config_differences
 
