@@ -80,8 +80,8 @@ def read_run(run_dir: str, need_checkpoints: bool = True) -> RunFolder:
     run.export = _read_json(export_path) if os.path.isfile(export_path) else None
     run.checkpoints = read_checkpoints(os.path.join(run_dir, CHECKPOINTS))
     if need_checkpoints and not run.checkpoints:
-        raise UsageError(f"'{run_dir}' has no checkpoint (no {CHECKPOINTS}/epoch_N/state.json); the report needs trained "
-                         f"weights: train with a --save-freq that saves, or pass another run.")
+        raise UsageError(f"'{run_dir}' has no checkpoint (no {CHECKPOINTS}/epoch_N/state.json), so there are no weights to "
+                         f"evaluate; pass a run that kept its checkpoints, or train it again.")
     return run
 
 
