@@ -1,0 +1,52 @@
+"""Predictions of a run's checkpoint on its evaluation set, for the report: the one bridge to the deploy code.
+
+Kept apart from the rest of the package so that drawing a report from
+predictions (which the end of training already has) never imports the
+code that rebuilds a network from a run folder.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .predictions import Predictions
+
+
+def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional[str] = None, device: str = "cpu",
+                    data_dir: Optional[str] = None, download: bool = True, batch_size: Optional[int] = None) -> Predictions:
+    """Loads ``checkpoint``'s weights and evaluates them on the run's evaluation set, every image once.
+
+    The evaluation set is the one training used: the test split, or for a
+    run trained with ``val_split`` the same seeded part held out of train.
+
+    Args:
+        run_dir: a run folder.
+        checkpoint: ``best``, ``last`` or a checkpoint folder; ``best`` falls
+            back to ``last`` when the run has none. Defaults to ``best``.
+        threads: CPU threads. Defaults to the run's setting.
+        device: Defaults to ``cpu``.
+        data_dir: where the evaluation files are. Defaults to the run's.
+        download: allow Paddle's download. Defaults to True.
+        batch_size: Defaults to the run's.
+    """
+    import os
+
+    from ..deploy import _dygraph_logits, _eval_dataset, load_run
+
+    if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
+        checkpoint = "last"
+    run = load_run(run_dir, checkpoint, threads, device)
+    config = run.config
+    if config.val_split:
+        from ..runner import build_datasets
+
+        config = config.replace(data_dir=data_dir or config.data_dir, download=download)
+        data = build_datasets(config, out_size=run.input_shape[-1])[1]
+        split = f"the {config.val_split:g} of train held out for evaluation"
+    else:
+        data = _eval_dataset(run, None, data_dir, download)
+        split = "test split"
+    logits = _dygraph_logits(run, data, batch_size or config.batch_size)
+    probs = Predictions.from_logits(data.labels, logits).probs
+    source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
+    return Predictions.from_dataset(data, probs, source)

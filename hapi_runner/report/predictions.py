@@ -1,0 +1,88 @@
+"""Predictions: what a report is told about one evaluation, sample by sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+from ..metrics import check_inputs
+
+
+@dataclass
+class Predictions:
+    """Labels, class probabilities and the images of one evaluation pass.
+
+    Args:
+        labels: true class indices ``[N]``.
+        probs: class probabilities ``[N, C]`` (rows summing to 1).
+        images: uint8 ``[N, H, W, C]`` (C = 1 or 3) or ``[N, H, W]``: the
+            images as the model saw them before normalisation, for the
+            gallery. None leaves the gallery out. Defaults to None.
+        class_names: one name per class. Defaults to ``class_<i>``.
+        source: a line saying where the predictions come from, e.g.
+            ``checkpoint epoch_3 on the test split``. Defaults to "".
+    """
+
+    labels: np.ndarray
+    probs: np.ndarray
+    images: Optional[np.ndarray] = None
+    class_names: Optional[Sequence[str]] = None
+    source: str = ""
+
+    def __post_init__(self):
+        self.labels, self.probs = check_inputs(self.labels, self.probs)
+        classes = self.probs.shape[1]
+        if self.class_names is None:
+            self.class_names = [f"class_{i}" for i in range(classes)]
+        self.class_names = [str(name) for name in self.class_names]
+        if len(self.class_names) != classes:
+            raise UsageError(f"{len(self.class_names)} class names for {classes} classes of probabilities; give one name per class.")
+        if self.images is not None:
+            self.images = _check_images(np.asarray(self.images), len(self.labels))
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """The probability of the predicted class, per sample."""
+        return self.probs.max(axis=1)
+
+    @classmethod
+    def from_logits(cls, labels, logits, images=None, class_names=None, source: str = "") -> "Predictions":
+        """Predictions from raw network outputs (softmax taken here, in float64)."""
+        logits = np.asarray(logits, dtype=np.float64)
+        if logits.ndim != 2:
+            raise UsageError(f"logits must be an [N, classes] array, got shape {logits.shape}.")
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return cls(labels, exp / exp.sum(axis=1, keepdims=True), images, class_names, source)
+
+    @classmethod
+    def from_dataset(cls, dataset, probs, source: str = "") -> "Predictions":
+        """Predictions for a hapi_runner ImageDataset (uint8 ``[N, C, H, W]`` images, padded as its transform pads them)."""
+        return cls(dataset.labels, probs, model_view(dataset.images, getattr(dataset.transform, "out_size", None)),
+                   dataset.class_names, source)
+
+
+def model_view(images: np.ndarray, out_size: Optional[int] = None) -> np.ndarray:
+    """uint8 ``[N, C, H, W]`` to ``[N, H, W, C]`` (``[N, H, W]`` for grey), zero-padded around the centre to ``out_size``."""
+    images = np.asarray(images)
+    if out_size and images.shape[-1] < out_size:
+        before = (out_size - images.shape[-1]) // 2
+        after = out_size - images.shape[-1] - before
+        images = np.pad(images, ((0, 0), (0, 0), (before, after), (before, after)))
+    images = np.transpose(images, (0, 2, 3, 1))
+    return images[..., 0] if images.shape[-1] == 1 else images
+
+
+def _check_images(images: np.ndarray, count: int) -> np.ndarray:
+    if images.dtype != np.uint8:
+        raise UsageError(f"images must be uint8 pixels (0-255), got {images.dtype}; pass them before normalisation.")
+    shape_ok = images.ndim == 3 or (images.ndim == 4 and images.shape[-1] in (1, 3))
+    if not shape_ok or len(images) != count:
+        raise UsageError(f"images must be [N, H, W] or [N, H, W, C] with C 1 or 3 and N = {count}, got shape {images.shape}.")
+    return images[..., 0] if images.ndim == 4 and images.shape[-1] == 1 else images
