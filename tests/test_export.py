@@ -1,4 +1,4 @@
-"""StaticExport, export_model and the paddle.inference side (hapi_runner.inference).
+"""StaticExport, the export engine (hapi_runner.deploy.export) and the paddle.inference side (hapi_runner.deploy.inference).
 
 Tiny networks and in-memory data; every export is loaded back with
 paddle.inference and compared with the dygraph network.
@@ -16,10 +16,12 @@ import paddle
 import pytest
 from paddle import nn
 
-from hapi_runner.callbacks import export as export_module
-from hapi_runner.callbacks.export import ExportVerificationError, StaticExport, compare_logits, export_model, verify_export
+from hapi_runner.callbacks import StaticExport
+from hapi_runner.deploy import export as export_module
+from hapi_runner.deploy.export import ExportVerificationError, compare_logits, export_model, verify_export
 from hapi_runner.errors import HapiRunnerError, UsageError
-from hapi_runner.inference import (InferenceModel, build_sidecar, find_model_files, load_sidecar)
+from hapi_runner.deploy.inference import InferenceModel
+from hapi_runner.deploy.layout import build_sidecar, find_model_files, load_sidecar
 from helpers import ImageSet
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
@@ -141,7 +143,7 @@ def test_verify_export_against_a_different_network(tmp_path):
     shape = [3, 8, 8]
     paddle.seed(3)
     export_model(TinyNet(), str(tmp_path / "inference"), shape, sidecar_for(shape), None)
-    report = verify_export(TinyNet(), str(tmp_path / "inference"), batch_for(shape), 0.999)
+    report = verify_export(TinyNet(), str(tmp_path / "inference"), verify_batch=batch_for(shape), min_top1_agreement=0.999)
     assert report["passed"] is False and report["max_abs_diff"] > 1e-3
 
 
@@ -297,8 +299,8 @@ def test_a_kill_between_the_two_renames_of_the_swap_loses_no_export(tmp_path):
     code = textwrap.dedent("""
         import os, signal, sys
         import numpy as np, paddle
-        from hapi_runner.callbacks.export import export_model
-        from hapi_runner.inference import build_sidecar
+        from hapi_runner.deploy.export import export_model
+        from hapi_runner.deploy.layout import build_sidecar
 
         folder, shape = sys.argv[1], [1, 4, 4]
         net = paddle.nn.Sequential(paddle.nn.Flatten(), paddle.nn.Linear(16, 3))

@@ -1,7 +1,7 @@
-"""StaticExport: the trained network as a static graph that ``paddle.inference`` serves, checked before it is kept.
+"""The export engine: the trained network as a static graph that ``paddle.inference`` serves, checked before it is kept.
 
-:func:`export_model` does the work (the callback and ``hapi-runner export``
-share it):
+:func:`export_model` does the work for the ``StaticExport`` callback (which
+decides when) and for ``hapi-runner export``:
 
 1. ``paddle.jit.save`` the network, in eval mode, into a staging folder next
    to ``directory``;
@@ -32,10 +32,11 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from ..checks import is_number
 from ..errors import HapiRunnerError, UsageError
-from ..inference import MODEL_PREFIX, REPORT, SIDECAR, SIDECAR_VERSION, InferenceModel, find_model_files, graph_format
 from ..utils import DIR_MODE, dead_litter, fsync_dir, remove_path, writer_suffix, write_json
-from .base import MonitorCallback
+from .inference import InferenceModel
+from .layout import MODEL_PREFIX, REPORT, SIDECAR, SIDECAR_VERSION, find_model_files, graph_format
 
 log = logging.getLogger("hapi_runner")
 
@@ -51,7 +52,7 @@ class ExportVerificationError(HapiRunnerError):
 
 
 def export_model(network, directory: str, input_shape: Sequence[int], sidecar: Dict[str, Any],
-                 verify_batch: Optional[np.ndarray] = None, min_top1_agreement: float = 0.999,
+                 verify_batch: Optional[np.ndarray] = None, *, min_top1_agreement: float = 0.999,
                  device: str = "cpu", metadata: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Exports ``network`` to ``directory`` and checks the export against it.
 
@@ -63,7 +64,7 @@ def export_model(network, directory: str, input_shape: Sequence[int], sidecar: D
         input_shape: ``[C, H, W]`` the network takes; the batch stays open.
         sidecar: how to feed the graph: ``mean`` and ``std`` (0-1 scale)
             required; ``class_names``, ``model``, ``dataset`` as known (see
-            :func:`hapi_runner.inference.build_sidecar`). ``channels``,
+            :func:`hapi_runner.deploy.layout.build_sidecar`). ``channels``,
             ``pad_to`` and ``input_shape`` are set from ``input_shape``.
         verify_batch: preprocessed float32 images ``[N, C, H, W]`` from the
             evaluation set. Defaults to None: no check, and the report says so.
@@ -87,22 +88,10 @@ def export_model(network, directory: str, input_shape: Sequence[int], sidecar: D
     check_agreement(min_top1_agreement)
     verify_batch = check_verify_batch(verify_batch, input_shape)
     directory = os.path.abspath(str(directory))
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
     recover_export(directory)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", suffix=writer_suffix(), dir=parent)
-    os.chmod(staging, DIR_MODE)  # mkdtemp makes it private; the export is for whoever may read the run
-    started = time.perf_counter()
-    try:
-        model_file = save_static(network, os.path.join(staging, MODEL_PREFIX), input_shape)
-        export_seconds = time.perf_counter() - started
-        write_json(os.path.join(staging, SIDECAR), _full_sidecar(sidecar, input_shape, model_file, metadata))
-        report = verify_export(network, staging, verify_batch, min_top1_agreement, device)
-        report.update(export_seconds=export_seconds, seconds=time.perf_counter() - started, directory=directory)
-        write_json(os.path.join(staging, REPORT), report)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    staging, report = _stage(network, directory, input_shape, dict(sidecar, **(metadata or {})),
+                             verify_batch=verify_batch, min_top1_agreement=min_top1_agreement, device=device)
     if not report["passed"]:
         rejected = directory + "-rejected"
         _replace_dir(staging, rejected)
@@ -113,6 +102,27 @@ def export_model(network, directory: str, input_shape: Sequence[int], sidecar: D
         )
     _replace_dir(staging, directory)
     return report
+
+
+def _stage(network, directory: str, input_shape: list, sidecar: Dict[str, Any], *,
+           verify_batch: Optional[np.ndarray], min_top1_agreement: float, device: str):
+    """Graph, sidecar and report in a new staging folder beside ``directory``; ``(folder, report)``."""
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", suffix=writer_suffix(),
+                               dir=os.path.dirname(directory))
+    os.chmod(staging, DIR_MODE)  # mkdtemp makes it private; the export is for whoever may read the run
+    started = time.perf_counter()
+    try:
+        model_file = save_static(network, os.path.join(staging, MODEL_PREFIX), input_shape)
+        export_seconds = time.perf_counter() - started
+        write_json(os.path.join(staging, SIDECAR), _full_sidecar(sidecar, input_shape, model_file))
+        report = verify_export(network, staging, verify_batch=verify_batch, min_top1_agreement=min_top1_agreement,
+                               device=device)
+        report.update(export_seconds=export_seconds, seconds=time.perf_counter() - started, directory=directory)
+        write_json(os.path.join(staging, REPORT), report)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging, report
 
 
 def save_static(network, prefix: str, input_shape: Sequence[int]) -> str:
@@ -139,7 +149,7 @@ def save_static(network, prefix: str, input_shape: Sequence[int]) -> str:
     return model_file
 
 
-def verify_export(network, folder: str, verify_batch: Optional[np.ndarray], min_top1_agreement: float,
+def verify_export(network, folder: str, *, verify_batch: Optional[np.ndarray], min_top1_agreement: float = 0.999,
                   device: str = "cpu") -> Dict[str, Any]:
     """Runs ``verify_batch`` through the graph in ``folder`` and through ``network``; the comparison as a dict."""
     import paddle
@@ -224,7 +234,7 @@ def check_sidecar(sidecar, input_shape: Sequence[int]) -> None:
         raise UsageError(f"sidecar must be a dict with at least {', '.join(REQUIRED_SIDECAR_KEYS)}, got {type(sidecar).__name__}.")
     missing = [k for k in REQUIRED_SIDECAR_KEYS if k not in sidecar]
     if missing:
-        raise UsageError(f"sidecar lacks {', '.join(missing)}; build it with hapi_runner.inference.build_sidecar.")
+        raise UsageError(f"sidecar lacks {', '.join(missing)}; build it with hapi_runner.deploy.build_sidecar.")
     channels = input_shape[0]
     for key in REQUIRED_SIDECAR_KEYS:
         values = list(np.ravel(sidecar[key]))
@@ -237,7 +247,7 @@ def check_sidecar(sidecar, input_shape: Sequence[int]) -> None:
 
 
 def check_agreement(value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+    if not is_number(value) or not 0 < value <= 1:
         raise UsageError(f"min_top1_agreement must be a share in (0, 1], got {value!r}; 0.999 allows one miss in a thousand.")
 
 
@@ -258,8 +268,7 @@ def check_verify_batch(batch, input_shape: Sequence[int]) -> Optional[np.ndarray
 
 
 # -- files -------------------------------------------------------------------
-def _full_sidecar(sidecar: Dict[str, Any], input_shape: Sequence[int], model_file: str,
-                  metadata: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def _full_sidecar(sidecar: Dict[str, Any], input_shape: Sequence[int], model_file: str) -> Dict[str, Any]:
     import paddle
 
     channels = input_shape[0]
@@ -284,7 +293,6 @@ def _full_sidecar(sidecar: Dict[str, Any], input_shape: Sequence[int], model_fil
     )
     if len(out["mean"]) == 1 and channels > 1:
         out["mean"], out["std"] = out["mean"] * channels, out["std"] * channels
-    out.update(metadata or {})
     return out
 
 
@@ -329,117 +337,3 @@ def recover_export(directory: str) -> None:
         for entry in dead_litter(parent, lambda n: n.startswith(f".{name}.tmp-")):
             remove_path(os.path.join(parent, entry))
     fsync_dir(parent)
-
-
-class StaticExport(MonitorCallback):
-    """Exports the network for ``paddle.inference`` when training ends, or at each new best.
-
-    Every export is verified (see :func:`export_model`); one that fails
-    raises :class:`ExportVerificationError` and leaves the previous export
-    in place. Only the main process of a distributed run exports. Put it
-    last in the callback list: a failed check raises from ``on_train_end``,
-    and hapi skips the ``on_train_end`` of the callbacks after it.
-
-    Args:
-        directory: the export folder, the run's ``inference/``.
-        input_shape: ``[C, H, W]`` the network takes.
-        sidecar: ``mean``, ``std`` (0-1 scale) and what else is known
-            (``class_names``, ``model``, ``dataset``); see
-            :func:`hapi_runner.inference.build_sidecar`.
-        verify_batch: preprocessed float32 images ``[N, C, H, W]`` from the
-            evaluation set (64 is plenty). Defaults to None: exports are not
-            checked.
-        on_best: export whenever ``monitor`` reaches a new best instead of
-            once at the end; the end of training still exports if no epoch
-            did. Defaults to False.
-        monitor, mode, min_delta: what "best" means, as for
-            :class:`~hapi_runner.callbacks.base.MonitorCallback`; used only
-            with ``on_best``. Default to ``acc_top1``, the table's mode, 0.
-        min_top1_agreement: see :func:`export_model`. Defaults to 0.999.
-        device: where ``paddle.inference`` runs the check. Defaults to ``cpu``.
-
-    Attributes:
-        report: the last export's report, None before one.
-        exported_epoch: the run's epoch of the export in ``directory``.
-
-    Raises:
-        UsageError: a bad argument (at construction).
-        ExportVerificationError: from the hook that exported, when the check fails.
-    """
-
-    def __init__(self, directory: str, input_shape: Sequence[int], sidecar: Dict[str, Any],
-                 verify_batch: Optional[np.ndarray] = None, on_best: bool = False, monitor: str = "acc_top1",
-                 mode: Optional[str] = None, min_delta: float = 0.0, min_top1_agreement: float = 0.999,
-                 device: str = "cpu"):
-        super().__init__(monitor=monitor, mode=mode, min_delta=min_delta)
-        if not directory or not isinstance(directory, (str, os.PathLike)):
-            raise UsageError(f"directory must be a folder path such as '<run>/inference', got {directory!r}.")
-        self.directory = os.fspath(directory)
-        self.input_shape = check_input_shape(input_shape)
-        check_sidecar(sidecar, self.input_shape)
-        check_agreement(min_top1_agreement)
-        self.sidecar = dict(sidecar)
-        self.verify_batch = check_verify_batch(verify_batch, self.input_shape)
-        self.on_best = bool(on_best)
-        self.min_top1_agreement = float(min_top1_agreement)
-        self.device = device
-        self.report: Optional[Dict[str, Any]] = None
-        self.exported_epoch: Optional[int] = None
-        self._exported_this_fit = False
-
-    def state_dict(self) -> Dict[str, Any]:
-        state = super().state_dict()
-        state["exported_epoch"] = self.exported_epoch
-        return state
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.exported_epoch = state.get("exported_epoch")
-
-    def on_train_begin(self, logs=None):
-        restored = self._restored
-        if self.on_best:
-            super().on_train_begin(logs)
-        else:
-            self._restored = False
-        if not restored:
-            self.exported_epoch = None
-        self._exported_this_fit = False
-        from ..paddle_compat import is_main_process
-
-        if is_main_process():
-            recover_export(self.directory)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.on_best:
-            super().on_epoch_end(epoch, logs)
-
-    def on_eval_end(self, logs=None):
-        if self.on_best:
-            super().on_eval_end(logs)
-
-    def on_monitor(self, value: float, logs: Dict[str, Any]) -> None:
-        if self.update(value):
-            self.export(f"best {self.monitor}={value:.6g}")
-
-    def on_train_end(self, logs=None):
-        # With on_best the folder already holds the best epoch; the last one
-        # is exported only when no epoch was exported (no evaluation ran, or
-        # nothing beat a restored best and the folder is empty).
-        if not self.on_best or not (self._exported_this_fit or os.path.isdir(self.directory)):
-            self.export("end of training")
-
-    def export(self, reason: str) -> Optional[Dict[str, Any]]:
-        """Exports the network now; returns the report (None on a process that does not write)."""
-        from ..paddle_compat import is_main_process
-
-        if not is_main_process():
-            return None
-        report = export_model(
-            self.model.network, self.directory, self.input_shape, self.sidecar, self.verify_batch,
-            self.min_top1_agreement, self.device, metadata={"epoch": self.epoch, "reason": reason},
-        )
-        self.report, self.exported_epoch, self._exported_this_fit = report, self.epoch, True
-        log.info("exported epoch %d (%s) to %s: top-1 agreement %s, %.1f s", self.epoch, reason, self.directory,
-                 f"{report['top1_agreement']:.2%}" if report.get("verified") else "not checked", report["seconds"])
-        return report
