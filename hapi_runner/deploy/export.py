@@ -23,12 +23,14 @@ every fit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -45,6 +47,10 @@ REQUIRED_SIDECAR_KEYS = ("mean", "std")
 # Two logits closer than this (relative to the largest logit, at least 1)
 # are a tie; which of them wins is down to summation order, not to the export.
 TIE_TOLERANCE = 1e-4
+# What Paddle prints while tracing for jit.save that says nothing about the export: Paddle 3.x's
+# argument parser warns once per process on the first paddle.add (any `a + b` in forward) although
+# no out= tensor is passed.
+PADDLE_EXPORT_NOISE = (b"Paddle static graph(PIR) not support input out tensor",)
 
 
 class ExportVerificationError(HapiRunnerError):
@@ -125,6 +131,30 @@ def _stage(network, directory: str, input_shape: list, sidecar: Dict[str, Any], 
     return staging, report
 
 
+@contextlib.contextmanager
+def stderr_without(fragments: Sequence[bytes]) -> Iterator[None]:
+    """Holds back what is written to file descriptor 2 meanwhile, then writes it out without the lines holding a fragment.
+
+    Paddle's C++ side writes its warnings straight to the descriptor, past
+    ``sys.stderr``; every other line comes out, in order, when the block ends.
+    """
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = b"".join(line for line in held.read().splitlines(keepends=True)
+                            if not any(fragment in line for fragment in fragments))
+            while kept:
+                kept = kept[os.write(2, kept):]
+
+
 def save_static(network, prefix: str, input_shape: Sequence[int]) -> str:
     """``paddle.jit.save`` of ``network`` in eval mode; returns the graph file written.
 
@@ -138,7 +168,8 @@ def save_static(network, prefix: str, input_shape: Sequence[int]) -> str:
     was_training = network.training
     network.eval()
     try:
-        paddle.jit.save(network, prefix, input_spec=[InputSpec([None, *input_shape], "float32", INPUT_NAME)])
+        with stderr_without(PADDLE_EXPORT_NOISE):
+            paddle.jit.save(network, prefix, input_spec=[InputSpec([None, *input_shape], "float32", INPUT_NAME)])
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HapiRunnerError(f"paddle.jit.save could not export {type(network).__name__}: {first}") from exc
