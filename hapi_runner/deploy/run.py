@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,13 +24,13 @@ import numpy as np
 
 from ..checks import check_choice
 from ..config import TrainConfig
-from ..errors import DataFileError, UsageError
+from ..errors import DataFileError, HapiRunnerError, UsageError
 from ..fingerprint import run_fingerprint
 from ..rundir import read_run_config
 from ..utils import write_json
 from .export import export_model
 from .inference import InferenceModel
-from .layout import SIDECAR, build_sidecar
+from .layout import SIDECAR, build_sidecar, load_sidecar
 from .metrics import metrics_from_logits, write_confusion
 from .onnx import export_onnx, require_onnx
 
@@ -208,9 +209,26 @@ def _verify_batch(run: LoadedRun, data_dir: Optional[str], download: bool) -> Op
     return data.transform(data.images[:64])
 
 
+def describe_export(folder: str) -> Optional[str]:
+    """``epoch 5, end of training`` for the export in ``folder``, from its sidecar; None when it holds none."""
+    if not os.path.isfile(os.path.join(folder, SIDECAR)):
+        return None
+    try:
+        sidecar = load_sidecar(folder)
+    except HapiRunnerError:
+        return "an export with an unreadable sidecar"
+    parts = [f"epoch {sidecar['epoch']}" if sidecar.get("epoch") is not None else "epoch unknown"]
+    if sidecar.get("reason"):
+        parts.append(str(sidecar["reason"]))
+    return ", ".join(parts)
+
+
 def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", output: Optional[str] = None,
                data_dir: Optional[str] = None, download: bool = True) -> Dict[str, Any]:
     """Exports a run's checkpoint for deployment and verifies the export.
+
+    An export already in the target folder (the one training wrote, say) is
+    replaced, and one line on stderr says what was replaced by what.
 
     Args:
         run_dir: the run folder.
@@ -230,6 +248,14 @@ def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", o
         require_onnx()
     run = load_run(run_dir, checkpoint=checkpoint)
     batch = _verify_batch(run, data_dir, download)
+    target = output or os.path.join(run_dir, "inference" if fmt == "paddle" else "onnx")
+    before = describe_export(target)
+    sidecar = dict(run.sidecar(), reason=f"checkpoint {checkpoint}")
     if fmt == "paddle":
-        return export_model(run.network, output or os.path.join(run_dir, "inference"), run.input_shape, run.sidecar(), batch)
-    return export_onnx(run.network, output or os.path.join(run_dir, "onnx"), run.input_shape, run.sidecar(), batch)
+        report = export_model(run.network, target, run.input_shape, sidecar, batch)
+    else:
+        report = export_onnx(run.network, target, run.input_shape, sidecar, batch)
+    if before is not None:
+        print(f"hapi_runner: replaced {target} ({before}) with the export of checkpoint {checkpoint} (epoch {run.epoch})",
+              file=sys.stderr, flush=True)
+    return report
