@@ -23,7 +23,9 @@ _LAZY = {
     "load_dataset": "datasets",
     "DATASETS": "datasets",
     "summarize": "summary",
+    "InferenceModel": "deploy",
     "callbacks": None,
+    "deploy": None,
 }
 
 __all__ = ["TrainConfig", "HapiRunnerError", "UsageError", "DataFileError", "__version__", *_LAZY]

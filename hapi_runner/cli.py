@@ -275,14 +275,15 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .deploy import evaluate_run
+    from .deploy.run import evaluate_run
 
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {args.batch_size}.")
     if args.tensorrt and args.engine != "inference":
         raise UsageError("--tensorrt applies to --engine inference; add --engine inference or drop --tensorrt.")
-    result = evaluate_run(args.run, args.checkpoint, args.engine, args.dataset, args.data_dir, args.batch_size,
-                          args.threads, args.device, args.download, tensorrt=args.tensorrt)
+    result = evaluate_run(args.run, checkpoint=args.checkpoint, engine=args.engine, dataset=args.dataset,
+                          data_dir=args.data_dir, batch_size=args.batch_size, threads=args.threads, device=args.device,
+                          download=args.download, tensorrt=args.tensorrt)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -294,7 +295,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_files
+    from .deploy.predict import predict_files
 
     results = predict_files(args.model, args.images, top_k=args.top_k, device=args.device, threads=args.threads,
                             tensorrt=args.tensorrt)
@@ -308,9 +309,10 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .deploy import export_run
+    from .deploy.run import export_run
 
-    report = export_run(args.run, args.checkpoint, args.format, args.output, args.data_dir, args.download)
+    report = export_run(args.run, checkpoint=args.checkpoint, fmt=args.format, output=args.output,
+                        data_dir=args.data_dir, download=args.download)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0

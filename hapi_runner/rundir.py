@@ -1,12 +1,14 @@
-"""Run folders: where a run's files go, chosen without ever overwriting a finished run."""
+"""Run folders: where a run's files go, chosen without ever overwriting a finished run, and the config a run was trained with."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Optional
 
-from .errors import UsageError
+from .config import TrainConfig, from_mapping
+from .errors import HapiRunnerError, UsageError
 
 RESULTS = "results.json"
 CONFIG = "config.json"
@@ -71,3 +73,23 @@ def create(path: str) -> str:
     except OSError as exc:
         raise UsageError(f"save_dir '{path}' cannot be created: {exc.strerror}; choose another --save-dir.") from None
     return path
+
+
+def read_run_config(run_dir: str) -> TrainConfig:
+    """The TrainConfig a run was trained with (its ``config.json``).
+
+    Raises:
+        UsageError: ``run_dir`` is not a folder, or holds no ``config.json``.
+        HapiRunnerError: ``config.json`` cannot be read or is not JSON.
+    """
+    path = os.path.join(run_dir, CONFIG)
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"run folder '{run_dir}' does not exist; pass a folder written by hapi-runner train (output/<model>-<dataset>/run_NNN).")
+    if not os.path.isfile(path):
+        raise UsageError(f"'{run_dir}' has no {CONFIG}, so it is not a hapi_runner run folder; pass one written by hapi-runner train.")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            values = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise HapiRunnerError(f"{path} cannot be read ({type(exc).__name__}); the run folder is damaged.") from exc
+    return from_mapping(values, source=path)

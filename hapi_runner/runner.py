@@ -21,6 +21,7 @@ from .config import TrainConfig
 from .distributed import is_main, on_main, say, world_size
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
 from .errors import HapiRunnerError, UsageError
+from .fingerprint import run_fingerprint
 from .utils import remove_litter, write_json
 
 log = logging.getLogger("hapi_runner")
@@ -257,11 +258,9 @@ class Runner:
 
     def _check_schedule_unchanged(self) -> None:
         """A cosine schedule is laid out over ``epochs``: resuming with another count would bend it (or train at 0)."""
-        from .deploy import read_run_config
-
         cfg = self.config
         try:
-            before = read_run_config(self.run_dir)
+            before = rundir.read_run_config(self.run_dir)
         except HapiRunnerError:
             return  # no readable config.json: nothing to compare with
         if cfg.lr_schedule == "cosine" and before.lr_schedule == "cosine" and before.epochs != cfg.epochs:
@@ -319,7 +318,7 @@ class Runner:
         """
         from .callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
                                 ReduceLROnPlateau, StaticExport, VisualDLLogger)
-        from .inference import build_sidecar
+        from .deploy.layout import build_sidecar
 
         cfg, run = self.config, self.run_dir
         self.nan_guard = NanGuard()
@@ -404,12 +403,6 @@ class Runner:
         if is_main():
             write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
         return results
-
-
-def run_fingerprint(config: TrainConfig, input_shape, num_classes: int) -> Dict[str, Any]:
-    """What a checkpoint records about the network it holds, and what loading it checks."""
-    return {"model": config.model, "dataset": config.dataset, "input_shape": list(input_shape),
-            "num_classes": int(num_classes), "config": config.fingerprint()}
 
 
 def _spec(config: TrainConfig):

@@ -136,12 +136,27 @@ def test_predict_refuses_bad_files_in_one_line(trained, tmp_path, capsys):
 
 def test_export_again_from_the_best_checkpoint(trained, tmp_path, capsys):
     out_dir = tmp_path / "best-export"
-    code, out, _ = cli(capsys, ["export", trained.run_dir, "--checkpoint", "best", "--output", str(out_dir), "--json"])
+    code, out, err = cli(capsys, ["export", trained.run_dir, "--checkpoint", "best", "--output", str(out_dir), "--json"])
     assert code == 0
+    assert "replaced" not in err, "a new folder replaces nothing"
     report = json.loads(out)
     assert report["top1_agreement"] >= 0.999
     sidecar = json.loads((out_dir / "hapi_runner.json").read_text())
     assert sidecar["model"] == "lenet" and sidecar["scale"] == "0-1" and len(sidecar["class_names"]) == 10
+
+
+def test_export_says_which_export_it_replaced(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained.run_dir, run, symlinks=True)  # the shared run's own export stays as it is
+    before = json.loads((run / "inference" / "hapi_runner.json").read_text())
+    assert (before["epoch"], before["reason"]) == (2, "end of training")
+    code, out, err = cli(capsys, ["export", str(run), "--checkpoint", "best", "--json"])
+    assert code == 0 and json.loads(out)["passed"]
+    after = json.loads((run / "inference" / "hapi_runner.json").read_text())
+    assert after["reason"] == "checkpoint best"
+    line = (f"hapi_runner: replaced {run}/inference (epoch 2, end of training) "
+            f"with the export of checkpoint best (epoch {after['epoch']})")
+    assert [l for l in err.splitlines() if "replaced" in l] == [line], err
 
 
 def test_onnx_round_trip(trained, tmp_path, capsys):

@@ -31,7 +31,7 @@ def test_the_seed_recipe_with_no_normalize_is_the_notebook():
 @pytest.mark.slow
 def test_the_sidecar_of_a_raw_pixel_run_reproduces_its_inputs(tmp_path):
     from hapi_runner import Runner
-    from hapi_runner.inference import InferenceModel
+    from hapi_runner.deploy import InferenceModel
 
     runner = Runner(dataset="synthetic", synthetic_like="mnist", synthetic_size=64, epochs=1, batch_size=32,
                     normalize=False, visualdl=False, save_dir=str(tmp_path / "run"), verbose=0, threads="1")

@@ -336,7 +336,7 @@ def test_results_json_of_a_nan_stop_is_strict_json(capsys, tmp_path):
 def test_default_run_exports_a_verified_graph_that_predicts_like_the_runner(default_run):
     import paddle
 
-    from hapi_runner.inference import InferenceModel
+    from hapi_runner.deploy import InferenceModel
 
     runner, results = default_run
     folder = os.path.join(runner.run_dir, "inference")

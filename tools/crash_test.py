@@ -81,7 +81,7 @@ def run_once(run_dir, epochs, kill_after=None):
 
 def check_run(run_dir, epochs):
     """Every problem found in a finished run folder (an empty list when all is well)."""
-    from hapi_runner.inference import InferenceModel
+    from hapi_runner.deploy import InferenceModel
     from hapi_runner.resume import find_checkpoint, load_checkpoint
 
     problems = []

@@ -15,8 +15,10 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from .errors import HapiRunnerError
-from .utils import stdout_to_stderr, write_json
+from ..errors import HapiRunnerError
+from ..utils import stdout_to_stderr, write_json
+from .export import ExportVerificationError, compare_logits, dygraph_logits, export_model
+from .layout import SIDECAR, find_model_files
 
 ONNX_FILE = "model.onnx"
 REPORT = "onnx_report.json"
@@ -43,7 +45,7 @@ def require_onnx() -> None:
 
 
 def export_onnx(network, directory: str, input_shape: Sequence[int], sidecar: Dict[str, Any],
-                verify_batch: Optional[np.ndarray], min_top1_agreement: float = 0.999) -> Dict[str, Any]:
+                verify_batch: Optional[np.ndarray] = None, *, min_top1_agreement: float = 0.999) -> Dict[str, Any]:
     """Writes ``directory/model.onnx`` with the sidecar and a verification report.
 
     Raises:
@@ -55,9 +57,7 @@ def export_onnx(network, directory: str, input_shape: Sequence[int], sidecar: Di
     import onnxruntime
     import paddle2onnx
 
-    from .callbacks.export import ExportVerificationError, compare_logits, dygraph_logits, export_model
-    from .inference import SIDECAR, find_model_files
-    from .paddle_compat import paddle2onnx_export_options
+    from ..paddle_compat import paddle2onnx_export_options
 
     staging = tempfile.mkdtemp(prefix="hapi-runner-onnx-")
     try:

@@ -13,15 +13,16 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import HapiRunnerError, UsageError
+from ..checks import check_int
+from ..errors import HapiRunnerError, UsageError
+from .inference import InferenceModel
+from .layout import SIDECAR
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".npy")
 
 
 def resolve_model_dir(target: str) -> str:
     """An export folder from an export folder or a run folder (its ``inference/``)."""
-    from .inference import SIDECAR
-
     if not os.path.exists(target):
         raise UsageError(f"'{target}' does not exist; pass a run folder or its inference/ folder.")
     for folder in (target, os.path.join(target, "inference")):
@@ -88,7 +89,7 @@ def _read_npy(path: str, channels: int, size: int) -> np.ndarray:
     return array
 
 
-def predict_files(target: str, paths: Sequence[str], top_k: int = 5, device: str = "cpu",
+def predict_files(target: str, paths: Sequence[str], *, top_k: int = 5, device: str = "cpu",
                   threads: Optional[int] = None, batch_size: int = 64, tensorrt: Optional[str] = None) -> List[Dict[str, Any]]:
     """Top-k classes with probabilities for each image file.
 
@@ -105,10 +106,7 @@ def predict_files(target: str, paths: Sequence[str], top_k: int = 5, device: str
         One dict per file: ``path``, ``class_id``, ``class_name``,
         ``probability``, and ``top_k`` (a list of the same three keys).
     """
-    from .inference import InferenceModel
-
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise UsageError(f"top_k must be an integer >= 1, got {top_k!r}.")
+    check_int("top_k", top_k, minimum=1)
     files = expand_paths(paths)
     model = InferenceModel(resolve_model_dir(target), device=device, threads=threads, tensorrt=tensorrt)
     sidecar = model.sidecar

@@ -1,150 +1,30 @@
 """The exported static graph, served by ``paddle.inference``.
 
-An export folder (``<run>/inference/``) holds what ``paddle.jit.save`` wrote
-under the prefix ``model`` and a sidecar, ``hapi_runner.json``, that says how
-to feed it::
-
-    inference/
-      model.json | model.pdmodel   the graph: PIR (Paddle 3.x) or ProgramDesc (Paddle 2.6)
-      model.pdiparams              the weights
-      hapi_runner.json             preprocessing, input shape, class names, versions
-      export_report.json           how closely the graph matched the trained network
-
 On the CPU the graph runs through oneDNN, roughly ten times faster than the
 dygraph network for ResNet-50, which is why serving goes through here and
-not through ``paddle.Model.predict``.
+not through ``paddle.Model.predict``. :mod:`hapi_runner.deploy.layout` says
+what the export folder holds.
 
 Example:
-    >>> from hapi_runner.inference import InferenceModel
-    >>> model = InferenceModel("runs/lenet-mnist/run_001/inference")
+    >>> from hapi_runner.deploy import InferenceModel
+    >>> model = InferenceModel("output/lenet-mnist/run_001/inference")
     >>> logits = model.predict(model.preprocess(uint8_images))
 """
 
 from __future__ import annotations
 
-import json
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Optional
 
 import numpy as np
 
-from .errors import HapiRunnerError, UsageError
+from ..checks import device_kind_index
+from ..errors import HapiRunnerError, UsageError
+from .layout import SIDECAR, find_model_files, graph_format, load_sidecar
 
-MODEL_PREFIX = "model"
-SIDECAR = "hapi_runner.json"
-REPORT = "export_report.json"
-SIDECAR_VERSION = 1
-# Suffix of the graph file -> the format name recorded in the sidecar.
-GRAPH_FORMATS = ((".json", "pir"), (".pdmodel", "pdmodel"))
-PARAMS_SUFFIX = ".pdiparams"
 # oneDNN keeps compiled kernels per input shape; a bound keeps memory flat
 # when a server sees many batch sizes.
 ONEDNN_CACHE_CAPACITY = 16
-
-
-def find_model_files(folder_or_prefix: str) -> Tuple[str, str]:
-    """``(model_file, params_file)`` of an exported graph.
-
-    Args:
-        folder_or_prefix: an export folder (the prefix ``model`` is looked
-            for inside it), or a prefix as given to ``paddle.jit.save``
-            (``path/to/model``, with or without a suffix).
-
-    Returns:
-        The graph file (``.json`` for PIR, preferred when both exist, else
-        ``.pdmodel``) and the ``.pdiparams`` file.
-
-    Raises:
-        HapiRunnerError: no graph or no weights are there.
-    """
-    path = str(folder_or_prefix)
-    if os.path.isdir(path):
-        prefix = os.path.join(path, MODEL_PREFIX)
-    else:
-        prefix = path
-        for suffix in (*(s for s, _ in GRAPH_FORMATS), PARAMS_SUFFIX):
-            if prefix.endswith(suffix):
-                prefix = prefix[: -len(suffix)]
-                break
-    graphs = [prefix + suffix for suffix, _ in GRAPH_FORMATS if os.path.isfile(prefix + suffix)]
-    if not graphs:
-        raise HapiRunnerError(
-            f"no exported graph at '{path}' (looked for {prefix}.json and {prefix}.pdmodel); "
-            f"export one with `hapi-runner export` or train without --no-export."
-        )
-    params = prefix + PARAMS_SUFFIX
-    if not os.path.isfile(params):
-        raise HapiRunnerError(f"the exported graph {graphs[0]} has no weights file {params}; export the model again.")
-    return graphs[0], params
-
-
-def graph_format(model_file: str) -> str:
-    """``pir`` or ``pdmodel``, from the graph file's suffix."""
-    for suffix, name in GRAPH_FORMATS:
-        if model_file.endswith(suffix):
-            return name
-    raise UsageError(f"'{model_file}' is not a Paddle graph file; expected a name ending in .json or .pdmodel.")
-
-
-def load_sidecar(model_dir: str) -> Dict[str, Any]:
-    """The sidecar (``hapi_runner.json``) of an export folder.
-
-    Raises:
-        HapiRunnerError: the folder has no sidecar, or it is not valid JSON.
-    """
-    path = os.path.join(str(model_dir), SIDECAR)
-    if not os.path.isfile(path):
-        raise HapiRunnerError(
-            f"'{model_dir}' has no {SIDECAR}, so its preprocessing is unknown; "
-            f"export with hapi_runner (`hapi-runner export`), or pass a folder it wrote."
-        )
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise HapiRunnerError(f"cannot read {path}: {exc}; export the model again.") from exc
-
-
-def build_sidecar(mean: Sequence[float], std: Sequence[float], input_shape: Sequence[int],
-                  class_names: Optional[Sequence[str]] = None, model: Optional[str] = None,
-                  dataset: Optional[str] = None, **extra: Any) -> Dict[str, Any]:
-    """The sidecar fields a caller supplies, in the shape :func:`export_model` expects.
-
-    Args:
-        mean, std: per-channel statistics on the 0-1 scale: the model input
-            is ``(pixel / 255 - mean) / std``.
-        input_shape: ``[C, H, W]`` the network takes.
-        class_names: one name per output. Defaults to None.
-        model, dataset: names, for people reading the file. Default to None.
-        **extra: further JSON-serialisable fields, kept as given.
-
-    ``pad_to`` is the input side: smaller images (MNIST's 28 for a 32-pixel
-    VGG) are zero-padded around the centre to it, as in training.
-    """
-    channels, height, _ = (int(v) for v in input_shape)
-    return {
-        "model": model,
-        "dataset": dataset,
-        "channels": channels,
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
-        "scale": "0-1",
-        "pad_to": height,
-        "class_names": list(class_names) if class_names is not None else None,
-        **extra,
-    }
-
-
-def parse_device(device: str) -> Tuple[str, int]:
-    """``('cpu', 0)`` or ``('gpu', N)`` for ``cpu``, ``gpu`` or ``gpu:N``."""
-    text = str(device).strip().lower()
-    if text == "cpu":
-        return "cpu", 0
-    if text == "gpu":
-        return "gpu", 0
-    if text.startswith("gpu:") and text[4:].isdigit():
-        return "gpu", int(text[4:])
-    raise UsageError(f"device must be 'cpu', 'gpu' or 'gpu:N', got {device!r}.")
 
 
 def default_threads() -> int:
@@ -155,7 +35,7 @@ def default_threads() -> int:
 TENSORRT_PRECISIONS = ("fp32", "fp16")
 
 
-def create_predictor(model_dir: str, device: str = "cpu", threads: Optional[int] = None, use_mkldnn: bool = True,
+def create_predictor(model_dir: str, device: str = "cpu", *, threads: Optional[int] = None, use_mkldnn: bool = True,
                      tensorrt: Optional[str] = None):
     """A ``paddle.inference`` predictor for an exported graph.
 
@@ -175,9 +55,9 @@ def create_predictor(model_dir: str, device: str = "cpu", threads: Optional[int]
     import paddle
     import paddle.inference as paddle_infer
 
-    from .paddle_compat import inference_enable_onednn
+    from ..paddle_compat import inference_enable_onednn
 
-    kind, index = parse_device(device)
+    kind, index = device_kind_index(device)
     model_file, params_file = find_model_files(model_dir)
     config = paddle_infer.Config(model_file, params_file)
     if kind == "gpu":
@@ -244,18 +124,18 @@ class InferenceModel:
         engine: a short description, e.g. ``paddle.inference cpu oneDNN 4 threads``.
     """
 
-    def __init__(self, model_dir: str, device: str = "cpu", threads: Optional[int] = None, use_mkldnn: bool = True,
+    def __init__(self, model_dir: str, device: str = "cpu", *, threads: Optional[int] = None, use_mkldnn: bool = True,
                  tensorrt: Optional[str] = None):
         self.model_dir = str(model_dir)
         self.model_file, self.params_file = find_model_files(self.model_dir)
         self.file_format = graph_format(self.model_file)
         folder = self.model_dir if os.path.isdir(self.model_dir) else os.path.dirname(self.model_file)
         self.sidecar = load_sidecar(folder) if os.path.isfile(os.path.join(folder, SIDECAR)) else None
-        self.predictor = create_predictor(self.model_dir, device, threads, use_mkldnn, tensorrt)
+        self.predictor = create_predictor(self.model_dir, device, threads=threads, use_mkldnn=use_mkldnn, tensorrt=tensorrt)
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._output_name = self.predictor.get_output_names()[0]
         self.input_shape = self._input_shape()
-        kind, _ = parse_device(device)
+        kind, _ = device_kind_index(device)
         if kind == "gpu":
             self.engine = f"paddle.inference {device}" + (f" TensorRT {tensorrt}" if tensorrt else "")
         else:

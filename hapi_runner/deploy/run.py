@@ -1,19 +1,20 @@
-"""Evaluate and export a finished run: ``hapi-runner evaluate`` and ``hapi-runner export``.
+"""A finished run folder, for ``hapi-runner evaluate`` and ``hapi-runner export``.
 
 A run folder holds everything needed: ``config.json`` rebuilds the network,
-``checkpoints/`` holds its weights, ``inference/`` the exported graph. Both
-engines produce logits for every evaluation image exactly once, and the same
-code turns logits into loss, top-1, top-5, per-class accuracy and the
-confusion matrix, so dygraph and ``paddle.inference`` figures are comparable.
+``checkpoints/`` holds its weights, ``inference/`` the exported graph.
+:func:`load_run` rebuilds the network with a checkpoint's weights;
+:func:`evaluate_run` runs it (or its export) over a test split, every image
+exactly once, and :func:`export_run` exports it again. Both engines of
+``evaluate`` hand their logits to :mod:`hapi_runner.deploy.metrics`, so
+dygraph and ``paddle.inference`` figures are comparable.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,11 +22,17 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from . import rundir
-from .checks import check_choice
-from .config import TrainConfig, from_mapping
-from .errors import DataFileError, HapiRunnerError, UsageError
-from .utils import atomic_write_bytes, atomic_write_text, write_json
+from ..checks import check_choice
+from ..config import TrainConfig
+from ..errors import DataFileError, HapiRunnerError, UsageError
+from ..fingerprint import run_fingerprint
+from ..rundir import read_run_config
+from ..utils import write_json
+from .export import export_model
+from .inference import InferenceModel
+from .layout import SIDECAR, build_sidecar, load_sidecar
+from .metrics import metrics_from_logits, write_confusion
+from .onnx import export_onnx, require_onnx
 
 log = logging.getLogger("hapi_runner")
 
@@ -46,8 +53,6 @@ class LoadedRun:
     epoch: int
 
     def sidecar(self) -> Dict[str, Any]:
-        from .inference import build_sidecar
-
         return build_sidecar(self.spec.mean, self.spec.std, self.input_shape, class_names=list(self.class_names),
                              model=self.config.model, dataset=self.config.dataset, image_size=self.spec.size,
                              epoch=self.epoch, checkpoint=self.checkpoint)
@@ -57,22 +62,7 @@ class LoadedRun:
         return self.spec.class_names or [f"class_{i}" for i in range(self.spec.num_classes)]
 
 
-def read_run_config(run_dir: str) -> TrainConfig:
-    """The TrainConfig a run was trained with (its ``config.json``)."""
-    path = os.path.join(run_dir, rundir.CONFIG)
-    if not os.path.isdir(run_dir):
-        raise UsageError(f"run folder '{run_dir}' does not exist; pass a folder written by hapi-runner train (output/<model>-<dataset>/run_NNN).")
-    if not os.path.isfile(path):
-        raise UsageError(f"'{run_dir}' has no {rundir.CONFIG}, so it is not a hapi_runner run folder; pass one written by hapi-runner train.")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            values = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise HapiRunnerError(f"{path} cannot be read ({type(exc).__name__}); the run folder is damaged.") from None
-    return from_mapping(values, source=path)
-
-
-def load_run(run_dir: str, checkpoint: str = "last", threads: Optional[str] = None, device: str = "cpu") -> LoadedRun:
+def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] = None, device: str = "cpu") -> LoadedRun:
     """Rebuilds a run's network and loads a checkpoint's weights into it.
 
     Args:
@@ -81,14 +71,13 @@ def load_run(run_dir: str, checkpoint: str = "last", threads: Optional[str] = No
         threads: CPU threads (``auto`` or N). Defaults to the run's setting.
         device: ``cpu``, ``gpu`` or ``gpu:N``. Defaults to ``cpu``.
     """
-    from .environment import configure_threads, select_device
-    from .resume import find_checkpoint, load_weights
+    from ..environment import configure_threads, select_device
+    from ..resume import find_checkpoint, load_weights
 
     config = read_run_config(run_dir)
     configure_threads(threads or config.threads, config.model)
-    from .datasets import spec_for
-    from .models import build_model, input_size
-    from .runner import run_fingerprint
+    from ..datasets import spec_for
+    from ..models import build_model, input_size
 
     select_device(device)
     spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
@@ -107,74 +96,10 @@ def load_run(run_dir: str, checkpoint: str = "last", threads: Optional[str] = No
     return LoadedRun(run_dir, config, network, spec, shape, folder, int(state.get("epoch", 0)))
 
 
-# -- metrics from logits --------------------------------------------------------
-
-def metrics_from_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> Dict[str, Any]:
-    """Cross-entropy loss, top-1, top-5, per-class accuracy and the confusion matrix (rows: true class)."""
-    logits = logits.astype(np.float64)
-    labels = labels.astype(np.int64).ravel()
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = float(-log_probs[np.arange(len(labels)), labels].mean())
-    k = min(5, logits.shape[1])
-    topk = np.argsort(-logits, axis=1)[:, :k]
-    predicted = topk[:, 0]
-    confusion = np.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-    per_class_total = confusion.sum(axis=1)
-    per_class = np.where(per_class_total > 0, np.diag(confusion) / np.maximum(per_class_total, 1), np.nan)
-    return {
-        "loss": loss,
-        "acc_top1": float((predicted == labels).mean()),
-        "acc_top5": float((topk == labels[:, None]).any(axis=1).mean()),
-        "num_samples": int(len(labels)),
-        "per_class_accuracy": [None if np.isnan(v) else float(v) for v in per_class],
-        "confusion_matrix": confusion.tolist(),
-    }
-
-
-def write_confusion(folder: str, stem: str, confusion, class_names) -> Dict[str, str]:
-    """``<stem>.csv`` and ``<stem>.png`` of a confusion matrix."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["true \\ predicted", *class_names])
-    for name, row in zip(class_names, confusion):
-        writer.writerow([name, *row])
-    csv_path = os.path.join(folder, f"{stem}.csv")
-    atomic_write_text(csv_path, buf.getvalue())
-    png_path = os.path.join(folder, f"{stem}.png")
-    atomic_write_bytes(png_path, _confusion_png(np.asarray(confusion), list(class_names)))
-    return {"csv": csv_path, "png": png_path}
-
-
-def _confusion_png(confusion: np.ndarray, class_names) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    n = len(class_names)
-    side = min(14, 3 + 0.45 * n)
-    fig = Figure(figsize=(side, side), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 20:  # beyond that the labels overlap; the CSV has them
-        ax.set_xticks(range(n), labels=class_names, rotation=90)
-        ax.set_yticks(range(n), labels=class_names)
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if confusion[i, j] > confusion.max() / 2 else "black")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
 # -- evaluate --------------------------------------------------------------------
 
 def _eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str], download: bool):
-    from .datasets import DATASETS, load_dataset, spec_for
+    from ..datasets import DATASETS, load_dataset, spec_for
 
     cfg = run.config
     name = dataset or cfg.dataset
@@ -191,7 +116,7 @@ def _eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str
 def _dygraph_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
     import paddle
 
-    from .datasets import make_loader
+    from ..datasets import make_loader
 
     model = paddle.Model(run.network, paddle.static.InputSpec([None, *run.input_shape], "float32", "image"))
     model.prepare()
@@ -201,9 +126,6 @@ def _dygraph_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
 
 def _inference_folder(run: LoadedRun, explicit_checkpoint: bool) -> str:
     """The run's exported graph if it holds these weights, else a fresh export of them."""
-    from .callbacks.export import export_model
-    from .inference import SIDECAR
-
     folder = os.path.join(run.run_dir, "inference")
     sidecar_path = os.path.join(folder, SIDECAR)
     if os.path.isfile(sidecar_path):
@@ -216,9 +138,28 @@ def _inference_folder(run: LoadedRun, explicit_checkpoint: bool) -> str:
     return os.path.join(target, "inference")
 
 
-def evaluate_run(run_dir: str, checkpoint: Optional[str] = None, engine: str = "dygraph", dataset: Optional[str] = None,
-                 data_dir: Optional[str] = None, batch_size: Optional[int] = None, threads: Optional[str] = None,
-                 device: str = "cpu", download: bool = True, tensorrt: Optional[str] = None) -> Dict[str, Any]:
+def _timed_logits(run: LoadedRun, data, *, engine: str, batch_size: int, explicit_checkpoint: bool,
+                  threads: Optional[str], device: str, tensorrt: Optional[str]):
+    """``(logits, seconds, engine description)`` of one pass over ``data``."""
+    if engine == "dygraph":
+        started = time.perf_counter()
+        logits = _dygraph_logits(run, data, batch_size)
+        return logits, time.perf_counter() - started, "dygraph"
+    from ..environment import resolve_threads
+
+    predictor = InferenceModel(_inference_folder(run, explicit_checkpoint), device=device,
+                               threads=resolve_threads(threads or run.config.threads, run.config.model),
+                               tensorrt=tensorrt)
+    started = time.perf_counter()
+    logits = np.concatenate([predictor.predict(data.transform(data.images[i:i + batch_size]))
+                             for i in range(0, len(data), batch_size)])
+    return logits, time.perf_counter() - started, predictor.engine
+
+
+def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str = "dygraph",
+                 dataset: Optional[str] = None, data_dir: Optional[str] = None, batch_size: Optional[int] = None,
+                 threads: Optional[str] = None, device: str = "cpu", download: bool = True,
+                 tensorrt: Optional[str] = None) -> Dict[str, Any]:
     """Evaluates a run's weights on a test split, every sample exactly once.
 
     Args:
@@ -242,26 +183,11 @@ def evaluate_run(run_dir: str, checkpoint: Optional[str] = None, engine: str = "
         where the CSV/PNG of the confusion matrix were written.
     """
     check_choice("engine", engine, ENGINES)
-    run = load_run(run_dir, checkpoint or "last", threads, device)
+    run = load_run(run_dir, checkpoint=checkpoint or "last", threads=threads, device=device)
     data = _eval_dataset(run, dataset, data_dir, download)
-    size = batch_size or run.config.batch_size
-    if engine == "dygraph":
-        started = time.perf_counter()
-        logits = _dygraph_logits(run, data, size)
-        seconds = time.perf_counter() - started
-        engine_name = "dygraph"
-    else:
-        from .inference import InferenceModel
-
-        from .environment import resolve_threads
-
-        predictor = InferenceModel(_inference_folder(run, checkpoint is not None), device=device,
-                                   threads=resolve_threads(threads or run.config.threads, run.config.model),
-                                   tensorrt=tensorrt)
-        started = time.perf_counter()
-        logits = np.concatenate([predictor.predict(data.transform(data.images[i:i + size])) for i in range(0, len(data), size)])
-        seconds = time.perf_counter() - started
-        engine_name = predictor.engine
+    logits, seconds, engine_name = _timed_logits(
+        run, data, engine=engine, batch_size=batch_size or run.config.batch_size,
+        explicit_checkpoint=checkpoint is not None, threads=threads, device=device, tensorrt=tensorrt)
     result = metrics_from_logits(logits, data.labels, run.spec.num_classes)
     result.update(images_per_second=len(data) / seconds if seconds > 0 else None, seconds=seconds, engine=engine_name,
                   dataset=data.spec.name, checkpoint=run.checkpoint, epoch=run.epoch, synthetic=data.synthetic)
@@ -283,9 +209,26 @@ def _verify_batch(run: LoadedRun, data_dir: Optional[str], download: bool) -> Op
     return data.transform(data.images[:64])
 
 
-def export_run(run_dir: str, checkpoint: str = "last", fmt: str = "paddle", output: Optional[str] = None,
+def describe_export(folder: str) -> Optional[str]:
+    """``epoch 5, end of training`` for the export in ``folder``, from its sidecar; None when it holds none."""
+    if not os.path.isfile(os.path.join(folder, SIDECAR)):
+        return None
+    try:
+        sidecar = load_sidecar(folder)
+    except HapiRunnerError:
+        return "an export with an unreadable sidecar"
+    parts = [f"epoch {sidecar['epoch']}" if sidecar.get("epoch") is not None else "epoch unknown"]
+    if sidecar.get("reason"):
+        parts.append(str(sidecar["reason"]))
+    return ", ".join(parts)
+
+
+def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", output: Optional[str] = None,
                data_dir: Optional[str] = None, download: bool = True) -> Dict[str, Any]:
     """Exports a run's checkpoint for deployment and verifies the export.
+
+    An export already in the target folder (the one training wrote, say) is
+    replaced, and one line on stderr says what was replaced by what.
 
     Args:
         run_dir: the run folder.
@@ -294,23 +237,25 @@ def export_run(run_dir: str, checkpoint: str = "last", fmt: str = "paddle", outp
             ``onnx`` (through the optional ``paddle2onnx``, checked with
             ``onnxruntime``). Defaults to ``paddle``.
         output: the folder to write. Defaults to ``<run>/inference`` or ``<run>/onnx``.
-        data_dir: where the evaluation files are, for the verification batch.
+        data_dir: where the evaluation files are, for the verification batch. Defaults to the run's.
         download: allow Paddle's download. Defaults to True.
 
     Returns:
         The verification report (also written beside the export).
     """
-    from .callbacks.export import export_model
-
     check_choice("format", fmt, FORMATS)
     if fmt == "onnx":
-        from .onnx_export import require_onnx
-
         require_onnx()
-    run = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint=checkpoint)
     batch = _verify_batch(run, data_dir, download)
+    target = output or os.path.join(run_dir, "inference" if fmt == "paddle" else "onnx")
+    before = describe_export(target)
+    sidecar = dict(run.sidecar(), reason=f"checkpoint {checkpoint}")
     if fmt == "paddle":
-        return export_model(run.network, output or os.path.join(run_dir, "inference"), run.input_shape, run.sidecar(), batch)
-    from .onnx_export import export_onnx
-
-    return export_onnx(run.network, output or os.path.join(run_dir, "onnx"), run.input_shape, run.sidecar(), batch)
+        report = export_model(run.network, target, run.input_shape, sidecar, batch)
+    else:
+        report = export_onnx(run.network, target, run.input_shape, sidecar, batch)
+    if before is not None:
+        print(f"hapi_runner: replaced {target} ({before}) with the export of checkpoint {checkpoint} (epoch {run.epoch})",
+              file=sys.stderr, flush=True)
+    return report
