@@ -98,7 +98,8 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
 
 # -- evaluate --------------------------------------------------------------------
 
-def _eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str], download: bool):
+def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str], download: bool):
+    """The evaluation split of ``dataset`` (default: the run's own), checked to have the run's classes and channels."""
     from ..datasets import DATASETS, load_dataset, spec_for
 
     cfg = run.config
@@ -113,7 +114,8 @@ def _eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str
                         synthetic_like=cfg.synthetic_like, synthetic_size=cfg.synthetic_size, normalize=cfg.normalize)
 
 
-def _dygraph_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
+def run_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
+    """The logits ``[N, classes]`` of the run's network (dygraph) on every sample of ``data``, in order."""
     import paddle
 
     from ..datasets import make_loader
@@ -143,7 +145,7 @@ def _timed_logits(run: LoadedRun, data, *, engine: str, batch_size: int, explici
     """``(logits, seconds, engine description)`` of one pass over ``data``."""
     if engine == "dygraph":
         started = time.perf_counter()
-        logits = _dygraph_logits(run, data, batch_size)
+        logits = run_logits(run, data, batch_size)
         return logits, time.perf_counter() - started, "dygraph"
     from ..environment import resolve_threads
 
@@ -184,7 +186,7 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
     """
     check_choice("engine", engine, ENGINES)
     run = load_run(run_dir, checkpoint=checkpoint or "last", threads=threads, device=device)
-    data = _eval_dataset(run, dataset, data_dir, download)
+    data = eval_dataset(run, dataset, data_dir, download)
     logits, seconds, engine_name = _timed_logits(
         run, data, engine=engine, batch_size=batch_size or run.config.batch_size,
         explicit_checkpoint=checkpoint is not None, threads=threads, device=device, tensorrt=tensorrt)
@@ -201,7 +203,7 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
 
 def _verify_batch(run: LoadedRun, data_dir: Optional[str], download: bool) -> Optional[np.ndarray]:
     try:
-        data = _eval_dataset(run, None, data_dir, download)
+        data = eval_dataset(run, None, data_dir, download)
     except DataFileError as exc:
         log.warning("export: %s Verifying on random inputs instead.", exc)
         rng = np.random.default_rng(0)

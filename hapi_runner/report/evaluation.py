@@ -31,7 +31,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     """
     import os
 
-    from ..deploy import _dygraph_logits, _eval_dataset, load_run
+    from ..deploy.run import eval_dataset, load_run, run_logits
 
     if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
         checkpoint = "last"
@@ -44,9 +44,9 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
         data = build_datasets(config, out_size=run.input_shape[-1])[1]
         split = f"the {config.val_split:g} of train held out for evaluation"
     else:
-        data = _eval_dataset(run, None, data_dir, download)
+        data = eval_dataset(run, None, data_dir, download)
         split = "test split"
-    logits = _dygraph_logits(run, data, batch_size or config.batch_size)
+    logits = run_logits(run, data, batch_size or config.batch_size)
     probs = Predictions.from_logits(data.labels, logits).probs
     source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
     return Predictions.from_dataset(data, probs, source)
