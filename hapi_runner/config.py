@@ -258,20 +258,30 @@ def load_config_file(path: str) -> Dict[str, Any]:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"config file '{path}' cannot be read: {exc}.") from None
-    try:
-        if path.endswith((".yaml", ".yml")):
-            data = _load_yaml(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # yaml and json raise many kinds; all mean the same to the user
-        first = _parse_problem(exc)
-        raise UsageError(f"config file '{path}' is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {first}.") from None
+        raise UsageError(f"config file '{path}' cannot be read: {exc}.") from exc
+    data = _parse_config_text(path, text, yaml_file=path.endswith((".yaml", ".yml")))
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UsageError(f"config file '{path}' must hold a mapping of keys to values, got {type(data).__name__}.")
     return data
+
+
+def _parse_config_text(path: str, text: str, yaml_file: bool = True) -> Any:
+    """The document in ``text`` (YAML or JSON); a parse error names the file, the problem and where."""
+    if not yaml_file:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"config file '{path}' is not valid JSON: {_parse_problem(exc)}.") from exc
+    try:
+        import yaml
+    except ImportError as exc:
+        raise UsageError(f"config file '{path}': reading YAML needs PyYAML: pip install pyyaml (or write the file as JSON).") from exc
+    try:
+        return _load_yaml(text)
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date PyYAML reads as a timestamp, such as 2024-02-30
+        raise UsageError(f"config file '{path}' is not valid YAML: {_parse_problem(exc)}.") from exc
 
 
 def _load_yaml(text: str):

@@ -96,3 +96,21 @@ def test_fingerprint_depends_on_the_network_shape_only():
     assert a.fingerprint() == a.replace(lr=0.1, epochs=9).fingerprint()
     assert a.fingerprint() != a.replace(dataset="cifar100").fingerprint()
     assert a.fingerprint() != a.replace(stem="cifar").fingerprint()
+
+
+def test_yaml_without_pyyaml_says_what_to_install(tmp_path, monkeypatch):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 3\n")
+    monkeypatch.setitem(__import__("sys").modules, "yaml", None)  # what `import yaml` sees when PyYAML is not installed
+    with pytest.raises(UsageError, match="reading YAML needs PyYAML: pip install pyyaml") as info:
+        load_config_file(str(path))
+    assert isinstance(info.value.__cause__, ImportError)
+
+
+@pytest.mark.parametrize("name, text, cause", [("c.yaml", "epochs: [1\n", "YAMLError"), ("c.json", "{a", "JSONDecodeError")])
+def test_parse_errors_keep_their_cause(tmp_path, name, text, cause):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(UsageError, match="is not valid") as info:
+        load_config_file(str(path))
+    assert cause in [c.__name__ for c in type(info.value.__cause__).__mro__]
