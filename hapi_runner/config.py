@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .checks import (check_bool, check_choice, check_int, check_number, check_path, is_int, parse_device, parse_threads,
                      suggest)
-from .datasets.registry import DATASETS, PIPELINES, synthetic_choices
+from .datasets.registry import DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from .errors import UsageError
 from .models import MODELS
 from .recipes import RECIPES, recipe_values
@@ -166,6 +166,7 @@ class TrainConfig:
             check_bool(name, getattr(self, name))
         if self.gpu and self.device == "cpu":
             raise UsageError("--gpu and --device cpu contradict each other: drop one of them.")
+        _check_data_dir(self.dataset, self.data_dir)
 
     # -- conversions ------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -313,6 +314,15 @@ def _parse_problem(exc: Exception) -> str:
 
 # What paddle.Model reports with the loss and Accuracy(topk=(1, 5)) the Runner prepares.
 RUN_METRICS = ("loss", "acc_top1", "acc_top5")
+
+
+def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
+    """A ``data_dir`` the dataset would never read is refused: training on other data than meant, silently, is worse."""
+    if data_dir is None or DATASETS[dataset].reads_data_dir:
+        return
+    source = "is generated" if DATASETS[dataset].format == "synthetic" else "is embedded in the package"
+    raise UsageError(f"data_dir '{data_dir}' is not read by dataset '{dataset}', which {source}; the datasets that read "
+                     f"a folder are {', '.join(folder_datasets())}: add --dataset NAME, or drop --data-dir.")
 
 
 def _check_monitor(monitor: str) -> None:

@@ -141,3 +141,30 @@ def test_entry_points_train_on_synthetic_data(tmp_path, entry):
     assert "synthetic data shaped like mnist" in proc.stdout
     results = json.loads((run / "results.json").read_text())
     assert results["synthetic"] is True and results["epochs_run"] == 1
+
+
+@pytest.mark.parametrize("argv, dataset", [
+    (["--data-dir", "{tmp}"], "fashion-mnist-mini"),
+    (["--dataset", "synthetic", "--data-dir", "{tmp}/nowhere"], "synthetic"),
+    (["--data-dir", "{tmp}/nowhere"], "fashion-mnist-mini"),
+])
+def test_a_data_dir_the_dataset_does_not_read_is_refused(capsys, tmp_path, argv, dataset):
+    from hapi_runner.datasets.registry import DATASETS
+
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, _, err = run_main(capsys, [*argv, "--save-dir", str(tmp_path / "run"), "--epochs", "1"])
+    assert code == 2
+    line = one_error_line(err)
+    readers = sorted(name for name, spec in DATASETS.items() if spec.format not in ("embedded", "synthetic"))
+    assert f"is not read by dataset '{dataset}'" in line and ", ".join(readers) in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_datasets_that_read_a_folder_come_from_the_registry(monkeypatch):
+    import dataclasses
+
+    from hapi_runner.datasets import registry
+
+    assert registry.folder_datasets() == ["cifar10", "cifar100", "fashion-mnist", "mnist"]
+    monkeypatch.setitem(registry.DATASETS, "mine", dataclasses.replace(registry.DATASETS["mnist"], name="mine", format="folder"))
+    assert "mine" in registry.folder_datasets()
