@@ -18,7 +18,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from .checks import (check_bool, check_choice, check_int, check_number, check_path, is_int, parse_device, parse_threads,
                      suggest)
 from .datasets.registry import DATASETS, PIPELINES, folder_datasets, synthetic_choices
-from .errors import UsageError
+from . import rundir
+from .errors import HapiRunnerError, UsageError
 from .models import MODELS
 from .recipes import RECIPES, recipe_values
 
@@ -205,6 +206,22 @@ class TrainConfig:
         """
         return resolve_layers([({"recipe": name, **overrides}, "arguments")])
 
+    @classmethod
+    def for_resume(cls, run: str = "latest", **overrides: Any) -> "TrainConfig":
+        """The config that continues ``run``, as ``train.py --resume RUN`` makes it.
+
+        The run's own ``config.json``, then ``overrides``. ``TrainConfig(resume=run)``
+        instead resumes with the fields it is given and the defaults for the
+        rest (``epochs`` 5, say), which the run's checkpoint may refuse.
+
+        Args:
+            run: the run folder, a checkpoint in it, or ``latest`` (the newest
+                run of ``overrides``' model and dataset, or their defaults,
+                under ``output_root``). Defaults to ``latest``.
+            **overrides: fields to change, e.g. ``epochs=30`` to train on.
+        """
+        return resolve_layers([({**overrides, "resume": run}, "arguments")])
+
 
 def field_names() -> List[str]:
     return [f.name for f in fields(TrainConfig)]
@@ -235,18 +252,73 @@ def resolve_layers(layers: List[Tuple[Dict[str, Any], str]]) -> TrainConfig:
     The recipe is the last one any layer names; its values go on the
     defaults before any layer, so a config file and flags beat it:
     defaults < recipe < layers[0] < layers[1] ...
+
+    When the layers name a run to resume (``resume``: a run folder or a
+    checkpoint in it, or ``latest``) and that run has a ``config.json``, the
+    run's config takes the defaults' place, so a resumed run keeps its epochs,
+    schedule and data unless a layer changes them:
+    run's config.json < (another recipe) < layers[0] < layers[1] ...
     """
-    recipe = None
-    for values, _ in layers:
-        for key, value in values.items():
-            if str(key).replace("-", "_") == "recipe":
-                recipe = value
-    config = TrainConfig()
-    if recipe is not None:
-        config = from_mapping({**recipe_values(recipe), "recipe": recipe}, source=f"recipe '{recipe}'")
+    base = _resumed_run_config(layers)
+    recipe = _last_value(layers, "recipe")
+    config = base or TrainConfig()
+    if recipe is not None and (base is None or recipe != base.recipe):
+        config = from_mapping({**recipe_values(recipe), "recipe": recipe}, base=config, source=f"recipe '{recipe}'")
     for values, source in layers:
         config = from_mapping({k: v for k, v in values.items() if str(k).replace("-", "_") != "recipe"}, base=config, source=source)
     return config
+
+
+def _last_value(layers: List[Tuple[Dict[str, Any], str]], name: str) -> Any:
+    """The value of field ``name`` in the highest layer that sets it (keys with ``-`` or ``_``), else its default."""
+    value = next(f.default for f in fields(TrainConfig) if f.name == name)
+    for values, _ in layers:
+        for key, given in values.items():
+            if str(key).replace("-", "_") == name:
+                value = given
+    return value
+
+
+def _resumed_run_config(layers: List[Tuple[Dict[str, Any], str]]) -> Optional[TrainConfig]:
+    """The config of the run the layers resume, or None (no resume, or no ``config.json`` to read)."""
+    resume = check_path("resume", _last_value(layers, "resume"))
+    if not resume:
+        return None
+    if resume != "latest":
+        run = rundir.run_folder_of(resume)
+    else:
+        save_dir = check_path("save_dir", _last_value(layers, "save_dir"))
+        name = f"{_last_value(layers, 'model')}-{_last_value(layers, 'dataset')}"
+        run = save_dir or rundir.latest_run(check_path("output_root", _last_value(layers, "output_root")), name)
+    if run is None or not os.path.isfile(os.path.join(run, rundir.CONFIG)):
+        return None  # nothing to start from: the Runner says what is missing
+    return load_run_config(run)
+
+
+def load_run_config(run_dir: str) -> TrainConfig:
+    """The config a run folder's ``config.json`` holds, as the base of a resume of that folder.
+
+    ``save_dir`` becomes ``run_dir`` (the run may have been moved since) and
+    ``resume`` is cleared; a ``data_dir`` recorded for a dataset that reads no
+    folder (older versions accepted one) is dropped.
+
+    Raises:
+        HapiRunnerError: ``config.json`` cannot be read or holds no mapping.
+        UsageError: it holds an unknown key or a bad value.
+    """
+    path = os.path.join(run_dir, rundir.CONFIG)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            values = json.load(fh)
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise HapiRunnerError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run folder is damaged.") from exc
+    if not isinstance(values, dict):
+        raise HapiRunnerError(f"{path} holds {type(values).__name__}, not a mapping of keys to values; the run folder is damaged.")
+    values = {**values, "save_dir": run_dir, "resume": None}
+    spec = DATASETS.get(str(values.get("dataset")))
+    if spec is not None and not spec.reads_data_dir:
+        values["data_dir"] = None
+    return from_mapping(values, source=path)
 
 
 def load_config_file(path: str) -> Dict[str, Any]:

@@ -10,6 +10,8 @@ from .errors import UsageError
 
 RESULTS = "results.json"
 CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
+_EPOCH_FOLDER = re.compile(r"epoch_\d+")
 
 
 def is_finished(path: str) -> bool:
@@ -71,3 +73,56 @@ def create(path: str) -> str:
     except OSError as exc:
         raise UsageError(f"save_dir '{path}' cannot be created: {exc.strerror}; choose another --save-dir.") from None
     return path
+
+
+# The two look-ups below read folder names only, without Paddle (hapi_runner.resume needs it), so a resumed run's
+# config.json can be read before the thread count is chosen.
+
+def run_folder_of(path: str) -> Optional[str]:
+    """The run folder a ``--resume`` path names, or None.
+
+    Args:
+        path: a run folder, its ``checkpoints/`` folder, an ``epoch_<N>``
+            folder or a ``last``/``best`` link.
+
+    Returns:
+        The nearest of ``path`` and its two parents (links resolved) that
+        holds a ``config.json``; None if none does.
+    """
+    if os.path.isfile(os.path.join(path, CONFIG)):
+        return path
+    folder = os.path.realpath(path)
+    for _ in range(2):
+        folder = os.path.dirname(folder)
+        if os.path.isfile(os.path.join(folder, CONFIG)):
+            return folder
+    return None
+
+
+def latest_run(output_root: str, name: str) -> Optional[str]:
+    """The highest-numbered ``output_root/name/run_NNN`` holding a checkpoint, or None.
+
+    A checkpoint is a ``checkpoints/last`` folder or link, or an
+    ``epoch_<N>`` folder: the same choice as ``hapi_runner.resume.latest_run``.
+    """
+    base = os.path.join(output_root, name)
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return None
+    runs = sorted(((int(m.group(1)), e) for e in entries if (m := re.fullmatch(r"run_(\d+)", e))), reverse=True)
+    for _, entry in runs:
+        if _has_checkpoint(os.path.join(base, entry, CHECKPOINTS)):
+            return os.path.join(base, entry)
+    return None
+
+
+def _has_checkpoint(directory: str) -> bool:
+    if os.path.isdir(os.path.join(directory, "last")):
+        return True
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    return any(_EPOCH_FOLDER.fullmatch(n) and os.path.isdir(os.path.join(directory, n))
+               and not os.path.islink(os.path.join(directory, n)) for n in names)
