@@ -78,7 +78,7 @@ def test_evaluation_reads_every_sample_once_in_both_pipelines(pipeline):
 
 def test_unknown_pipeline_is_refused():
     data, _ = one_image_dataset(4, seed=0)
-    with pytest.raises(ValueError, match="pipeline must be one of batched, per-sample"):
+    with pytest.raises(ValueError, match="pipeline '.*' is not known; choose one of: batched, per-sample"):
         make_loader(data, 2, False, pipeline="gpu")
 
 
