@@ -1,10 +1,13 @@
 """The command line: ``hapi-runner train|summary``, ``python -m hapi_runner``, ``train.py``.
 
-Flags map one to one onto :class:`TrainConfig` fields. Precedence: the
-dataclass defaults, then ``--config FILE``, then the flags given. Every flag
-is declared with ``default=SUPPRESS`` so only what the user typed overrides
-the lower layers. Failures print one line and exit 2 (usage) or 1 (runtime);
-``--debug`` shows the traceback.
+The train flags are built from the :class:`TrainConfig` fields' metadata,
+one flag per field (:func:`add_config_flags`). Precedence: the dataclass
+defaults (with ``--resume``, the run's own ``config.json`` instead), then
+``--recipe``, then ``--config FILE``, then the flags given. Every flag is
+declared with ``default=SUPPRESS`` so only what the user typed overrides the
+lower layers. ``evaluate``, ``predict`` and ``export`` take train's flags for
+the options they share (:func:`add_run_option`). Failures print one line and
+exit 2 (usage) or 1 (runtime); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -204,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then ``--recipe`` (the flag's, else the config file's), then the config file, then the flags given."""
+    """Defaults (or the resumed run's config.json), then ``--recipe`` (the flag's, else the config file's), then the config file, then the flags given."""
     values = vars(args).copy()
     for key in ("command", "debug", "json", "list_models", "list_datasets"):
         values.pop(key, None)
