@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
+from . import rundir
 from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
                      check_text, is_int, parse_device, parse_threads, suggest)
 from .datasets.registry import DATASETS, PIPELINES, folder_datasets, synthetic_choices
-from . import rundir
 from .errors import HapiRunnerError, UsageError
 from .models import MODELS
 from .recipes import ABOUT, RECIPES, recipe_values

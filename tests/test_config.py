@@ -192,3 +192,31 @@ def test_predict_threads_takes_n_or_auto(monkeypatch, capsys):
     for value in ("3", "auto"):
         assert cli.main(["predict", "RUN", "x.png", "--threads", value, "--json"]) == 0
     assert seen == [3, None]
+
+
+def fake_run(tmp_path, **fields):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "epoch_1").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({**TrainConfig().to_dict(), **fields}))
+    return run
+
+
+def test_resume_keeps_the_runs_recipe_values_unless_another_recipe_is_named(tmp_path):
+    run = fake_run(tmp_path, recipe="fast", epochs=3, lr=0.05)
+    assert parse(["--resume", str(run), "--recipe", "fast"]).epochs == 3  # the run's own value, not the recipe's 6
+    assert parse(["--resume", str(run), "--recipe", "seed"]).epochs == 50
+    assert parse(["--resume", str(run)]).lr == 0.05
+
+
+def test_resume_from_a_run_with_an_ignored_data_dir_drops_it(tmp_path):
+    run = fake_run(tmp_path, data_dir="/was/ignored")  # an older version recorded a --data-dir fashion-mnist-mini never read
+    assert parse(["--resume", str(run)]).data_dir is None
+
+
+def test_a_damaged_run_config_is_named(tmp_path):
+    from hapi_runner import HapiRunnerError
+
+    run = fake_run(tmp_path)
+    (run / "config.json").write_text('{"epochs": ')
+    with pytest.raises(HapiRunnerError, match="config.json cannot be read .*the run folder is damaged"):
+        parse(["--resume", str(run)])
