@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import rundir
-from .config import TrainConfig
+from .config import TrainConfig, read_run_config
 from .distributed import is_main, on_main, say, world_size
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
 from .errors import HapiRunnerError, UsageError
@@ -260,7 +260,7 @@ class Runner:
         """A cosine schedule is laid out over ``epochs``: resuming with another count would bend it (or train at 0)."""
         cfg = self.config
         try:
-            before = rundir.read_run_config(self.run_dir)
+            before = read_run_config(self.run_dir)
         except HapiRunnerError:
             return  # no readable config.json: nothing to compare with
         if cfg.lr_schedule == "cosine" and before.lr_schedule == "cosine" and before.epochs != cfg.epochs:
