@@ -397,11 +397,11 @@ class StaticExport(MonitorCallback):
         self.exported_epoch = state.get("exported_epoch")
 
     def on_train_begin(self, logs=None):
-        restored = self._restored
+        restored = self.restored
         if self.on_best:
             super().on_train_begin(logs)
         else:
-            self._restored = False
+            self.restored = False
         if not restored:
             self.exported_epoch = None
         self._exported_this_fit = False
