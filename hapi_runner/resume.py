@@ -103,7 +103,7 @@ def latest_run(output_root: str, name: str) -> Optional[str]:
 
 
 # -- checking ----------------------------------------------------------------
-# load_checkpoint (state.json and the sha256 records) lives with the format, in hapi_runner.checkpoint_format.
+# A checkpoint's own integrity (state.json, sha256) is the format's: checkpoint_format.load_checkpoint.
 
 RESUME_ADVICE = "resume with the same settings or start a new run without --resume"
 
@@ -240,9 +240,11 @@ def _check_params(network, params: Dict[str, Any], folder: str) -> None:
 def _restore_rng(rng: Dict[str, Any], paddle_state) -> None:
     import paddle
 
+    # A state of other devices (saved on GPUs, resumed on the CPU) fails the length check (ValueError) or
+    # pybind's argument check (TypeError); the weights still load, so it is a warning, not a failure.
     try:
         paddle.set_rng_state(paddle_state)
-    except Exception as exc:  # e.g. saved on a GPU, resumed on the CPU: weights still load
+    except (ValueError, TypeError, RuntimeError) as exc:
         log.warning("Paddle's random state could not be restored (%s: %s); dropout and random ops will differ from an unbroken run.",
                     type(exc).__name__, exc)
     restore_rng_json(rng)

@@ -15,7 +15,8 @@ import paddle
 import pytest
 
 from hapi_runner.callbacks.base import MonitorCallback, RunCallback
-from hapi_runner.callbacks.checkpoint import ModelCheckpoint, epoch_folders, epoch_of, link_target, sha256_file
+from hapi_runner.callbacks.checkpoint import ModelCheckpoint
+from hapi_runner.checkpoint_format import epoch_folders, epoch_of, link_target, sha256_file
 from hapi_runner.errors import UsageError
 from hapi_runner.resume import find_checkpoint, load_checkpoint
 

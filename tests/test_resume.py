@@ -9,7 +9,8 @@ import numpy as np
 import paddle
 import pytest
 
-from hapi_runner.callbacks.checkpoint import ModelCheckpoint, link_target, sha256_file
+from hapi_runner.callbacks.checkpoint import ModelCheckpoint
+from hapi_runner.checkpoint_format import link_target, sha256_file
 from hapi_runner.datasets.pipeline import BatchTransform, ImageDataset, make_loader
 from hapi_runner.errors import HapiRunnerError, UsageError
 from hapi_runner.resume import (CheckpointError, ResumePoint, find_checkpoint, latest_run, load_checkpoint, load_weights,

@@ -24,9 +24,6 @@ log = logging.getLogger("hapi_runner")
 
 SELF_SOURCE = "checkpoint"
 
-# Kept importable from here for code written against earlier releases.
-epoch_folders, epoch_of, link_target, sha256_file = fmt.epoch_folders, fmt.epoch_of, fmt.link_target, fmt.sha256_file
-
 
 class ModelCheckpoint(MonitorCallback):
     """Writes a resumable checkpoint every ``save_freq`` epochs and keeps ``last``/``best`` links current.
