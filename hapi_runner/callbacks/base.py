@@ -1,4 +1,4 @@
-"""What hapi_runner's callbacks share: absolute epochs, state for checkpoints, and metric watching.
+"""What hapi_runner's callbacks share: absolute epochs, one restore contract for their state, and metric watching.
 
 ``paddle.Model.fit`` numbers epochs from 0 on every call, also when a run is
 resumed; ``epoch_offset`` (set by the Runner on resume) turns hapi's epoch

@@ -45,6 +45,7 @@ class NanGuard(RunCallback):
         self.reason: Optional[Dict[str, Any]] = None
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self.reason = None
 
     def on_train_batch_end(self, step, logs=None):
