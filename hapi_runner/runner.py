@@ -311,13 +311,14 @@ class Runner:
     def _callbacks(self, extra: List[Any]) -> List[Any]:
         """The callbacks of a run, in the order they must run.
 
-        LossMean first, so every later callback sees mean losses; NanGuard next,
-        so nothing acts on a broken batch; user callbacks after
+        LossMean first, so every later callback sees mean losses; the progress
+        logger next, so it prints them; NanGuard before every callback that
+        keeps state, so none acts on a broken batch; user callbacks after
         the built-in ones; the checkpoint after everything whose state it saves;
         the export last, because a failed check raises from ``on_train_end``.
         """
         from .callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
-                                ReduceLROnPlateau, StaticExport, VisualDLLogger)
+                                ReduceLROnPlateau, RunProgress, StaticExport, VisualDLLogger)
         from .deploy.layout import build_sidecar
 
         cfg, run = self.config, self.run_dir
@@ -326,11 +327,9 @@ class Runner:
                                           f"continue with: python train.py --resume {run}")
         self.history = History(os.path.join(run, "metrics.csv") if is_main() else None)
         named: Dict[str, Any] = {"history": self.history}
-        from paddle.callbacks import ProgBarLogger
-
         # Our own progress logger, after LossMean, so the line printed at the end of each pass shows the mean loss
-        # (hapi would otherwise put its logger first and print the last batch's).
-        progress = [ProgBarLogger(cfg.log_freq, verbose=self.verbose)] if self.verbose else []
+        # (hapi would otherwise put its logger first and print the last batch's), and counting the run's epochs.
+        progress = [RunProgress(cfg.log_freq, verbose=self.verbose)] if self.verbose else []
         ordered: List[Any] = [LossMean(), *progress, self.nan_guard, self.graceful_stop, self.history, self.seeder.callback(),
                               Curves(self.history, os.path.join(run, "curves.png"), title=f"{cfg.model} on {cfg.dataset}")]
         if cfg.visualdl:

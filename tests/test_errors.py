@@ -221,12 +221,12 @@ def disk_full(ctx):
 
 
 def disk_full_at_checkpoint(ctx):
-    from hapi_runner.callbacks import checkpoint
+    from hapi_runner import checkpoint_format
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    ctx.monkeypatch.setattr(checkpoint.ModelCheckpoint, "_write", full)
+    ctx.monkeypatch.setattr(checkpoint_format, "write_checkpoint", full)
 
 
 def corrupt_params(*epochs):
