@@ -185,7 +185,8 @@ def test_other_commands_check_the_options_they_share_with_train_as_train_does(ca
 
 
 def test_predict_threads_takes_n_or_auto(monkeypatch, capsys):
-    from hapi_runner import cli, predict
+    from hapi_runner import cli
+    from hapi_runner.deploy import predict
 
     seen = []
     monkeypatch.setattr(predict, "predict_files", lambda model, images, **kw: seen.append(kw["threads"]) or [])
