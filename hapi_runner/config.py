@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import rundir
 from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
-                     check_text, is_int, parse_device, parse_threads, suggest)
+                     check_recipe_args, check_text, is_int, parse_device, parse_threads, suggest)
 from .datasets.registry import DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from .errors import HapiRunnerError, UsageError
 from .models import MODELS
@@ -65,6 +65,7 @@ _run = _flags_of("run folder and logging")
 _checkpoints = _flags_of("checkpoints and resume")
 _stopping = _flags_of("early stopping and LR on plateau")
 _export = _flags_of("static-graph export")
+_regular = _flags_of("regularisation")
 _RECIPE_HELP = ("a named set of hyper-parameters (hapi_runner/recipes.py): "
                 + "; ".join(f"{k}: {v}" for k, v in sorted(ABOUT.items())) + ". A config file and flags beat it")
 
@@ -105,6 +106,19 @@ class TrainConfig:
     lr_gamma: float = _optim(0.1, "factor at each step")
     warmup_epochs: int = _optim(0, "linear warm-up from 0")
     seed: int = _optim(0, "seeds the weights, shuffling and augmentation")
+    label_smoothing: float = _regular(0.0, "label smoothing of the loss, in [0, 1) (also in the evaluation loss)", metavar="EPS")
+    mixup: float = _regular(0.0, "Mixup of training batches: the Beta alpha", metavar="ALPHA", means="off")
+    cutmix: float = _regular(0.0, "CutMix of training batches: the Beta alpha (with --mixup: one of the two per batch)",
+                             metavar="ALPHA", means="off")
+    mix_prob: float = _regular(1.0, "probability that a training batch is mixed (--mixup, --cutmix)", metavar="P")
+    randaugment: Optional[float] = _regular(None, "RandAugment of training images: two operations at magnitude M (0-10)",
+                                            metavar="M", means="off")
+    random_erasing: float = _regular(0.0, "probability that a training image gets a box of noise", metavar="P", means="off")
+    ema: Optional[float] = _regular(None, "evaluate, keep as best and export an EMA of the weights with this decay, in (0, 1)",
+                                    metavar="DECAY", means="off")
+    clip_grad: Optional[float] = _regular(None, "clip the global gradient norm to NORM", metavar="NORM", means="off")
+    accumulate_grad_batches: int = _regular(1, "batches per optimizer step (the LR schedule counts optimizer steps)",
+                                            metavar="K")
     recipe: Optional[str] = _optim(None, _RECIPE_HELP, choices=sorted(RECIPES))
     device: str = _hardware("auto", "auto, cpu, gpu or gpu:N", means="a GPU if one is visible")
     gpu: bool = _hardware(False, "require a GPU: fail rather than train on the CPU")
@@ -162,6 +176,7 @@ class TrainConfig:
         self._check_names()
         self._check_counts()
         self._check_numbers()
+        self._check_regularisation()
         self._check_settings()
 
     def _check_names(self) -> None:
@@ -211,6 +226,20 @@ class TrainConfig:
         check_number("min_delta", self.min_delta, low=0.0)
         check_optional_number("baseline", self.baseline)
         check_number("plateau_factor", self.plateau_factor, low=0.0, high=1.0, low_open=True, high_open=True)
+
+    def _check_regularisation(self) -> None:
+        """The training techniques, normalised: floats, ``None`` where off (``clip_grad`` 0 is off)."""
+        checked = check_recipe_args(
+            label_smoothing=self.label_smoothing, mixup=self.mixup, cutmix=self.cutmix, mix_prob=self.mix_prob,
+            randaugment=self.randaugment, random_erasing=self.random_erasing, ema=self.ema, clip_grad=self.clip_grad,
+            accumulate_grad_batches=self.accumulate_grad_batches)
+        for name, value in checked.items():
+            setattr(self, name, value)
+
+    @property
+    def mixes(self) -> bool:
+        """True when training batches may be mixed (and so carry soft targets)."""
+        return self.mix_prob > 0 and (self.mixup > 0 or self.cutmix > 0)
 
     def _check_settings(self) -> None:
         """Paths, switches, the monitor and the hardware, and the combinations that contradict each other."""

@@ -151,7 +151,7 @@ def build_scheduler(config, steps_per_epoch: int):
     Args:
         config: a TrainConfig (uses ``lr``, ``lr_schedule``, ``lr_step_epochs``,
             ``lr_gamma``, ``warmup_epochs``, ``epochs``).
-        steps_per_epoch: batches per epoch on this process.
+        steps_per_epoch: optimizer steps per epoch on this process (batches, or fewer with gradient accumulation).
     """
     from paddle.optimizer import lr as lrs
 

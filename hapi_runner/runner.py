@@ -91,9 +91,9 @@ class Runner:
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
-        from .losses import build_loss
         from .models import build_model, input_size, load_pretrained
-        from .optim import build_optimizer
+        from .optim import build_grad_clip, build_optimizer
+        from .regularisation import add_training_augmentation, build_mixing, build_run_loss, steps_per_epoch
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
         configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp))
@@ -103,11 +103,13 @@ class Runner:
         spec = _spec(cfg)
         self.input_size = input_size(cfg.model, spec.size)
         self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
+        add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
         self.network = build_model(cfg.model, spec.num_classes, spec.channels, self.input_size, cfg.stem)
         self.pretrained_report = load_pretrained(self.network, cfg.pretrained) if cfg.pretrained else None
         self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
-        self.train_loader = self.loader(self.train_data, shuffle=True)
+        self.mixing = build_mixing(cfg, len(self.train_data.class_names))
+        self.train_loader = self.loader(self.train_data, shuffle=True, mixing=self.mixing)
         self.eval_loader = self.loader(self.eval_data, evaluation=True)
         self.seeder = _EpochSeeder(self.train_loader, cfg.seed)
         self.model = paddle.Model(
@@ -115,10 +117,11 @@ class Runner:
             inputs=paddle.static.InputSpec([None, *self.input_shape], "float32", "image"),
             labels=paddle.static.InputSpec([None, 1], "int64", "label"),
         )
-        self.optimizer, self.lr = build_optimizer(cfg, self.network.parameters(), len(self.train_loader))
+        self.optimizer, self.lr = build_optimizer(cfg, self.network.parameters(), steps_per_epoch(cfg, len(self.train_loader)),
+                                                  grad_clip=build_grad_clip(cfg.clip_grad))
         self.model.prepare(
             self.optimizer,
-            build_loss(),
+            build_run_loss(cfg),
             paddle.metric.Accuracy(topk=(1, 5)),
             amp_configs=amp_configs(self.amp, cfg.amp_dtype),
         )
@@ -128,16 +131,22 @@ class Runner:
             set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
         self.run_dir: Optional[str] = None
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
+        self.ema = None
 
     # -- building blocks ---------------------------------------------------
-    def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None, evaluation: bool = False):
-        """A batched DataLoader over ``dataset`` with this run's workers; ``evaluation``: each sample once over all ranks."""
+    def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None, evaluation: bool = False,
+               mixing=None):
+        """A batched DataLoader over ``dataset`` with this run's workers; ``evaluation``: each sample once over all ranks.
+
+        ``mixing`` (a BatchMixing, training loaders only) makes its batches carry soft targets. Defaults to None.
+        """
         from .datasets import make_loader
 
         cfg = self.config
         return make_loader(dataset, batch_size or cfg.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                            evaluation=evaluation, pipeline=cfg.pipeline, prefetch_factor=cfg.prefetch_factor,
-                           persistent_workers=cfg.persistent_workers, use_shared_memory=cfg.use_shared_memory)
+                           persistent_workers=cfg.persistent_workers, use_shared_memory=cfg.use_shared_memory,
+                           mixing=mixing)
 
     def _amp_level(self) -> Optional[str]:
         if self.config.amp and self.device == "cpu":
@@ -184,6 +193,7 @@ class Runner:
                 batch in progress and the checkpoints are whole.
         """
         from .callbacks import ExportVerificationError, NonFiniteLossError, TrainingInterrupted
+        from .regularisation import describe_techniques
         from .resume import restore, set_epoch_offset
 
         cfg = self.config
@@ -201,6 +211,8 @@ class Runner:
             remove_litter(self.run_dir)  # half-written files of a process killed mid-write
             write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
+        for line in describe_techniques(cfg, self.mixing):
+            say(f"hapi_runner: {line}")
         if checkpoint_folder:
             say(f"hapi_runner: resuming after epoch {done} of {cfg.epochs} from {checkpoint_folder}")
         if done >= cfg.epochs:
@@ -210,6 +222,7 @@ class Runner:
             self.model.fit(
                 self.train_loader, self.eval_loader, epochs=cfg.epochs - done, eval_freq=cfg.eval_freq,
                 log_freq=cfg.log_freq, verbose=self.verbose, callbacks=ordered,
+                accumulate_grad_batches=cfg.accumulate_grad_batches,
             )
         except (NonFiniteLossError, ExportVerificationError, TrainingInterrupted) as exc:
             reason = {"error": type(exc).__name__, "message": str(exc), **(getattr(self.nan_guard, "reason", None) or {})}
@@ -318,8 +331,9 @@ class Runner:
         the export last, because a failed check raises from ``on_train_end``.
         """
         from .callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
-                                ReduceLROnPlateau, RunProgress, StaticExport, VisualDLLogger)
+                                OptimizerStepLR, ReduceLROnPlateau, RunProgress, StaticExport, VisualDLLogger)
         from .deploy.layout import build_sidecar
+        from .regularisation import build_ema
 
         cfg, run = self.config, self.run_dir
         self.nan_guard = NanGuard()
@@ -330,7 +344,13 @@ class Runner:
         # Our own progress logger, after LossMean, so the line printed at the end of each pass shows the mean loss
         # (hapi would otherwise put its logger first and print the last batch's), and counting the run's epochs.
         progress = [RunProgress(cfg.log_freq, verbose=self.verbose)] if self.verbose else []
-        ordered: List[Any] = [LossMean(), *progress, self.nan_guard, self.graceful_stop, self.history, self.seeder.callback(),
+        # The EMA right after NanGuard (it never averages a broken step) and before every callback that looks
+        # at the weights: it swaps its weights in for evaluation and at the end, before best, export and results.
+        self.ema = build_ema(cfg)
+        if self.ema is not None:
+            named["ema"] = self.ema
+        ordered: List[Any] = [LossMean(), *progress, self.nan_guard, *([self.ema] if self.ema else []), self.graceful_stop,
+                              self.history, self.seeder.callback(),
                               Curves(self.history, os.path.join(run, "curves.png"), title=f"{cfg.model} on {cfg.dataset}")]
         if cfg.visualdl:
             named["visualdl"] = VisualDLLogger(os.path.join(run, "visualdl"), log_freq=cfg.log_freq, hparams=cfg.to_dict())
@@ -348,17 +368,19 @@ class Runner:
             spec = self.train_data.spec
             sidecar = build_sidecar(spec.mean, spec.std, self.input_shape, class_names=self.train_data.class_names,
                                     model=cfg.model, dataset=cfg.dataset, image_size=spec.size,
-                                    synthetic=self.train_data.synthetic)
+                                    synthetic=self.train_data.synthetic, **({"weights": "ema"} if self.ema else {}))
             verify = self.eval_data.transform(self.eval_data.images[:64])
             self.exporter = named["export"] = StaticExport(
                 os.path.join(run, "inference"), self.input_shape, sidecar, verify_batch=verify,
                 on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device)
         self.checkpoint = ModelCheckpoint(
             os.path.join(run, "checkpoints"), save_freq=cfg.save_freq, keep_last=cfg.keep_last, monitor=cfg.monitor,
-            mode=cfg.mode, min_delta=cfg.min_delta, fingerprint=self.fingerprint(), state_sources=named)
+            mode=cfg.mode, min_delta=cfg.min_delta, fingerprint=self.fingerprint(), state_sources=named, ema=self.ema)
         ordered.append(self.checkpoint)
         if self.exporter is not None:
             ordered.append(self.exporter)
+        # In hapi's own LRScheduler's place: it steps the schedule per optimizer step under accumulation.
+        ordered.append(OptimizerStepLR())
         return ordered
 
     # -- results -------------------------------------------------------------
