@@ -2,7 +2,7 @@
 
 Layout of a run's ``checkpoints/`` folder::
 
-    epoch_3/  model.pdparams  model.pdopt  rng.pdstate  state.json
+    epoch_3/  model.pdparams  model.pdopt  rng.pdstate  [ema.pdparams]  state.json
     epoch_4/  ...
     last -> epoch_4        (relative symlinks, so checkpoints/best/model.pdparams works)
     best -> epoch_3
@@ -15,6 +15,9 @@ symlink. A process killed at any instant therefore leaves every
 leaves behind is ``.tmp-*`` litter, removed at the next start.
 ``state.json`` is written last and holds ``complete: true`` and the sha256
 of every other file, so a damaged checkpoint can be told from a good one.
+``model.pdparams`` always holds the training weights; a run that keeps an
+EMA of its weights (``--ema``) adds them as ``ema.pdparams``, recorded
+like the other files, and evaluation and export load those.
 
 :class:`hapi_runner.callbacks.ModelCheckpoint` decides when to write;
 :mod:`hapi_runner.resume` reads back. Both go through this module alone.
@@ -43,6 +46,7 @@ PARAMS_FILE = "model.pdparams"
 OPT_FILE = "model.pdopt"
 RNG_FILE = "rng.pdstate"
 DATA_FILES = (PARAMS_FILE, OPT_FILE, RNG_FILE)
+EMA_FILE = "ema.pdparams"  # optional: only in the checkpoints of a run with an EMA of its weights
 LAST = "last"
 BEST = "best"
 EPOCH_RE = re.compile(r"epoch_(\d+)")
@@ -192,6 +196,11 @@ def _read_state(folder: str, where: str) -> Dict[str, Any]:
     return state
 
 
+def weight_files(state: Dict[str, Any]) -> List[str]:
+    """The tensor files a verified checkpoint's ``state.json`` lists: ``DATA_FILES``, and ``EMA_FILE`` if present."""
+    return [*DATA_FILES, *([EMA_FILE] if EMA_FILE in (state.get("files") or {}) else [])]
+
+
 def load_tensors(folder: str, names: Iterable[str] = DATA_FILES) -> Dict[str, Any]:
     """``{file name: paddle.load(file)}`` for ``names`` in a checkpoint folder.
 
@@ -220,7 +229,8 @@ def write_checkpoint(directory: str, epoch: int, tensors: Dict[str, Any], state:
     Args:
         directory: the ``checkpoints/`` folder.
         epoch: the run epoch the checkpoint holds.
-        tensors: ``{file name: object for paddle.save}``, one per ``DATA_FILES``.
+        tensors: ``{file name: object for paddle.save}``, one per ``DATA_FILES``,
+            and ``EMA_FILE`` when the run keeps an EMA of its weights.
         state: what ``state.json`` records besides ``format``, ``files`` and
             ``complete``, which are added here; JSON values (numpy ones too).
 

@@ -23,8 +23,9 @@ import os
 import re
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
-from .checkpoint_format import (CHECKPOINTS, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, CheckpointError,
-                                epoch_folders, epoch_name, epoch_of, load_checkpoint, load_tensors, restore_rng_json)
+from .checkpoint_format import (CHECKPOINTS, EMA_FILE, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, CheckpointError,
+                                epoch_folders, epoch_name, epoch_of, load_checkpoint, load_tensors, restore_rng_json,
+                                weight_files)
 from .checkpoint_format import short_path as _short
 from .errors import HapiRunnerError, UsageError
 from .paddle_compat import lr_schedule_name, optimizer_of, parameter_names, remap_optimizer_state
@@ -33,7 +34,8 @@ log = logging.getLogger("hapi_runner")
 
 # Compared first and named in the message, in this order; any other keys follow.
 FINGERPRINT_KEYS = ("model", "dataset", "input_shape", "num_classes")
-LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint"}
+LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint", "ema": "EMA decay (--ema)",
+          "accumulate_grad_batches": "batches per optimizer step (--accumulate-grad-batches)"}
 
 
 class ResumePoint(NamedTuple):
@@ -171,7 +173,7 @@ def restore(model, checkpoint_folder: str, expected_fingerprint: Optional[Dict[s
             state = load_checkpoint(folder)
             check_fingerprint(state.get("fingerprint"), expected_fingerprint)
             check_optimizer(model, state)
-            tensors = load_tensors(folder)
+            tensors = load_tensors(folder, weight_files(state))
         except CheckpointError as exc:
             problems.append(str(exc))
             log.warning("%s Trying the previous checkpoint.", exc)
@@ -219,6 +221,10 @@ def _apply(model, state: Dict[str, Any], tensors: Dict[str, Any], state_sources:
     for name, obj in state_sources.items():
         if name in saved:
             obj.load_state_dict(saved[name])
+            # A source whose state names a tensor file (the EMA's ema.pdparams) gets that file's arrays.
+            arrays = saved[name].get("file") if isinstance(saved[name], dict) else None
+            if arrays in tensors and callable(getattr(obj, "load_arrays", None)):
+                obj.load_arrays(tensors[arrays])
         else:
             log.warning("checkpoint '%s' holds no state for '%s'; it starts afresh.", _short(state["folder"]), name)
 
@@ -260,11 +266,19 @@ def _show(value) -> str:
     return str(value)
 
 
-def load_weights(network, checkpoint_folder: str, expected_fingerprint: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def load_weights(network, checkpoint_folder: str, expected_fingerprint: Optional[Dict[str, Any]] = None,
+                 prefer_ema: bool = True) -> Dict[str, Any]:
     """Loads only the weights of a verified checkpoint into ``network`` (for evaluation and export).
 
+    A checkpoint of a run with ``--ema`` holds two sets; its EMA weights
+    (``ema.pdparams``) are the run's evaluated and exported ones, and are
+    loaded unless ``prefer_ema`` is False.
+
+    Args:
+        prefer_ema: load ``ema.pdparams`` where the checkpoint has one. Defaults to True.
+
     Returns:
-        The checkpoint's ``state.json``.
+        The checkpoint's ``state.json``, with ``weights_file`` added: the file loaded.
 
     Raises:
         CheckpointError: the checkpoint is incomplete or corrupt.
@@ -273,7 +287,9 @@ def load_weights(network, checkpoint_folder: str, expected_fingerprint: Optional
     state = load_checkpoint(checkpoint_folder)
     check_fingerprint(state.get("fingerprint"), expected_fingerprint,
                       advice="pass a checkpoint of this run (last, best, or one of its checkpoints/epoch_N)")
-    params = load_tensors(state["folder"], [PARAMS_FILE])[PARAMS_FILE]
+    chosen = EMA_FILE if prefer_ema and EMA_FILE in state["files"] else PARAMS_FILE
+    params = load_tensors(state["folder"], [chosen])[chosen]
     _check_params(network, params, state["folder"])
     network.set_state_dict(params)
+    state["weights_file"] = chosen
     return state

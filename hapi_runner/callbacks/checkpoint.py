@@ -62,6 +62,10 @@ class ModelCheckpoint(MonitorCallback):
             Defaults to None.
         is_writer: whether this process writes. Defaults to None: rank 0 of
             a ``paddle.distributed`` run (every process when not distributed).
+        ema: the run's :class:`~hapi_runner.callbacks.ema.ModelEMA`, or None.
+            With one, ``model.pdparams`` holds its training weights (the
+            network may hold the EMA weights when a save happens) and
+            ``ema.pdparams`` the EMA weights. Defaults to None.
 
     Attributes:
         global_step: training batches run so far in the run; restored on
@@ -73,8 +77,9 @@ class ModelCheckpoint(MonitorCallback):
 
     def __init__(self, directory: str, save_freq: int = 1, keep_last: Optional[int] = None, monitor: str = "acc_top1",
                  mode: Optional[str] = None, min_delta: float = 0.0, fingerprint: Optional[Dict[str, Any]] = None,
-                 state_sources: Optional[Dict[str, Any]] = None, is_writer: Optional[bool] = None):
+                 state_sources: Optional[Dict[str, Any]] = None, is_writer: Optional[bool] = None, ema=None):
         super().__init__(monitor=monitor, mode=mode, min_delta=min_delta)
+        self.ema = ema
         if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
             raise UsageError(f"directory must be the path of the run's checkpoints/ folder, got {directory!r}.")
         self.directory = os.fspath(directory)
@@ -220,9 +225,13 @@ class ModelCheckpoint(MonitorCallback):
 
     def _tensors(self) -> Dict[str, Any]:
         optimizer = optimizer_of(self.model)
-        return {fmt.PARAMS_FILE: self.model.network.state_dict(),
-                fmt.OPT_FILE: optimizer.state_dict() if optimizer is not None else {},
-                fmt.RNG_FILE: rng_state_for_checkpoint()}
+        weights = self.ema.training_state_dict() if self.ema is not None else self.model.network.state_dict()
+        tensors = {fmt.PARAMS_FILE: weights,
+                   fmt.OPT_FILE: optimizer.state_dict() if optimizer is not None else {},
+                   fmt.RNG_FILE: rng_state_for_checkpoint()}
+        if self.ema is not None:
+            tensors[fmt.EMA_FILE] = self.ema.arrays()
+        return tensors
 
     def _state(self, epoch: int, value: Optional[float]) -> Dict[str, Any]:
         import paddle

@@ -35,12 +35,13 @@ import numpy as np
 import paddle
 
 from ..accumulation import accumulate_of, optimizer_stepped
+from ..checkpoint_format import EMA_FILE
 from ..checks import check_bool, check_number
 from ..errors import HapiRunnerError
 from .base import RunCallback
 
 # The file, beside model.pdparams in a checkpoint folder, that holds the shadow weights.
-ARRAYS_FILE = "ema.pdparams"
+ARRAYS_FILE = EMA_FILE
 
 
 def ema_decay(decay: float, updates: int, warmup: bool = True) -> float:
@@ -145,21 +146,31 @@ class ModelEMA(RunCallback):
     def state_dict(self) -> Dict[str, Any]:
         return {"decay": self.decay, "warmup": self.warmup, "updates": self.updates, "file": ARRAYS_FILE}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: Dict[str, Any]) -> bool:
+        """Restores the update count (the shadow weights come from :meth:`load_arrays`)."""
+        super().load_state_dict(state)
         self.updates = int(state.get("updates", 0))
+        return True
+
+    def reset(self) -> None:
+        """A fresh average: no updates, no shadow (``on_train_begin`` starts it from the network)."""
+        self.updates = 0
+        self.shadow = None
 
     def arrays(self) -> Dict[str, np.ndarray]:
         """The shadow weights as numpy arrays (for ``paddle.save`` into :data:`ARRAYS_FILE`); empty before training."""
         return {name: t.numpy() for name, t in (self.shadow or {}).items()}
 
     def load_arrays(self, arrays: Dict[str, Any]) -> None:
-        """Restores :meth:`arrays` (numpy arrays or Tensors, as ``paddle.load`` returns them)."""
+        """Restores :meth:`arrays` (numpy arrays or Tensors, as ``paddle.load`` returns them); marks the callback restored."""
         self.shadow = {name: paddle.to_tensor(np.asarray(v.numpy() if hasattr(v, "numpy") else v))
                        for name, v in arrays.items()} or None
+        self.restored = True
 
     # -- hooks -------------------------------------------------------------
     def on_train_begin(self, logs=None):
         self.swap_out()
+        super().on_train_begin(logs)  # a fit that was not restored averages afresh
         if self.shadow is None:
             self.start(self._network())
         else:

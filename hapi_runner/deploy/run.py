@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ..checkpoint_format import EMA_FILE
 from ..checks import check_choice
 from ..config import TrainConfig, read_run_config
 from ..errors import DataFileError, HapiRunnerError, UsageError
@@ -41,7 +42,11 @@ FORMATS = ("paddle", "onnx")
 
 @dataclass
 class LoadedRun:
-    """A run's configuration and network with a checkpoint's weights in it."""
+    """A run's configuration and network with a checkpoint's weights in it.
+
+    ``weights`` says which of the checkpoint's sets: ``ema`` (``ema.pdparams``,
+    a run trained with ``--ema``) or ``training`` (``model.pdparams``).
+    """
 
     run_dir: str
     config: TrainConfig
@@ -50,25 +55,30 @@ class LoadedRun:
     input_shape: list
     checkpoint: str
     epoch: int
+    weights: str = "training"
 
     def sidecar(self) -> Dict[str, Any]:
         return build_sidecar(self.spec.mean, self.spec.std, self.input_shape, class_names=list(self.class_names),
                              model=self.config.model, dataset=self.config.dataset, image_size=self.spec.size,
-                             epoch=self.epoch, checkpoint=self.checkpoint)
+                             epoch=self.epoch, checkpoint=self.checkpoint,
+                             **({"weights": "ema"} if self.weights == "ema" else {}))
 
     @property
     def class_names(self):
         return self.spec.class_names or [f"class_{i}" for i in range(self.spec.num_classes)]
 
 
-def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] = None, device: str = "cpu") -> LoadedRun:
-    """Rebuilds a run's network and loads a checkpoint's weights into it.
+def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] = None, device: str = "cpu",
+             ema: bool = True) -> LoadedRun:
+    """Rebuilds a run's network and loads a checkpoint's weights into it: its EMA weights where it has them.
 
     Args:
         run_dir: a run folder.
         checkpoint: ``last``, ``best``, or a checkpoint path. Defaults to ``last``.
         threads: CPU threads (``auto`` or N). Defaults to the run's setting.
         device: ``cpu``, ``gpu`` or ``gpu:N``. Defaults to ``cpu``.
+        ema: load the checkpoint's EMA weights where it has them (the ones
+            the run evaluated and exported); False loads its training weights. Defaults to True.
     """
     from ..environment import configure_threads, select_device
     from ..resume import find_checkpoint, load_weights
@@ -90,9 +100,12 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
         folder = find_checkpoint(link)
     else:
         folder = find_checkpoint(checkpoint)
-    state = load_weights(network, folder, run_fingerprint(config, shape, spec.num_classes))
+    state = load_weights(network, folder, run_fingerprint(config, shape, spec.num_classes), prefer_ema=ema)
     network.eval()
-    return LoadedRun(run_dir, config, network, spec, shape, folder, int(state.get("epoch", 0)))
+    weights = "ema" if state["weights_file"] == EMA_FILE else "training"
+    if weights == "ema":
+        log.info("%s: the EMA weights (%s), as the run evaluated and exported them", folder, EMA_FILE)
+    return LoadedRun(run_dir, config, network, spec, shape, folder, int(state.get("epoch", 0)), weights)
 
 
 # -- evaluate --------------------------------------------------------------------
@@ -191,7 +204,8 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
         explicit_checkpoint=checkpoint is not None, threads=threads, device=device, tensorrt=tensorrt)
     result = metrics_from_logits(logits, data.labels, run.spec.num_classes)
     result.update(images_per_second=len(data) / seconds if seconds > 0 else None, seconds=seconds, engine=engine_name,
-                  dataset=data.spec.name, checkpoint=run.checkpoint, epoch=run.epoch, synthetic=data.synthetic)
+                  dataset=data.spec.name, checkpoint=run.checkpoint, epoch=run.epoch, weights=run.weights,
+                  synthetic=data.synthetic)
     stem = f"confusion_{data.spec.name}_epoch{run.epoch}"
     result["confusion_files"] = write_confusion(run.run_dir, stem, result["confusion_matrix"], data.class_names)
     write_json(os.path.join(run.run_dir, f"evaluation_{data.spec.name}_epoch{run.epoch}_{engine}.json"), result)
