@@ -314,10 +314,14 @@ def test_batches_are_float32_nchw_and_a_function_of_seed_and_epoch(tree):
     np.testing.assert_array_equal(labels, splits.val.labels)
 
 
-def test_one_channel_and_data_statistics(tree):
+def test_one_channel_and_data_statistics(tree, decode_calls):
+    load_folder_splits(str(tree), image_size=16, channels=1)  # a cache made without statistics
     splits = load_folder_splits(str(tree), image_size=16, channels=1, normalize_stats="data")
+    assert len(decode_calls) == 33  # the statistics came from the cache's pixels
     x, _ = list(make_loader(splits.train, 24, shuffle=False))[0]
     assert tuple(x.shape) == (24, 1, 16, 16)
     pixels = np.concatenate([im.reshape(-1) for im in splits.train.images[:]]) / 255.0
     assert abs(splits.train.spec.mean[0] - pixels.mean()) < 0.01 and abs(splits.train.spec.std[0] - pixels.std()) < 0.01
     assert splits.preprocessing["mean"] == list(splits.train.spec.mean) and splits.preprocessing["channels"] == 1
+    fresh = load_folder_splits(str(tree), image_size=16, channels=1, normalize_stats="data", cache_root=str(tree.parent / "c"))
+    assert fresh.train.spec.mean == splits.train.spec.mean and fresh.train.spec.std == splits.train.spec.std

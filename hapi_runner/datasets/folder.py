@@ -115,7 +115,7 @@ def _refuse_bad(bad: List[Tuple[str, str]]) -> None:
 def _good(files: FileSet, report: DecodeReport) -> Tuple[FileSet, object, np.ndarray]:
     """The readable part: files, image store and stats rows."""
     keep = np.asarray([i for i in range(len(files.paths)) if i not in report.bad], dtype=np.int64)
-    return files.subset(keep), report.images.subset(keep), report.stats[keep]
+    return files.subset(keep), report.images.subset(keep), None if report.stats is None else report.stats[keep]
 
 
 def _check_classes_left(files: FileSet, what: str) -> None:
@@ -128,6 +128,20 @@ def _check_classes_left(files: FileSet, what: str) -> None:
 
 def _dataset(files: FileSet, store, transform: CropTransform, spec: DatasetSpec) -> FolderDataset:
     return FolderDataset(store, files.labels, files.class_names, spec, transform, files.paths)
+
+
+def _split(reports, val_split: float, seed: int):
+    """``(train files, store, stats), (val files, store), note``: the readable files, split when there is no validation set."""
+    train_files, train_store, train_stats = _good(*reports[0])
+    _check_classes_left(train_files, "training")
+    if len(reports) > 1:
+        val_files, val_store, _ = _good(*reports[1])
+        return (train_files, train_store, train_stats), (val_files, val_store), ""
+    kept, held = stratified_split(train_files.labels, val_split, seed)
+    note = f" (validation: a stratified {val_split * 100:g}% of {train_files.origin}, seed {seed}; no validation folder or list)"
+    kept_stats = None if train_stats is None else train_stats[kept]
+    return ((train_files.subset(kept), train_store.subset(kept), kept_stats),
+            (train_files.subset(held), train_store.subset(held)), note)
 
 
 def _describe(train: FolderDataset, val: Optional[FolderDataset], origin: str, split_note: str) -> str:
@@ -176,24 +190,13 @@ def load_folder_splits(data_dir: Optional[str] = None, *, train_list: Optional[s
     _check_options(image_size, channels, val_split, normalize_stats, skip_bad_images, cache_limit, num_workers, crop_pct)
     check_bool("augment", augment)
     train_files, val_files = _file_sets(data_dir, train_list, val_list)
-    side = resize_short_for(image_size, crop_pct)
-    decode = dict(cache_limit=cache_limit, num_workers=num_workers, root=cache_root)
-    reports = [(train_files, decode_once(train_files.paths, channels, side, **decode))]
-    if val_files is not None:
-        reports.append((val_files, decode_once(val_files.paths, channels, side, **decode)))
+    decode = dict(cache_limit=cache_limit, num_workers=num_workers, root=cache_root, with_stats=normalize_stats == "data")
+    reports = [(files, decode_once(files.paths, channels, resize_short_for(image_size, crop_pct), **decode))
+               for files in (train_files, val_files) if files is not None]
     bad = _bad_files(reports)
     if bad and not skip_bad_images:
         _refuse_bad(bad)
-    train_files, train_store, train_stats = _good(*reports[0])
-    _check_classes_left(train_files, "training")
-    split_note = ""
-    if val_files is None:
-        kept, held = stratified_split(train_files.labels, val_split, seed)
-        val_files, val_store = train_files.subset(held), train_store.subset(held)
-        train_files, train_store, train_stats = train_files.subset(kept), train_store.subset(kept), train_stats[kept]
-        split_note = f" (validation: a stratified {val_split * 100:g}% of {train_files.origin}, seed {seed}; no validation folder or list)"
-    else:
-        val_files, val_store, _ = _good(*reports[1])
+    (train_files, train_store, train_stats), (val_files, val_store), split_note = _split(reports, val_split, seed)
     mean, std = stats_from_sums(train_stats) if normalize_stats == "data" else imagenet_stats(channels)
     transform = CropTransform(mean, std, image_size, channels, train=augment, crop_pct=crop_pct, seed=seed)
     spec = DatasetSpec("folder", channels, image_size, len(train_files.class_names), tuple(mean), tuple(std), "folder",

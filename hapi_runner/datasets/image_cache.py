@@ -3,7 +3,8 @@
 A cache is a folder ``<root>/folder-<key>/`` (root ``~/.cache/hapi_runner``,
 or ``$HAPI_RUNNER_CACHE``) holding ``pixels.u8`` (every image's ``[H, W, C]``
 bytes, one after the other), ``index.npy`` (offset, height, width per image),
-``stats.npy`` (per-image channel sums, for ``normalize_stats="data"``) and
+``stats.npy`` (per-image channel sums, for ``normalize_stats="data"``, made
+only when asked for: they cost a tenth of a decode) and
 ``meta.json`` (the images that could not be read, and why). The key hashes
 the format version, the channel count, the short side and every file's path,
 size and modification time, so an edited, added or removed file makes a new
@@ -17,6 +18,7 @@ into the memory map.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -27,7 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import DataFileError
-from ..utils import TMP_PREFIX, atomic_write_text, fsync_dir, remove_litter, remove_path, writer_suffix
+from ..utils import TMP_PREFIX, atomic_write_bytes, atomic_write_text, fsync_dir, remove_litter, remove_path, writer_suffix
 from . import image_decode as decoding
 
 CACHE_VERSION = 1
@@ -142,7 +144,8 @@ class DecodeReport:
     Attributes:
         images: the store (:class:`CachedImages` or :class:`DecodingImages`), every file included.
         bad: ``{index: reason}`` of files that could not be read.
-        stats: float64 ``[N, 2C + 1]``: per image, channel sums, channel sums of squares, pixel count.
+        stats: float64 ``[N, 2C + 1]``: per image, channel sums, channel sums of squares, pixel
+            count; None unless asked for.
         cache_dir: the cache folder, or None when decoding every epoch.
         decoded: how many images this call decoded (0 when the cache was reused).
         notes: lines for the user (the cache was reused, made, or would not fit).
@@ -150,7 +153,7 @@ class DecodeReport:
 
     images: object
     bad: Dict[int, str]
-    stats: np.ndarray
+    stats: Optional[np.ndarray]
     cache_dir: Optional[str]
     decoded: int
     notes: List[str] = field(default_factory=list)
@@ -173,7 +176,7 @@ def _image_stats(array: np.ndarray) -> np.ndarray:
 
 def _decode_chunk(task) -> List[Tuple[int, Optional[str], Optional[np.ndarray]]]:
     """Decodes one chunk, writing into the map when there is one: ``(index, error or None, stats)`` per image."""
-    pixels_path, items, channels, side = task
+    pixels_path, items, channels, side, with_stats = task
     pixels = np.memmap(pixels_path, dtype=np.uint8, mode="r+") if pixels_path else None
     results = []
     for index, path, offset, height, width in items:
@@ -187,7 +190,7 @@ def _decode_chunk(task) -> List[Tuple[int, Optional[str], Optional[np.ndarray]]]
             continue
         if pixels is not None:
             pixels[offset:offset + array.size] = array.reshape(-1)
-        results.append((index, None, _image_stats(array)))
+        results.append((index, None, _image_stats(array) if with_stats else None))
     if pixels is not None:
         pixels.flush()
     return results
@@ -208,11 +211,11 @@ def _probe_all(paths: Sequence[str], channels: int, side: int) -> Tuple[np.ndarr
     return index, bad
 
 
-def _run_pass(paths, index, bad, pixels_path, channels, side, num_workers) -> np.ndarray:
+def _run_pass(paths, index, bad, pixels_path, channels, side, num_workers, with_stats) -> Optional[np.ndarray]:
     """Decodes every readable file (into ``pixels_path`` when given); adds failures to ``bad``; returns the stats."""
     stats = np.zeros((len(paths), 2 * channels + 1), dtype=np.float64)
     todo = [(i, paths[i], *map(int, index[i, :3])) for i in range(len(paths)) if i not in bad]
-    tasks = [(pixels_path, todo[k:k + _CHUNK], channels, side) for k in range(0, len(todo), _CHUNK)]
+    tasks = [(pixels_path, todo[k:k + _CHUNK], channels, side, with_stats) for k in range(0, len(todo), _CHUNK)]
     if num_workers > 0 and len(tasks) > 1:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with multiprocessing.get_context(method).Pool(min(num_workers, len(tasks))) as pool:
@@ -222,10 +225,10 @@ def _run_pass(paths, index, bad, pixels_path, channels, side, num_workers) -> np
     for chunk in chunks:
         for i, error, row in chunk:
             if error is None:
-                stats[i] = row
+                stats[i] = row if with_stats else 0.0
             else:
                 bad[i] = error
-    return stats
+    return stats if with_stats else None
 
 
 def _read_cache(folder: str, count: int, channels: int):
@@ -234,17 +237,33 @@ def _read_cache(folder: str, count: int, channels: int):
         with open(os.path.join(folder, "meta.json"), encoding="utf-8") as fh:
             meta = json.load(fh)
         index = np.load(os.path.join(folder, "index.npy"))
-        stats = np.load(os.path.join(folder, "stats.npy"))
         size = os.path.getsize(os.path.join(folder, "pixels.u8"))
     except (OSError, ValueError):
         return None
-    if (meta.get("version") != CACHE_VERSION or index.shape != (count, 4) or stats.shape != (count, 2 * channels + 1)
-            or size != meta.get("total_bytes")):
+    if meta.get("version") != CACHE_VERSION or index.shape != (count, 4) or size != meta.get("total_bytes"):
         return None
+    try:
+        stats = np.load(os.path.join(folder, "stats.npy"))
+    except (OSError, ValueError):
+        stats = None
+    if stats is not None and stats.shape != (count, 2 * channels + 1):
+        stats = None
     return index, stats, {int(k): v for k, v in meta.get("bad", {}).items()}
 
 
-def _build_cache(root, key, paths, index, bad, channels, side, num_workers) -> Tuple[str, np.ndarray]:
+def _stats_of_cache(folder: str, store: "CachedImages", bad: Dict[int, str], channels: int) -> np.ndarray:
+    """Per-image stats of a cache made without them, from its pixels (no decoding), saved beside them."""
+    stats = np.zeros((len(store), 2 * channels + 1), dtype=np.float64)
+    for i in range(len(store)):
+        if i not in bad:
+            stats[i] = _image_stats(store.image(i))
+    buffer = io.BytesIO()
+    np.save(buffer, stats)
+    atomic_write_bytes(os.path.join(folder, "stats.npy"), buffer.getvalue())
+    return stats
+
+
+def _build_cache(root, key, paths, index, bad, channels, side, num_workers, with_stats) -> Tuple[str, np.ndarray]:
     """Decodes everything into a ``.tmp-`` folder and renames it to the cache; returns (folder, stats)."""
     final = os.path.join(root, f"folder-{key}")
     tmp = os.path.join(root, f"{TMP_PREFIX}folder-{key}{writer_suffix()}")
@@ -254,11 +273,12 @@ def _build_cache(root, key, paths, index, bad, channels, side, num_workers) -> T
         pixels_path = os.path.join(tmp, "pixels.u8")
         with open(pixels_path, "wb") as fh:
             fh.truncate(total)
-        stats = _run_pass(paths, index, bad, pixels_path if total else None, channels, side, num_workers)
+        stats = _run_pass(paths, index, bad, pixels_path if total else None, channels, side, num_workers, with_stats)
         with open(pixels_path, "rb+") as fh:
             os.fsync(fh.fileno())
         np.save(os.path.join(tmp, "index.npy"), index)
-        np.save(os.path.join(tmp, "stats.npy"), stats)
+        if stats is not None:
+            np.save(os.path.join(tmp, "stats.npy"), stats)
         meta = {"version": CACHE_VERSION, "count": len(paths), "channels": channels, "side": side,
                 "total_bytes": os.path.getsize(pixels_path), "bad": {str(k): v for k, v in sorted(bad.items())}}
         atomic_write_text(os.path.join(tmp, "meta.json"), json.dumps(meta, indent=1))
@@ -274,7 +294,7 @@ def _build_cache(root, key, paths, index, bad, channels, side, num_workers) -> T
 
 
 def decode_once(paths: Sequence[str], channels: int, side: int, *, cache_limit: Optional[int] = None,
-                num_workers: int = 0, root: Optional[str] = None) -> DecodeReport:
+                num_workers: int = 0, root: Optional[str] = None, with_stats: bool = False) -> DecodeReport:
     """Reads every file once: from its cache when one exists, else decoding it (into a new cache when it fits).
 
     Args:
@@ -286,6 +306,7 @@ def decode_once(paths: Sequence[str], channels: int, side: int, *, cache_limit: 
         num_workers: processes decoding the first pass; 0 decodes here.
             Defaults to 0.
         root: the cache folder. Defaults to :func:`cache_root`.
+        with_stats: also the per-image channel statistics. Defaults to False.
 
     Returns:
         A :class:`DecodeReport`; its ``bad`` files are in ``images`` too (as
@@ -297,8 +318,10 @@ def decode_once(paths: Sequence[str], channels: int, side: int, *, cache_limit: 
     found = _read_cache(folder, len(paths), channels)
     if found is not None:
         index, stats, bad = found
-        return DecodeReport(CachedImages(folder, np.arange(len(paths)), index), bad, stats, folder, 0,
-                            [f"image cache {folder} reused ({len(paths)} images)"])
+        store = CachedImages(folder, np.arange(len(paths)), index)
+        if with_stats and stats is None:
+            stats = _stats_of_cache(folder, store, bad, channels)
+        return DecodeReport(store, bad, stats, folder, 0, [f"image cache {folder} reused ({len(paths)} images)"])
     index, bad = _probe_all(paths, channels, side)
     total = int((index[:, 1] * index[:, 2] * index[:, 3]).sum())
     os.makedirs(root, exist_ok=True)
@@ -306,17 +329,17 @@ def decode_once(paths: Sequence[str], channels: int, side: int, *, cache_limit: 
     decodable = len(paths) - len(bad)
     if total > limit:
         why = "the cache_limit" if cache_limit is not None else "free disk less 10%"
-        stats = _run_pass(paths, index, bad, None, channels, side, num_workers)
+        stats = _run_pass(paths, index, bad, None, channels, side, num_workers, with_stats)
         note = (f"image cache of {format_bytes(total)} would not fit in {format_bytes(limit)} ({why}); "
                 f"decoding every epoch instead (slower)")
         return DecodeReport(DecodingImages(paths, channels, side), bad, stats, None, decodable, [note])
     remove_path(folder)  # a damaged cache under the key (it did not add up): replaced
     remove_litter(root)
-    folder, stats = _build_cache(root, key, paths, index, bad, channels, side, num_workers)
+    folder, stats = _build_cache(root, key, paths, index, bad, channels, side, num_workers, with_stats)
     found = _read_cache(folder, len(paths), channels)
     if found is None:
         raise DataFileError(f"{folder}: the image cache just written cannot be read back; check the disk, "
                             f"or set HAPI_RUNNER_CACHE to another folder.")
-    index, stats, bad = found
+    index, _, bad = found
     return DecodeReport(CachedImages(folder, np.arange(len(paths)), index), bad, stats, folder, decodable,
                         [f"image cache {folder} made ({len(paths)} images, {format_bytes(total)})"])
