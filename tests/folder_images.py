@@ -1,7 +1,6 @@
 """Class-folder trees and file lists of real images: the embedded Fashion-MNIST subset written as image files."""
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np

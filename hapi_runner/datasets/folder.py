@@ -107,23 +107,25 @@ def _bad_files(pairs: List[Tuple[FileSet, DecodeReport]]) -> List[Tuple[str, str
 
 def _refuse_bad(bad: List[Tuple[str, str]]) -> None:
     path, reason = bad[0]
+    reason = " ".join(reason.split())  # Pillow's messages may span lines; the error is one
     more = f"; {len(bad) - 1} more bad images found" if len(bad) > 1 else ""
     raise DataFileError(f"{path}: cannot be read as an image ({reason}){more}; replace or remove the bad files, "
                         f"or pass skip_bad_images to train without them.")
 
 
-def _good(files: FileSet, report: DecodeReport) -> Tuple[FileSet, object, np.ndarray]:
+def _good(files: FileSet, report: DecodeReport) -> Tuple[FileSet, object, Optional[np.ndarray]]:
     """The readable part: files, image store and stats rows."""
     keep = np.asarray([i for i in range(len(files.paths)) if i not in report.bad], dtype=np.int64)
     return files.subset(keep), report.images.subset(keep), None if report.stats is None else report.stats[keep]
 
 
-def _check_classes_left(files: FileSet, what: str) -> None:
+def _check_classes_left(files: FileSet) -> None:
+    """Skipping bad images may leave a training class empty."""
     counts = np.bincount(files.labels, minlength=len(files.class_names))
-    if what == "training" and (counts == 0).any():
+    if (counts == 0).any():
         name = files.class_names[int(np.argmin(counts))]
-        raise DataFileError(f"{files.origin}: class '{name}' has no readable {what} images once the bad ones are skipped; "
-                            f"add readable images of it.")
+        raise DataFileError(f"{files.origin}: class '{name}' has no readable training images once the bad ones are "
+                            f"skipped; add readable images of it.")
 
 
 def _dataset(files: FileSet, store, transform: CropTransform, spec: DatasetSpec) -> FolderDataset:
@@ -133,7 +135,7 @@ def _dataset(files: FileSet, store, transform: CropTransform, spec: DatasetSpec)
 def _split(reports, val_split: float, seed: int):
     """``(train files, store, stats), (val files, store), note``: the readable files, split when there is no validation set."""
     train_files, train_store, train_stats = _good(*reports[0])
-    _check_classes_left(train_files, "training")
+    _check_classes_left(train_files)
     if len(reports) > 1:
         val_files, val_store, _ = _good(*reports[1])
         return (train_files, train_store, train_stats), (val_files, val_store), ""

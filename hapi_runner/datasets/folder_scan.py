@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -43,7 +43,6 @@ class FileSet:
     labels: np.ndarray
     class_names: List[str]
     origin: str
-    notes: List[str] = field(default_factory=list)
 
     def subset(self, indices) -> "FileSet":
         indices = np.asarray(indices, dtype=np.int64)
