@@ -8,10 +8,11 @@ an alpha channel are composited on white (a transparent background is white
 in the viewers people check their data with, not the black that dropping the
 alpha channel would leave), and the mode becomes ``L`` for one channel or
 ``RGB`` for three. A JPEG much larger than needed is decoded at a reduced
-scale by libjpeg itself (Pillow's ``draft``: 1/2, 1/4 or 1/8 of the DCT), so a
-1600x1200 photo destined for 256x341 costs an eighth of a full decode; the
-result is never smaller than ``side``, and the final resize is Pillow's
-antialiased bilinear.
+scale by libjpeg itself (Pillow's ``draft``: 1/2, 1/4 or 1/8 of the DCT): a
+1600x1200 photo destined for 341x256 comes out at 400x300, for about half the
+time of a full decode (the entropy decoding of the whole file remains; the
+inverse DCT, colour conversion and resize shrink 16-fold). The result is never
+smaller than ``side``, and the final resize is Pillow's antialiased bilinear.
 """
 
 from __future__ import annotations
