@@ -40,6 +40,7 @@ def decode_calls(monkeypatch):
     return calls
 
 
+@pytest.mark.smoke
 def test_class_folders_map_sorted_names_take_nested_files_and_ignore_junk(tree):
     splits = load_folder_splits(str(tree), image_size=32)
     train = splits.train
@@ -298,6 +299,7 @@ def test_random_resized_crops_follow_paddle_vision_s_distribution():
     assert chi2 < 85, chi2
 
 
+@pytest.mark.smoke
 def test_batches_are_float32_nchw_and_a_function_of_seed_and_epoch(tree):
     splits = load_folder_splits(str(tree), image_size=16, seed=2)
     loader = make_loader(splits.train, 10, shuffle=False)
