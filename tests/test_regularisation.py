@@ -159,3 +159,54 @@ def test_evaluate_and_export_of_a_run_use_its_ema_weights(tmp_path):
     assert result["acc_top1"] == pytest.approx(trained["final_eval"]["acc_top1"], abs=1e-9)
     with open(run / "inference" / "hapi_runner.json") as fh:
         assert json.load(fh)["weights"] == "ema"
+
+
+# --- folder datasets ---------------------------------------------------------------------------------------
+
+FOLDER_CLASSES = tuple(f"class{c}" for c in range(10))
+
+
+@pytest.fixture(scope="module")
+def folder_splits(tmp_path_factory):
+    """A class-folder tree of real grey images (10 classes, 4 training and 2 validation images each), loaded 28x28."""
+    from folder_images import class_tree
+    from hapi_runner.datasets import load_folder_splits
+
+    root = tmp_path_factory.mktemp("folder") / "data"
+    class_tree(root, 4, classes=FOLDER_CLASSES)
+    class_tree(root, 2, classes=FOLDER_CLASSES, split="val", offset=100)
+    cache = tmp_path_factory.mktemp("cache")
+    return lambda: load_folder_splits(str(root), image_size=28, channels=1, cache_root=str(cache))
+
+
+@pytest.mark.parametrize("flag, value, field, expected", EACH, ids=[e[0] for e in EACH])
+def test_each_flag_trains_on_a_folder_dataset(tmp_path, monkeypatch, folder_splits, flag, value, field, expected):
+    # The Runner's datasets replaced by a folder dataset of the shape the config names (1x28x28, 10 classes).
+    import hapi_runner.runner as runner_module
+
+    splits = folder_splits()
+    monkeypatch.setattr(runner_module, "build_datasets", lambda config, out_size=None: (splits.train, splits.val))
+    extra = {"mixup": 0.4} if field == "mix_prob" else {}
+    runner = Runner(TrainConfig(**{**TINY, "batch_size": 16}, **{field: expected}, **extra, save_dir=str(tmp_path / "run")))
+    if field in ("randaugment", "random_erasing"):
+        assert getattr(splits.train.transform, "randaugment" if field == "randaugment" else "erasing") is not None
+        assert splits.val.transform.randaugment is None and splits.val.transform.erasing is None
+    results = runner.fit()
+    assert np.isfinite(results["final_eval"]["loss"]) and results["epochs_run"] == 1
+    if field == "ema":
+        assert os.path.isfile(tmp_path / "run/checkpoints/last/ema.pdparams")
+
+
+def test_folder_augmentations_change_only_training_batches(folder_splits):
+    from hapi_runner.datasets.erasing import RandomErasing
+    from hapi_runner.datasets.randaugment import RandAugment
+
+    splits = folder_splits()
+    images = splits.train.images[:8]
+    splits.train.transform.set_epoch(3)
+    plain = splits.train.transform(images)
+    splits.train.transform.randaugment, splits.train.transform.erasing = RandAugment(10, op_prob=1.0), RandomErasing(1.0)
+    splits.train.transform.set_epoch(3)
+    augmented = splits.train.transform(images)
+    assert augmented.shape == plain.shape == (8, 1, 28, 28) and augmented.dtype == np.float32
+    assert not np.allclose(augmented, plain)

@@ -70,6 +70,11 @@ class CropTransform:
         stored_short: the short side of the images it is given. Defaults to
             ``floor(size / crop_pct)``, where the evaluation crop needs no resize.
         seed: base of the random state. Defaults to 0.
+
+    Attributes:
+        randaugment, erasing: as :class:`~hapi_runner.datasets.pipeline.BatchTransform`'s, set on a
+            training transform (RandAugment on the uint8 crops, Random Erasing on the normalised batch);
+            None by default and in :meth:`evaluation`.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], size: int, channels: int, train: bool = False,
@@ -85,6 +90,8 @@ class CropTransform:
         self.resize_short = resize_short_for(size, crop_pct)
         self.stored_short = stored_short or self.resize_short
         self.seed = seed
+        self.randaugment = None
+        self.erasing = None
         self.epoch = 0
         self.rng = np.random.default_rng([seed, 0, 0])
 
@@ -164,8 +171,10 @@ class CropTransform:
     def __call__(self, images) -> np.ndarray:
         if isinstance(images, np.ndarray) and images.ndim == 3:
             images = [images]
-        crops = self.crops(list(images))
+        crops = self.crops(list(images)).transpose(0, 3, 1, 2)
+        if self.randaugment is not None:
+            crops = self.randaugment(np.ascontiguousarray(crops), self.rng)
         result = np.empty((crops.shape[0], self.channels, self.out_size, self.out_size), dtype=np.float32)
-        np.multiply(crops.transpose(0, 3, 1, 2), self.scale, out=result)
+        np.multiply(crops, self.scale, out=result)
         result += self.shift
-        return result
+        return result if self.erasing is None else self.erasing(result, self.rng)
