@@ -72,6 +72,9 @@ class TrainConfig:
     amp: Optional[str] = None
     amp_dtype: str = "float16"
     cudnn_tuning: bool = True
+    deterministic: bool = field(default=False, metadata={"help": (
+        "deterministic cuDNN algorithms on a GPU (sets FLAGS_cudnn_deterministic and skips the exhaustive "
+        "convolution search, which cuDNN refuses together with it); slower")})
     # input pipeline
     pipeline: str = "batched"
     num_workers: Optional[int] = None
@@ -162,7 +165,7 @@ class TrainConfig:
         if self.verbose is not None:
             check_int("verbose", self.verbose, minimum=0)
         for name in ("augment", "normalize", "download", "gpu", "overwrite", "visualdl", "restore_best", "reduce_lr_on_plateau",
-                     "export", "export_on_best", "cudnn_tuning", "persistent_workers", "use_shared_memory"):
+                     "export", "export_on_best", "cudnn_tuning", "deterministic", "persistent_workers", "use_shared_memory"):
             check_bool(name, getattr(self, name))
         if self.gpu and self.device == "cpu":
             raise UsageError("--gpu and --device cpu contradict each other: drop one of them.")
