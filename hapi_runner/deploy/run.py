@@ -226,7 +226,7 @@ def describe_export(folder: str) -> Optional[str]:
 
 
 def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", output: Optional[str] = None,
-               data_dir: Optional[str] = None, download: bool = True) -> Dict[str, Any]:
+               data_dir: Optional[str] = None, download: bool = True, device: str = "cpu") -> Dict[str, Any]:
     """Exports a run's checkpoint for deployment and verifies the export.
 
     An export already in the target folder (the one training wrote, say) is
@@ -241,6 +241,8 @@ def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", o
         output: the folder to write. Defaults to ``<run>/inference`` or ``<run>/onnx``.
         data_dir: where the evaluation files are, for the verification batch. Defaults to the run's.
         download: allow Paddle's download. Defaults to True.
+        device: where the export will serve (``cpu``, ``gpu`` or ``gpu:N``): the check runs there, with that
+            device's tolerances (``hapi_runner.deploy.export.compare_logits``). Defaults to ``cpu``.
 
     Returns:
         The verification report (also written beside the export).
@@ -248,13 +250,13 @@ def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", o
     check_choice("format", fmt, FORMATS)
     if fmt == "onnx":
         require_onnx()
-    run = load_run(run_dir, checkpoint=checkpoint)
+    run = load_run(run_dir, checkpoint=checkpoint, device=device)
     batch = _verify_batch(run, data_dir, download)
     target = output or os.path.join(run_dir, "inference" if fmt == "paddle" else "onnx")
     before = describe_export(target)
     sidecar = dict(run.sidecar(), reason=f"checkpoint {checkpoint}")
     if fmt == "paddle":
-        report = export_model(run.network, target, run.input_shape, sidecar, batch)
+        report = export_model(run.network, target, run.input_shape, sidecar, batch, device=device)
     else:
         report = export_onnx(run.network, target, run.input_shape, sidecar, batch)
     if before is not None:
