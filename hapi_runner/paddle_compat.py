@@ -328,6 +328,38 @@ def set_amp_dtype(model, level: str, dtype: str) -> None:
         model._scaler = None
 
 
+def evaluate_under_amp(model, level: Optional[str], dtype: str = "float16") -> None:
+    """Makes a prepared ``paddle.Model`` evaluate and predict under ``paddle.amp.auto_cast(level, dtype)``, as it trains.
+
+    hapi's dygraph adapter runs only ``train_batch`` under ``auto_cast``;
+    its ``eval_batch`` and ``predict_batch`` call the network bare, so after
+    O2 (half-precision weights) the first evaluation feeds float32 images to
+    float16 or bfloat16 weights and fails. Wrapping both on the adapter
+    covers ``fit``'s evaluations, ``evaluate`` and ``predict``. The white and
+    black lists are those ``prepare`` was given. Nothing changes for
+    ``level`` None (AMP off).
+
+    Args:
+        model: a ``paddle.Model`` after ``prepare``.
+        level: ``O1``, ``O2`` or None.
+        dtype: ``float16`` or ``bfloat16``. Defaults to ``float16``.
+    """
+    if not level:
+        return
+    import paddle
+
+    adapter = model._adapter
+    lists = {k: v for k, v in adapter._amp_custom_lists.items() if k in ("custom_white_list", "custom_black_list")}
+    for name in ("eval_batch", "predict_batch"):
+        bare = getattr(adapter, name)
+
+        def under_amp(*args, _bare=bare, **kwargs):
+            with paddle.amp.auto_cast(enable=True, level=level, dtype=dtype, **lists):
+                return _bare(*args, **kwargs)
+
+        setattr(adapter, name, under_amp)
+
+
 def amp_dtype_of(model) -> str:
     """The dtype a prepared ``paddle.Model``'s AMP casts to (``float16`` unless :func:`set_amp_dtype` changed it)."""
     return model._adapter._amp_custom_lists.get("dtype", "float16")

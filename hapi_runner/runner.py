@@ -96,7 +96,7 @@ class Runner:
         from .optim import build_optimizer
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
-        configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp))
+        configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
         paddle.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
@@ -123,9 +123,10 @@ class Runner:
             amp_configs=amp_configs(self.amp, cfg.amp_dtype),
         )
         if self.amp:
-            from .paddle_compat import set_amp_dtype
+            from .paddle_compat import evaluate_under_amp, set_amp_dtype
 
             set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
+            evaluate_under_amp(self.model, self.amp, cfg.amp_dtype)
         self.run_dir: Optional[str] = None
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
 
