@@ -201,6 +201,34 @@ def no_cuda_build():
     return "a GPU build of Paddle is installed" if paddle.device.is_compiled_with_cuda() else None
 
 
+def gpu_build(count=4, query_error=None, **launcher_env):
+    """A GPU build of Paddle with ``count`` cards (or a device query raising ``query_error``), under ``launcher_env``."""
+    def prepare(ctx):
+        import paddle
+
+        def device_count():
+            if query_error is not None:
+                raise query_error
+            return count
+
+        ctx.monkeypatch.setattr(paddle.device, "is_compiled_with_cuda", lambda: True)
+        ctx.monkeypatch.setattr(paddle.device.cuda, "device_count", device_count)
+        for name, value in launcher_env.items():
+            ctx.monkeypatch.setenv(name, value)
+    return prepare
+
+
+def pir_export_only():
+    import paddle
+
+    return "Paddle 2.6 exports .pdmodel graphs, where TensorRT is offered" if paddle.__version__.startswith("2.") else None
+
+
+def one_image(ctx):
+    (ctx.tmp / "images").mkdir()
+    np.save(ctx.tmp / "images" / "ok.npy", np.zeros((28, 28), np.uint8))
+
+
 def unwritable(ctx):
     """tmp/locked, read-only; root ignores modes, so there os.access is told the truth the mode says."""
     locked = ctx.tmp / "locked"
@@ -407,6 +435,11 @@ ROWS = [
     # environment
     Row("gpu-on-cpu-build", (*T, "--gpu", *RUN), 1, "a GPU was asked for, but this Paddle", unchanged=True, skip=no_cuda_build),
     Row("gpu-index-on-cpu-build", (*T, "--device", "gpu:1", *RUN), 1, "is a CPU-only build; install the GPU build", unchanged=True, skip=no_cuda_build),
+    Row("gpu-device-query-fails", (*T, "--gpu", *RUN), 1, "a GPU was asked for, but none is visible",
+        gpu_build(query_error=OSError("cudaGetDeviceCount: no CUDA-capable device is detected")), unchanged=True),
+    Row("gpu-index-under-launcher", (*T, "--device", "gpu:2", *RUN), 2,
+        "--device gpu:2 names a card, but paddle.distributed.launch gives each process its own (FLAGS_selected_gpus=3 here)",
+        gpu_build(PADDLE_TRAINER_ID="0", PADDLE_TRAINERS_NUM="1", FLAGS_selected_gpus="3"), unchanged=True),
     Row("amp-on-cpu", (*T, *LEAN, "--amp", "O1", "--device", "cpu", *RUN), 0,
         "amp O1 applies to GPU training only; this run is on the CPU and trains in float32", warning=True),
     Row("save-dir-is-a-file", (*T, "--save-dir", "{tmp}/file/run"), 2, "save_dir '{tmp}/file/run': '{tmp}/file' is a file, not a folder; choose another --save-dir",
@@ -458,6 +491,8 @@ ROWS = [
         "'{tmp}/no_export' holds no exported model (hapi_runner.json not found there or in its inference/); export it first", image_files, unchanged=True),
     Row("predict-missing-file", ("predict", "{shared}", "{tmp}/images/missing.png"), 2,
         "'{tmp}/images/missing.png' does not exist; pass image files", image_files, unchanged=True),
+    Row("predict-tensorrt-on-pir-graph", ("predict", "{shared}", "{tmp}/images/ok.npy", "--device", "gpu", "--tensorrt", "fp16"), 1,
+        "TensorRT runs on .pdmodel graphs only, and ", one_image, unchanged=True, skip=pir_export_only),
     Row("predict-npy-wrong-shape", ("predict", "{shared}", "{tmp}/images/wrong.npy"), 2,
         "holds an array of shape [1, 5, 5]; expected [28, 28], [28, 28, C] or [C, 28, 28]", image_files, unchanged=True),
     Row("export-onnx-without-paddle2onnx", ("export", "{shared}", "--format", "onnx"), 1,
