@@ -89,6 +89,20 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def check_text(name: str, value: Any, what: str = "a non-empty string") -> str:
+    """``value`` if it is a non-empty string, else UsageError saying it must be ``what``."""
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{name} must be {what}, got {short_repr(value)}.")
+    return value
+
+
+def check_list(name: str, value: Any, what: str = "a non-empty list") -> list:
+    """``value`` as a list if it is a non-empty list or tuple, else UsageError saying it must be ``what``."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise UsageError(f"{name} must be {what}, got {short_repr(value)}.")
+    return list(value)
+
+
 def check_path(name: str, value: Any, optional: bool = True) -> Optional[str]:
     """A path given as a string (None allowed when ``optional``); a NUL character is refused."""
     if value is None and optional:

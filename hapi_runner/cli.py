@@ -1,28 +1,31 @@
 """The command line: ``hapi-runner train|summary``, ``python -m hapi_runner``, ``train.py``.
 
-Flags map one to one onto :class:`TrainConfig` fields. Precedence: the
-dataclass defaults, then ``--config FILE``, then the flags given. Every flag
-is declared with ``default=SUPPRESS`` so only what the user typed overrides
-the lower layers. Failures print one line and exit 2 (usage) or 1 (runtime);
-``--debug`` shows the traceback.
+The train flags are built from the :class:`TrainConfig` fields' metadata,
+one flag per field (:func:`add_config_flags`). Precedence: the dataclass
+defaults (with ``--resume``, the run's own ``config.json`` instead), then
+``--recipe``, then ``--config FILE``, then the flags given. Every flag is
+declared with ``default=SUPPRESS`` so only what the user typed overrides the
+lower layers. ``evaluate``, ``predict`` and ``export`` take train's flags for
+the options they share (:func:`add_run_option`). Failures print one line and
+exit 2 (usage) or 1 (runtime); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import logging
 import sys
 import traceback
+import typing
 import warnings
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from . import __version__
-from .datasets.registry import PIPELINES
-from .config import (AMP_DTYPES, AMP_LEVELS, LR_SCHEDULES, OPTIMIZERS, STEMS, TrainConfig, load_config_file,
-                     resolve_layers)
-from .recipes import ABOUT, RECIPES
+from .checks import check_int, check_path, parse_device, parse_threads
+from .config import TrainConfig, load_config_file, resolve_layers
 from .errors import HapiRunnerError, UsageError
 
 PROG = "hapi-runner"
@@ -44,96 +47,61 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _add_model_args(group, with_data_dir: bool = True) -> None:
-    group.add_argument("--model", default=S, help="model name (--list-models); default lenet")
-    group.add_argument("--dataset", default=S, help="dataset name (--list-datasets); default fashion-mnist-mini")
-    if with_data_dir:
-        group.add_argument("--data-dir", default=S, help="folder searched first for the dataset files")
-    group.add_argument("--synthetic-like", default=S, help="with --dataset synthetic: the dataset whose shape to imitate; default cifar10")
-    group.add_argument("--stem", choices=STEMS, default=S, help="'cifar': 3x3 stride-1 first conv, no max-pool (ResNets); default: paddle.vision's")
+def flag_of(item: dataclasses.Field) -> str:
+    """The flag of a TrainConfig field: ``--<name>``, ``--no-<name>`` for a switch that is on by default, or its own."""
+    if "flag" in item.metadata:
+        return item.metadata["flag"]
+    name = item.name.replace("_", "-")
+    return f"--no-{name}" if item.default is True else f"--{name}"
+
+
+def default_text(item: dataclasses.Field) -> str:
+    """``default: X`` for a field's help, X read from the dataclass (and what it means, where the metadata says)."""
+    value = item.default_factory() if item.default is dataclasses.MISSING else item.default
+    means = item.metadata.get("means")
+    if value is None:
+        return f"default: {means or 'none'}"
+    shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"default: {shown}" + (f" ({means})" if means else "")
+
+
+def _argument_settings(item: dataclasses.Field, hints: Dict[str, Any]) -> Dict[str, Any]:
+    """``add_argument``'s keywords for a field: a switch for a bool, else a typed value, as the metadata says."""
+    meta = item.metadata
+    if hints[item.name] is bool:
+        return {"action": "store_const", "const": not item.default, "help": meta["help"].replace("%", "%%")}
+    settings = {key: meta[key] for key in ("metavar", "choices", "nargs", "const", "type") if key in meta}
+    value_type = hints[item.name]
+    args = [a for a in typing.get_args(value_type) if a is not type(None)]
+    if typing.get_origin(value_type) is list:
+        settings.setdefault("nargs", "+")
+    if "type" not in settings and args and args[0] in (int, float):
+        settings["type"] = args[0]
+    elif "type" not in settings and value_type in (int, float):
+        settings["type"] = value_type
+    settings["help"] = f"{meta['help']}; {default_text(item)}".replace("%", "%%")
+    return settings
+
+
+def add_config_flags(parser: argparse.ArgumentParser, names: Optional[List[str]] = None) -> None:
+    """Adds the flag of every TrainConfig field (or of ``names``), in help groups, with ``default=SUPPRESS``.
+
+    Only what the user types reaches the namespace, so the lower layers
+    (defaults, recipe, config file) keep every value not typed.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    groups: Dict[str, Any] = {}
+    for item in dataclasses.fields(TrainConfig):
+        if names is not None and item.name not in names:
+            continue
+        group = item.metadata["group"]
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        groups[group].add_argument(flag_of(item), dest=item.name, default=S, **_argument_settings(item, hints))
 
 
 def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    data = parser.add_argument_group("model and data")
-    _add_model_args(data)
-    data.add_argument("--synthetic-size", type=int, default=S, help="training images of --dataset synthetic; default 1024")
-    data.add_argument("--val-split", type=float, default=S, metavar="FRACTION", help="hold out this fraction of the train set for evaluation; default: evaluate on the test split")
-    data.add_argument("--no-augment", dest="augment", action="store_const", const=False, default=S, help="turn off the training augmentation (random crop and flip on Cifar)")
-    data.add_argument("--no-normalize", dest="normalize", action="store_const", const=False, default=S,
-                      help="feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
-    data.add_argument("--no-download", dest="download", action="store_const", const=False, default=S, help="never download; fail if the files are not found")
-    data.add_argument("--pretrained", default=S, metavar="PATH", help="initial weights (.pdparams); tensors of another shape are skipped with a warning")
-
-    opt = parser.add_argument_group("optimisation")
-    opt.add_argument("--epochs", type=int, default=S, help="epochs in total; default 5")
-    opt.add_argument("--batch-size", type=int, default=S, help="images per batch (per device); default 64")
-    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=S, help="default momentum")
-    opt.add_argument("--lr", type=float, default=S, help="learning rate; default 0.01")
-    opt.add_argument("--momentum", type=float, default=S, help="default 0.9")
-    opt.add_argument("--weight-decay", type=float, default=S, help="L2Decay for momentum/sgd/adam, decoupled for adamw; default 1e-4")
-    opt.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=S, help="default constant")
-    opt.add_argument("--lr-step-epochs", type=int, nargs="+", default=S, metavar="EPOCH", help="step: the period; multistep: the milestones; default 30")
-    opt.add_argument("--lr-gamma", type=float, default=S, help="factor at each step; default 0.1")
-    opt.add_argument("--warmup-epochs", type=int, default=S, help="linear warm-up from 0; default 0")
-    opt.add_argument("--seed", type=int, default=S, help="default 0")
-    opt.add_argument("--recipe", choices=sorted(RECIPES), default=S,
-                     help="a named set of hyper-parameters (hapi_runner/recipes.py): "
-                          + "; ".join(f"{k}: {v}" for k, v in sorted(ABOUT.items()))
-                          + ". A config file and flags beat it; default none")
-
-    hw = parser.add_argument_group("hardware")
-    hw.add_argument("--device", default=S, help="auto, cpu, gpu or gpu:N; default auto (a GPU if one is visible)")
-    hw.add_argument("--gpu", action="store_const", const=True, default=S, help="require a GPU: fail rather than train on the CPU")
-    hw.add_argument("--threads", default=S, help="CPU math threads, N or auto (1 for lenet, all cores otherwise); default auto")
-    hw.add_argument("--amp", type=str.upper, choices=AMP_LEVELS, default=S, help="mixed precision on GPU; ignored with a warning on CPU")
-    hw.add_argument("--amp-dtype", choices=AMP_DTYPES, default=S, help="the low-precision type of --amp; default float16 (bfloat16 needs Ampere or newer)")
-    hw.add_argument("--no-cudnn-tuning", dest="cudnn_tuning", action="store_const", const=False, default=S,
-                    help="GPU: skip cuDNN's exhaustive convolution search (and, with --amp, its persistent batch norm)")
-
-    data_in = parser.add_argument_group("input pipeline")
-    data_in.add_argument("--pipeline", choices=PIPELINES, default=S,
-                         help="batched: transform whole batches with numpy in the collate; per-sample: the same transforms "
-                              "one image at a time in the Dataset, Paddle's default collate; default batched")
-    data_in.add_argument("--num-workers", type=int, default=S, help="DataLoader worker processes; default 0 on CPU, min(4, cores) on GPU")
-    data_in.add_argument("--prefetch-factor", type=int, default=S, help="batches each worker prepares ahead; default 2")
-    data_in.add_argument("--persistent-workers", action="store_const", const=True, default=S,
-                         help="keep workers between epochs (augmentation is then no longer a function of the epoch, "
-                              "so a resumed run sees other crops); default off")
-    data_in.add_argument("--no-shared-memory", dest="use_shared_memory", action="store_const", const=False, default=S,
-                         help="workers pass batches through pipes instead of /dev/shm; default: shared memory")
-
-    run = parser.add_argument_group("run folder and logging")
-    run.add_argument("--save-dir", default=S, help="run folder; default: a new output/<model>-<dataset>/run_NNN")
-    run.add_argument("--output-root", default=S, help="parent of the numbered run folders; default output")
-    run.add_argument("--overwrite", action="store_const", const=True, default=S, help="allow a --save-dir that holds a finished run")
-    run.add_argument("--eval-freq", type=int, default=S, help="evaluate every N epochs; default 1")
-    run.add_argument("--log-freq", type=int, default=S, help="print every N steps; default 20")
-    run.add_argument("--verbose", type=int, default=S, help="0 quiet, 1 progress bar, 2 log lines; default 1 on a terminal, else 2")
-
-    run.add_argument("--no-visualdl", dest="visualdl", action="store_const", const=False, default=S, help="do not write VisualDL logs")
-
-    ckpt = parser.add_argument_group("checkpoints and resume")
-    ckpt.add_argument("--save-freq", type=int, default=S, help="write checkpoints/epoch_N every N epochs (and the last); default 1")
-    ckpt.add_argument("--keep-last", type=int, default=S, metavar="K", help="keep the K newest epoch checkpoints (best and last always stay); default: all")
-    ckpt.add_argument("--resume", nargs="?", const="latest", default=S, metavar="PATH",
-                      help="continue a run: its folder, a checkpoint, or nothing for the latest run of this model and dataset")
-    ckpt.add_argument("--monitor", default=S, help="metric that decides 'best' (acc_top1, acc_top5, loss; train_ prefix for training metrics); default acc_top1")
-    ckpt.add_argument("--mode", choices=("min", "max"), default=S, help="whether the monitor should go down or up; default: loss min, accuracies max")
-
-    stop = parser.add_argument_group("early stopping and LR on plateau")
-    stop.add_argument("--early-stopping-patience", type=int, default=S, metavar="EPOCHS", help="stop after this many epochs without improvement; default off")
-    stop.add_argument("--min-delta", type=float, default=S, help="smallest change that counts as an improvement; default 0")
-    stop.add_argument("--baseline", type=float, default=S, help="value the monitor must beat before anything counts; default none")
-    stop.add_argument("--start-from-epoch", type=int, default=S, help="epochs before early stopping starts counting; default 0")
-    stop.add_argument("--restore-best", action="store_const", const=True, default=S, help="put the best weights back at the end")
-    stop.add_argument("--reduce-lr-on-plateau", action="store_const", const=True, default=S, help="multiply the LR by --plateau-factor when eval loss stalls (works with schedules)")
-    stop.add_argument("--plateau-factor", type=float, default=S, help="default 0.1")
-    stop.add_argument("--plateau-patience", type=int, default=S, metavar="EPOCHS", help="default 2")
-
-    exp = parser.add_argument_group("static-graph export")
-    exp.add_argument("--no-export", dest="export", action="store_const", const=False, default=S, help="skip the export to <run>/inference at the end")
-    exp.add_argument("--export-on-best", action="store_const", const=True, default=S, help="export at each new best instead of at the end only")
-
+    add_config_flags(parser)
     misc = parser.add_argument_group("other")
     misc.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults (keys as the flags, - or _)")
     misc.add_argument("--list-models", action="store_true", help="print the model names and exit")
@@ -144,8 +112,7 @@ def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def build_summary_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    group = parser.add_argument_group("model and data")
-    _add_model_args(group, with_data_dir=False)
+    add_config_flags(parser, ["model", "dataset", "synthetic_like", "stem"])
     parser.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON, without the layer table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -157,17 +124,48 @@ def _add_common(parser: argparse.ArgumentParser, json_help: str) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def add_run_option(parser: argparse.ArgumentParser, name: str, default: Any, shown: str, help: Optional[str] = None) -> None:
+    """Adds train's flag of field ``name`` to another command: the same spelling and type, that command's default.
+
+    Args:
+        parser: the command's parser.
+        name: the TrainConfig field.
+        default: the value when the flag is not given (None: the run's).
+        shown: the default as ``--help`` words it.
+        help: the text before the default. Defaults to train's.
+    """
+    item = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    settings = _argument_settings(item, typing.get_type_hints(TrainConfig))
+    settings["help"] = (help or item.metadata["help"]).replace("%", "%%")
+    if settings.get("action") != "store_const":  # a switch says what it does, not its default
+        settings["help"] += f"; default: {shown}"
+    parser.add_argument(flag_of(item), dest=name, default=default, **settings)
+
+
+def check_run_options(args: argparse.Namespace) -> argparse.Namespace:
+    """The options evaluate, predict and export share with train, checked as TrainConfig checks them."""
+    if getattr(args, "threads", None) is not None:
+        args.threads = parse_threads(args.threads)
+    if getattr(args, "device", None) is not None:
+        args.device = parse_device(args.device)
+    if getattr(args, "batch_size", None) is not None:
+        check_int("batch_size", args.batch_size, minimum=1)
+    if getattr(args, "data_dir", None) is not None:
+        check_path("data_dir", args.data_dir)
+    return args
+
+
 def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("run", metavar="RUN", help="a run folder written by train")
     parser.add_argument("--checkpoint", default=None, help="last (default), best, or a checkpoint path")
     parser.add_argument("--engine", choices=("dygraph", "inference"), default="dygraph",
                         help="dygraph (paddle.Model) or inference (the exported graph through paddle.inference); default dygraph")
-    parser.add_argument("--dataset", default=None, help="evaluate on another dataset of the same shape; default: the run's")
-    parser.add_argument("--data-dir", default=None, help="folder searched first for the dataset files")
-    parser.add_argument("--no-download", dest="download", action="store_false", help="never download")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the run's")
-    parser.add_argument("--threads", default=None, help="CPU threads, N or auto; default: the run's")
-    parser.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N; default cpu")
+    add_run_option(parser, "dataset", None, "the run's", help="evaluate on another dataset of the same shape")
+    add_run_option(parser, "data_dir", None, "the run's")
+    add_run_option(parser, "download", True, "")
+    add_run_option(parser, "batch_size", None, "the run's")
+    add_run_option(parser, "threads", None, "the run's")
+    add_run_option(parser, "device", "cpu", "cpu", help="cpu, gpu or gpu:N")
     parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help="with --engine inference on a GPU: TensorRT at this precision")
     _add_common(parser, "print one JSON object")
     return parser
@@ -177,8 +175,8 @@ def build_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     parser.add_argument("model", metavar="RUN_OR_MODEL_DIR", help="a run folder or an exported model folder")
     parser.add_argument("images", metavar="IMAGE_OR_FOLDER", nargs="+", help="PNG, JPEG, BMP or .npy files, or folders of them")
     parser.add_argument("--top-k", type=int, default=5, help="classes per image; default 5")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads; default: every core")
-    parser.add_argument("--device", default="cpu", help="cpu, gpu or gpu:N; default cpu")
+    add_run_option(parser, "threads", None, "auto (every core)")
+    add_run_option(parser, "device", "cpu", "cpu", help="cpu, gpu or gpu:N")
     parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help="on a GPU: TensorRT at this precision")
     _add_common(parser, "print a JSON list, one object per file")
     return parser
@@ -190,8 +188,8 @@ def build_export_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--format", choices=("paddle", "onnx"), default="paddle",
                         help="paddle (paddle.inference) or onnx (needs pip install 'hapi-runner[onnx]'); default paddle")
     parser.add_argument("--output", default=None, help="default: RUN/inference (paddle) or RUN/onnx")
-    parser.add_argument("--data-dir", default=None, help="where the evaluation files are, for the verification batch")
-    parser.add_argument("--no-download", dest="download", action="store_false", help="never download")
+    add_run_option(parser, "data_dir", None, "the run's", help="where the evaluation files are, for the verification batch")
+    add_run_option(parser, "download", True, "")
     _add_common(parser, "print the verification report as JSON")
     return parser
 
@@ -209,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then ``--recipe`` (the flag's, else the config file's), then the config file, then the flags given."""
+    """Defaults (or the resumed run's config.json), then ``--recipe`` (the flag's, else the config file's), then the config file, then the flags given."""
     values = vars(args).copy()
     for key in ("command", "debug", "json", "list_models", "list_datasets"):
         values.pop(key, None)
@@ -277,8 +275,7 @@ def run_summary(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .deploy.run import evaluate_run
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, got {args.batch_size}.")
+    check_run_options(args)
     if args.tensorrt and args.engine != "inference":
         raise UsageError("--tensorrt applies to --engine inference; add --engine inference or drop --tensorrt.")
     result = evaluate_run(args.run, checkpoint=args.checkpoint, engine=args.engine, dataset=args.dataset,
@@ -297,7 +294,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from .deploy.predict import predict_files
 
-    results = predict_files(args.model, args.images, top_k=args.top_k, device=args.device, threads=args.threads,
+    check_run_options(args)
+    threads = None if args.threads in (None, "auto") else int(args.threads)  # auto: predict's own default, every core
+    results = predict_files(args.model, args.images, top_k=args.top_k, device=args.device, threads=threads,
                             tensorrt=args.tensorrt)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -311,8 +310,9 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from .deploy.run import export_run
 
-    report = export_run(args.run, checkpoint=args.checkpoint, fmt=args.format, output=args.output,
-                        data_dir=args.data_dir, download=args.download)
+    check_run_options(args)
+    report = export_run(args.run, checkpoint=args.checkpoint, fmt=args.format, output=args.output, data_dir=args.data_dir,
+                        download=args.download)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0

@@ -15,12 +15,13 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
-from .checks import (check_bool, check_choice, check_int, check_number, check_path, is_int, parse_device, parse_threads,
-                     suggest)
-from .datasets.registry import DATASETS, PIPELINES, synthetic_choices
-from .errors import UsageError
+from . import rundir
+from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
+                     check_text, is_int, parse_device, parse_threads, suggest)
+from .datasets.registry import DATASETS, PIPELINES, folder_datasets, synthetic_choices
+from .errors import HapiRunnerError, UsageError
 from .models import MODELS
-from .recipes import RECIPES, recipe_values
+from .recipes import ABOUT, RECIPES, recipe_values
 
 OPTIMIZERS = ("momentum", "sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
@@ -30,6 +31,44 @@ MAX_SEED = 2**32 - 1
 AMP_DTYPES = ("float16", "bfloat16")
 
 
+def _flags_of(group: str):
+    """A field maker for one ``--help`` group: ``make(default, help, **flag)`` is a field whose metadata builds its flag.
+
+    The metadata a field's flag is built from (``hapi_runner.cli``):
+
+    * ``group``, ``help``: the ``--help`` section and text; the help gets
+      ``default: X`` appended, X taken from the field's default, never
+      written by hand.
+    * ``means``: what the default means, shown after it (required wording
+      for a None default, which otherwise reads ``none``).
+    * ``flag``: the flag name when it is not ``--<name>`` (booleans default to
+      ``--no-<name>`` when True, ``--<name>`` when False).
+    * ``metavar``, ``choices``, ``nargs``, ``const``, ``type``: as
+      ``argparse.add_argument`` takes them; ``type`` defaults to the field's
+      annotation (``int``, ``float``, the items of ``List[int]``).
+    """
+
+    def make(default: Any, help: str, **flag: Any):
+        metadata = {"group": group, "help": help, **flag}
+        if isinstance(default, list):
+            return field(default_factory=lambda: list(default), metadata=metadata)
+        return field(default=default, metadata=metadata)
+
+    return make
+
+
+_data = _flags_of("model and data")
+_optim = _flags_of("optimisation")
+_hardware = _flags_of("hardware")
+_pipeline = _flags_of("input pipeline")
+_run = _flags_of("run folder and logging")
+_checkpoints = _flags_of("checkpoints and resume")
+_stopping = _flags_of("early stopping and LR on plateau")
+_export = _flags_of("static-graph export")
+_RECIPE_HELP = ("a named set of hyper-parameters (hapi_runner/recipes.py): "
+                + "; ".join(f"{k}: {v}" for k, v in sorted(ABOUT.items())) + ". A config file and flags beat it")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs, with the defaults train.py uses.
@@ -37,83 +76,98 @@ class TrainConfig:
     The defaults reproduce seed 002's optimiser (Momentum 0.9, lr 0.01,
     L2Decay 1e-4, batch 64) on the embedded Fashion-MNIST subset with LeNet.
     Field names are the CLI flag names with ``-`` written as ``_`` and the
-    keys a config file may use.
+    keys a config file may use; each field's metadata is its flag (see
+    :func:`_flags_of`), so ``--help`` shows these defaults.
     """
 
-    # model and data
-    model: str = "lenet"
-    dataset: str = "fashion-mnist-mini"
-    data_dir: Optional[str] = None
-    synthetic_like: str = "cifar10"
-    synthetic_size: int = 1024
-    val_split: float = 0.0
-    augment: bool = True
-    normalize: bool = True
-    download: bool = True
-    stem: str = "default"
-    pretrained: Optional[str] = None
-    # optimisation
-    epochs: int = 5
-    batch_size: int = 64
-    optimizer: str = "momentum"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_schedule: str = "constant"
-    lr_step_epochs: List[int] = field(default_factory=lambda: [30])
-    lr_gamma: float = 0.1
-    warmup_epochs: int = 0
-    seed: int = 0
-    recipe: Optional[str] = None
-    # hardware
-    device: str = "auto"
-    gpu: bool = False
-    threads: str = "auto"
-    amp: Optional[str] = None
-    amp_dtype: str = "float16"
-    cudnn_tuning: bool = True
-    deterministic: bool = field(default=False, metadata={"help": (
-        "deterministic cuDNN algorithms on a GPU (sets FLAGS_cudnn_deterministic and skips the exhaustive "
-        "convolution search, which cuDNN refuses together with it); slower")})
-    # input pipeline
-    pipeline: str = "batched"
-    num_workers: Optional[int] = None
-    prefetch_factor: int = 2
-    persistent_workers: bool = False
-    use_shared_memory: bool = True
-    # run folder and logging
-    save_dir: Optional[str] = None
-    output_root: str = "output"
-    overwrite: bool = False
-    eval_freq: int = 1
-    log_freq: int = 20
-    verbose: Optional[int] = None
-    visualdl: bool = True
-    # checkpoints and resume
-    save_freq: int = 1
-    keep_last: Optional[int] = None
-    resume: Optional[str] = None
-    monitor: str = "acc_top1"
-    mode: Optional[str] = None
-    # early stopping and LR on plateau
-    early_stopping_patience: Optional[int] = None
-    min_delta: float = 0.0
-    baseline: Optional[float] = None
-    start_from_epoch: int = 0
-    restore_best: bool = False
-    reduce_lr_on_plateau: bool = False
-    plateau_factor: float = 0.1
-    plateau_patience: int = 2
-    # static-graph export
-    export: bool = True
-    export_on_best: bool = False
+    model: str = _data("lenet", "model name (--list-models)")
+    dataset: str = _data("fashion-mnist-mini", "dataset name (--list-datasets)")
+    data_dir: Optional[str] = _data(None, f"folder searched first for the dataset files (read by {', '.join(folder_datasets())})",
+                                    means="the dataset cache, then a download")
+    synthetic_like: str = _data("cifar10", "with --dataset synthetic: the dataset whose shape to imitate")
+    synthetic_size: int = _data(1024, "training images of --dataset synthetic")
+    val_split: float = _data(0.0, "hold out this fraction of the train set for evaluation", metavar="FRACTION",
+                             means="evaluate on the test split")
+    augment: bool = _data(True, "turn off the training augmentation (random crop and flip on Cifar)")
+    normalize: bool = _data(True, "feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
+    download: bool = _data(True, "never download; fail if the files are not found")
+    stem: str = _data("default", "'cifar': 3x3 stride-1 first conv, no max-pool (ResNets)", choices=STEMS, means="paddle.vision's")
+    pretrained: Optional[str] = _data(None, "initial weights (.pdparams); tensors of another shape are skipped with a warning",
+                                      metavar="PATH")
+    epochs: int = _optim(5, "epochs in total")
+    batch_size: int = _optim(64, "images per batch (per device)")
+    optimizer: str = _optim("momentum", "the optimizer", choices=OPTIMIZERS)
+    lr: float = _optim(0.01, "learning rate")
+    momentum: float = _optim(0.9, "the momentum of --optimizer momentum")
+    weight_decay: float = _optim(1e-4, "L2Decay for momentum/sgd/adam, decoupled for adamw")
+    lr_schedule: str = _optim("constant", "the learning-rate schedule", choices=LR_SCHEDULES)
+    lr_step_epochs: List[int] = _optim([30], "step: the period; multistep: the milestones", metavar="EPOCH")
+    lr_gamma: float = _optim(0.1, "factor at each step")
+    warmup_epochs: int = _optim(0, "linear warm-up from 0")
+    seed: int = _optim(0, "seeds the weights, shuffling and augmentation")
+    recipe: Optional[str] = _optim(None, _RECIPE_HELP, choices=sorted(RECIPES))
+    device: str = _hardware("auto", "auto, cpu, gpu or gpu:N", means="a GPU if one is visible")
+    gpu: bool = _hardware(False, "require a GPU: fail rather than train on the CPU")
+    threads: str = _hardware("auto", "CPU math threads, N or auto", means="1 for lenet, all cores otherwise")
+    amp: Optional[str] = _hardware(None, "mixed precision on GPU; ignored with a warning on CPU", type=str.upper,
+                                   choices=AMP_LEVELS, means="off")
+    amp_dtype: str = _hardware("float16", "the low-precision type of --amp (bfloat16 needs Ampere or newer)", choices=AMP_DTYPES)
+    cudnn_tuning: bool = _hardware(True, "GPU: skip cuDNN's exhaustive convolution search (and, with --amp, its persistent batch norm)")
+    deterministic: bool = _hardware(False, "GPU: deterministic cuDNN algorithms (FLAGS_cudnn_deterministic); skips the exhaustive "
+                                           "convolution search, which cuDNN refuses alongside them")
+    pipeline: str = _pipeline("batched", "batched: transform whole batches with numpy in the collate; per-sample: the same "
+                                         "transforms one image at a time in the Dataset, Paddle's default collate", choices=PIPELINES)
+    num_workers: Optional[int] = _pipeline(None, "DataLoader worker processes", means="0 on CPU, min(4, cores) on GPU")
+    prefetch_factor: int = _pipeline(2, "batches each worker prepares ahead")
+    persistent_workers: bool = _pipeline(False, "keep workers between epochs (augmentation is then no longer a function of "
+                                                "the epoch, so a resumed run sees other crops)")
+    use_shared_memory: bool = _pipeline(True, "workers pass batches through pipes instead of /dev/shm", flag="--no-shared-memory")
+    save_dir: Optional[str] = _run(None, "run folder", means="a new <output-root>/<model>-<dataset>/run_NNN")
+    output_root: str = _run("output", "parent of the numbered run folders")
+    overwrite: bool = _run(False, "allow a --save-dir that holds a finished run")
+    eval_freq: int = _run(1, "evaluate every N epochs")
+    log_freq: int = _run(20, "print every N steps")
+    verbose: Optional[int] = _run(None, "0 quiet, 1 progress bar, 2 log lines", means="1 on a terminal, else 2")
+    visualdl: bool = _run(True, "do not write VisualDL logs")
+    save_freq: int = _checkpoints(1, "write checkpoints/epoch_N every N epochs (and the last)")
+    keep_last: Optional[int] = _checkpoints(None, "keep the K newest epoch checkpoints (best and last always stay)", metavar="K",
+                                            means="all")
+    resume: Optional[str] = _checkpoints(None, "continue a run from its own config.json, the flags given on top: its folder, "
+                                               "a checkpoint, or nothing for the latest run of this model and dataset",
+                                         nargs="?", const="latest", metavar="PATH", means="a new run")
+    monitor: str = _checkpoints("acc_top1", "metric that decides 'best' (acc_top1, acc_top5, loss; train_ prefix for training metrics)")
+    mode: Optional[str] = _checkpoints(None, "whether the monitor should go down or up", choices=("min", "max"),
+                                       means="loss min, accuracies max")
+    early_stopping_patience: Optional[int] = _stopping(None, "stop after this many epochs without improvement", metavar="EPOCHS",
+                                                       means="off")
+    min_delta: float = _stopping(0.0, "smallest change that counts as an improvement")
+    baseline: Optional[float] = _stopping(None, "value the monitor must beat before anything counts")
+    start_from_epoch: int = _stopping(0, "epochs before early stopping starts counting")
+    restore_best: bool = _stopping(False, "put the best weights back at the end")
+    reduce_lr_on_plateau: bool = _stopping(False, "multiply the LR by --plateau-factor when eval loss stalls (works with schedules)")
+    plateau_factor: float = _stopping(0.1, "the factor of --reduce-lr-on-plateau")
+    plateau_patience: int = _stopping(2, "epochs without a lower eval loss before --reduce-lr-on-plateau acts", metavar="EPOCHS")
+    export: bool = _export(True, "skip the export to <run>/inference at the end")
+    export_on_best: bool = _export(False, "export at each new best instead of at the end only")
 
     def __post_init__(self) -> None:
         self.validate()
 
     # -- checks -----------------------------------------------------------
     def validate(self) -> None:
-        """Checks every field; raises UsageError naming the first bad one."""
+        """Checks every field; raises UsageError naming the first bad one.
+
+        Normalises as it goes: ``amp`` upper case, ``device`` and ``threads``
+        as :func:`parse_device` and :func:`parse_threads` write them,
+        ``lr_step_epochs`` a list.
+        """
+        self._check_names()
+        self._check_counts()
+        self._check_numbers()
+        self._check_settings()
+
+    def _check_names(self) -> None:
+        """The fields that name one of a fixed set."""
         check_choice("model", self.model, sorted(MODELS))
         check_choice("dataset", self.dataset, sorted(DATASETS))
         check_choice("synthetic_like", self.synthetic_like, synthetic_choices())
@@ -127,6 +181,11 @@ class TrainConfig:
         check_choice("pipeline", self.pipeline, PIPELINES)
         if self.recipe is not None:
             check_choice("recipe", self.recipe, sorted(RECIPES))
+        if self.mode is not None:
+            check_choice("mode", self.mode, ("min", "max"))
+
+    def _check_counts(self) -> None:
+        """The integer fields: counts, frequencies, epochs and the seed."""
         if is_int(self.synthetic_size) and self.synthetic_size > 1_000_000:
             raise UsageError(f"synthetic_size must be at most 1000000 (images held in memory), got {self.synthetic_size}.")
         for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size", "save_freq", "plateau_patience",
@@ -136,39 +195,39 @@ class TrainConfig:
             check_int(name, getattr(self, name), minimum=0)
         if self.seed > MAX_SEED:  # numpy's and Paddle's seeds are 32-bit
             raise UsageError(f"seed must be <= {MAX_SEED}, got {self.seed}.")
-        for name in ("data_dir", "save_dir", "pretrained", "resume", "output_root"):
-            check_path(name, getattr(self, name), optional=name != "output_root")
-        for name, minimum in (("num_workers", 0), ("keep_last", 1), ("early_stopping_patience", 1)):
+        for name, minimum in (("num_workers", 0), ("keep_last", 1), ("early_stopping_patience", 1), ("verbose", 0)):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), minimum=minimum)
-        if self.mode is not None:
-            check_choice("mode", self.mode, ("min", "max"))
-        if not isinstance(self.monitor, str) or not self.monitor:
-            raise UsageError(f"monitor must be a metric name such as acc_top1 or loss, got {self.monitor!r}.")
-        _check_monitor(self.monitor)
-        check_number("min_delta", self.min_delta, low=0.0)
-        if self.baseline is not None:
-            check_number("baseline", self.baseline)
-        check_number("plateau_factor", self.plateau_factor, low=0.0, high=1.0, low_open=True, high_open=True)
+        self.lr_step_epochs = [check_int("lr_step_epochs", e, minimum=1)
+                               for e in check_list("lr_step_epochs", self.lr_step_epochs, "a non-empty list of epochs")]
+        if self.lr_schedule == "multistep" and self.lr_step_epochs != sorted(self.lr_step_epochs):
+            raise UsageError(f"lr_step_epochs must be increasing for multistep, got {self.lr_step_epochs}.")
+
+    def _check_numbers(self) -> None:
+        """The real-valued fields, each within its range."""
         check_number("lr", self.lr, low=0.0, low_open=True)
         check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         check_number("weight_decay", self.weight_decay, low=0.0)
         check_number("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True, high_open=True)
         check_number("val_split", self.val_split, low=0.0, high=1.0, high_open=True)
-        if not isinstance(self.lr_step_epochs, (list, tuple)) or not self.lr_step_epochs:
-            raise UsageError(f"lr_step_epochs must be a non-empty list of epochs, got {self.lr_step_epochs!r}.")
-        self.lr_step_epochs = [int(check_int("lr_step_epochs", e, minimum=1)) for e in self.lr_step_epochs]
-        if self.lr_schedule == "multistep" and self.lr_step_epochs != sorted(self.lr_step_epochs):
-            raise UsageError(f"lr_step_epochs must be increasing for multistep, got {self.lr_step_epochs}.")
+        check_number("min_delta", self.min_delta, low=0.0)
+        check_optional_number("baseline", self.baseline)
+        check_number("plateau_factor", self.plateau_factor, low=0.0, high=1.0, low_open=True, high_open=True)
+
+    def _check_settings(self) -> None:
+        """Paths, switches, the monitor and the hardware, and the combinations that contradict each other."""
+        for name in ("data_dir", "save_dir", "pretrained", "resume", "output_root"):
+            check_path(name, getattr(self, name), optional=name != "output_root")
+        for item in fields(self):
+            if item.type in ("bool", bool):
+                check_bool(item.name, getattr(self, item.name))
+        check_text("monitor", self.monitor, "a metric name such as acc_top1 or loss")
+        _check_monitor(self.monitor)
         self.device = parse_device(self.device)
         self.threads = parse_threads(self.threads)
-        if self.verbose is not None:
-            check_int("verbose", self.verbose, minimum=0)
-        for name in ("augment", "normalize", "download", "gpu", "overwrite", "visualdl", "restore_best", "reduce_lr_on_plateau",
-                     "export", "export_on_best", "cudnn_tuning", "deterministic", "persistent_workers", "use_shared_memory"):
-            check_bool(name, getattr(self, name))
         if self.gpu and self.device == "cpu":
             raise UsageError("--gpu and --device cpu contradict each other: drop one of them.")
+        _check_data_dir(self.dataset, self.data_dir)
 
     # -- conversions ------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -207,6 +266,22 @@ class TrainConfig:
         """
         return resolve_layers([({"recipe": name, **overrides}, "arguments")])
 
+    @classmethod
+    def for_resume(cls, run: str = "latest", **overrides: Any) -> "TrainConfig":
+        """The config that continues ``run``, as ``train.py --resume RUN`` makes it.
+
+        The run's own ``config.json``, then ``overrides``. ``TrainConfig(resume=run)``
+        instead resumes with the fields it is given and the defaults for the
+        rest (``epochs`` 5, say), which the run's checkpoint may refuse.
+
+        Args:
+            run: the run folder, a checkpoint in it, or ``latest`` (the newest
+                run of ``overrides``' model and dataset, or their defaults,
+                under ``output_root``). Defaults to ``latest``.
+            **overrides: fields to change, e.g. ``epochs=30`` to train on.
+        """
+        return resolve_layers([({**overrides, "resume": run}, "arguments")])
+
 
 def field_names() -> List[str]:
     return [f.name for f in fields(TrainConfig)]
@@ -237,18 +312,91 @@ def resolve_layers(layers: List[Tuple[Dict[str, Any], str]]) -> TrainConfig:
     The recipe is the last one any layer names; its values go on the
     defaults before any layer, so a config file and flags beat it:
     defaults < recipe < layers[0] < layers[1] ...
+
+    When the layers name a run to resume (``resume``: a run folder or a
+    checkpoint in it, or ``latest``) and that run has a ``config.json``, the
+    run's config takes the defaults' place, so a resumed run keeps its epochs,
+    schedule and data unless a layer changes them:
+    run's config.json < (another recipe) < layers[0] < layers[1] ...
     """
-    recipe = None
-    for values, _ in layers:
-        for key, value in values.items():
-            if str(key).replace("-", "_") == "recipe":
-                recipe = value
-    config = TrainConfig()
-    if recipe is not None:
-        config = from_mapping({**recipe_values(recipe), "recipe": recipe}, source=f"recipe '{recipe}'")
+    base = _resumed_run_config(layers)
+    recipe = _last_value(layers, "recipe")
+    config = base or TrainConfig()
+    if recipe is not None and (base is None or recipe != base.recipe):
+        config = from_mapping({**recipe_values(recipe), "recipe": recipe}, base=config, source=f"recipe '{recipe}'")
     for values, source in layers:
         config = from_mapping({k: v for k, v in values.items() if str(k).replace("-", "_") != "recipe"}, base=config, source=source)
     return config
+
+
+def _last_value(layers: List[Tuple[Dict[str, Any], str]], name: str) -> Any:
+    """The value of field ``name`` in the highest layer that sets it (keys with ``-`` or ``_``), else its default."""
+    value = next(f.default for f in fields(TrainConfig) if f.name == name)
+    for values, _ in layers:
+        for key, given in values.items():
+            if str(key).replace("-", "_") == name:
+                value = given
+    return value
+
+
+def _resumed_run_config(layers: List[Tuple[Dict[str, Any], str]]) -> Optional[TrainConfig]:
+    """The config of the run the layers resume, or None (no resume, or no ``config.json`` to read)."""
+    resume = check_path("resume", _last_value(layers, "resume"))
+    if not resume:
+        return None
+    if resume != "latest":
+        run = rundir.run_folder_of(resume)
+    else:
+        save_dir = check_path("save_dir", _last_value(layers, "save_dir"))
+        name = f"{_last_value(layers, 'model')}-{_last_value(layers, 'dataset')}"
+        run = save_dir or rundir.latest_run(check_path("output_root", _last_value(layers, "output_root")), name)
+    if run is None or not os.path.isfile(os.path.join(run, rundir.CONFIG)):
+        return None  # nothing to start from: the Runner says what is missing
+    return load_run_config(run)
+
+
+def read_run_config(run_dir: str) -> TrainConfig:
+    """The TrainConfig a run was trained with (its ``config.json``), as written.
+
+    Raises:
+        UsageError: ``run_dir`` is not a folder, or holds no ``config.json``.
+        HapiRunnerError: ``config.json`` cannot be read or holds no mapping.
+    """
+    return from_mapping(_run_config_values(run_dir), source=os.path.join(run_dir, rundir.CONFIG))
+
+
+def load_run_config(run_dir: str) -> TrainConfig:
+    """The config a run folder's ``config.json`` holds, as the base of a resume of that folder.
+
+    ``save_dir`` becomes ``run_dir`` (the run may have been moved since) and
+    ``resume`` is cleared; a ``data_dir`` recorded for a dataset that reads no
+    folder (older versions accepted one) is dropped.
+
+    Raises:
+        HapiRunnerError: ``config.json`` cannot be read or holds no mapping.
+        UsageError: it holds an unknown key or a bad value.
+    """
+    values = {**_run_config_values(run_dir), "save_dir": run_dir, "resume": None}
+    spec = DATASETS.get(str(values.get("dataset")))
+    if spec is not None and not spec.reads_data_dir:
+        values["data_dir"] = None
+    return from_mapping(values, source=os.path.join(run_dir, rundir.CONFIG))
+
+
+def _run_config_values(run_dir: str) -> Dict[str, Any]:
+    path = os.path.join(run_dir, rundir.CONFIG)
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"run folder '{run_dir}' does not exist; pass a folder written by hapi-runner train (output/<model>-<dataset>/run_NNN).")
+    if not os.path.isfile(path):
+        raise UsageError(f"'{run_dir}' has no {rundir.CONFIG}, so it is not a hapi_runner run folder; pass one written by hapi-runner train.")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            values = json.load(fh)
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise HapiRunnerError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run folder is damaged.") from exc
+    if not isinstance(values, dict):
+        raise HapiRunnerError(f"{path} holds {type(values).__name__}, not a mapping of keys to values; the run folder is damaged.")
+    return values
 
 
 def load_config_file(path: str) -> Dict[str, Any]:
@@ -261,20 +409,30 @@ def load_config_file(path: str) -> Dict[str, Any]:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"config file '{path}' cannot be read: {exc}.") from None
-    try:
-        if path.endswith((".yaml", ".yml")):
-            data = _load_yaml(text)
-        else:
-            data = json.loads(text)
-    except Exception as exc:  # yaml and json raise many kinds; all mean the same to the user
-        first = _parse_problem(exc)
-        raise UsageError(f"config file '{path}' is not valid {'YAML' if path.endswith(('.yaml', '.yml')) else 'JSON'}: {first}.") from None
+        raise UsageError(f"config file '{path}' cannot be read: {exc}.") from exc
+    data = _parse_config_text(path, text, yaml_file=path.endswith((".yaml", ".yml")))
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise UsageError(f"config file '{path}' must hold a mapping of keys to values, got {type(data).__name__}.")
     return data
+
+
+def _parse_config_text(path: str, text: str, yaml_file: bool = True) -> Any:
+    """The document in ``text`` (YAML or JSON); a parse error names the file, the problem and where."""
+    if not yaml_file:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"config file '{path}' is not valid JSON: {_parse_problem(exc)}.") from exc
+    try:
+        import yaml
+    except ImportError as exc:
+        raise UsageError(f"config file '{path}': reading YAML needs PyYAML: pip install pyyaml (or write the file as JSON).") from exc
+    try:
+        return _load_yaml(text)
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date PyYAML reads as a timestamp, such as 2024-02-30
+        raise UsageError(f"config file '{path}' is not valid YAML: {_parse_problem(exc)}.") from exc
 
 
 def _load_yaml(text: str):
@@ -306,6 +464,15 @@ def _parse_problem(exc: Exception) -> str:
 
 # What paddle.Model reports with the loss and Accuracy(topk=(1, 5)) the Runner prepares.
 RUN_METRICS = ("loss", "acc_top1", "acc_top5")
+
+
+def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
+    """A ``data_dir`` the dataset would never read is refused: training on other data than meant, silently, is worse."""
+    if data_dir is None or DATASETS[dataset].reads_data_dir:
+        return
+    source = "is generated" if DATASETS[dataset].format == "synthetic" else "is embedded in the package"
+    raise UsageError(f"data_dir '{data_dir}' is not read by dataset '{dataset}', which {source}; the datasets that read "
+                     f"a folder are {', '.join(folder_datasets())}: add --dataset NAME, or drop --data-dir.")
 
 
 def _check_monitor(monitor: str) -> None:

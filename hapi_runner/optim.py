@@ -12,7 +12,6 @@ so import it after the thread count is set, as the Runner does.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Dict, Optional, Tuple
 
@@ -53,7 +52,7 @@ class ScaledLR(LRScheduler):
                 "ScaledLR cannot wrap paddle.optimizer.lr.ReduceOnPlateau (it needs a metric on every step); "
                 "use hapi_runner.callbacks.reduce_lr.ReduceLROnPlateau instead."
             )
-        if isinstance(schedule, bool) or not isinstance(schedule, (int, float, LRScheduler)):
+        if not (is_number(schedule) or isinstance(schedule, LRScheduler)):
             raise UsageError(f"schedule must be a float or a paddle.optimizer.lr.LRScheduler, got {schedule!r}.")
         _check_scale(scale, min_lr)
         self.inner = schedule if isinstance(schedule, LRScheduler) else float(schedule)
@@ -141,7 +140,7 @@ def _plain(value):
 
 def _check_scale(scale, min_lr) -> None:
     for name, value, ok in (("scale", scale, lambda v: v > 0), ("min_lr", min_lr, lambda v: v >= 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        if not is_number(value) or not ok(value):
             allowed = "a number > 0" if name == "scale" else "a number >= 0"
             raise UsageError(f"{name} must be {allowed}, got {value!r}.")
 

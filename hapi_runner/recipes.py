@@ -25,9 +25,9 @@ from .checks import check_choice
 # Seed 002 (ResNet-50 on Cifar10 with paddle.Model) exactly as its notebook
 # trains: Momentum lr 0.01 momentum 0.9, L2Decay 1e-4, batch 64, 50 epochs,
 # a constant rate, no warm-up and no augmentation (the notebook's transform
-# is Transpose alone). One difference is not a hyper-parameter and stays:
-# hapi_runner always normalises inputs with the dataset's mean and std, where
-# the notebook fed raw 0-255 pixels.
+# is Transpose alone). One difference stays: the recipe normalises inputs with
+# the dataset's mean and std, where the notebook fed raw 0-255 pixels (see the
+# last comment below; add --no-normalize for the notebook's inputs).
 SEED: Dict[str, Any] = {
     "optimizer": "momentum",
     "lr": 0.01,

@@ -1,5 +1,9 @@
 """Finding, checking and loading the checkpoints ``callbacks.ModelCheckpoint`` writes.
 
+The on-disk format itself (layout, ``state.json``, sha256 records, reading
+tensors back) is :mod:`hapi_runner.checkpoint_format`; this module decides
+which checkpoint to load and puts it into a model and its callbacks.
+
 Resuming a run (what ``Runner.fit`` does with ``--resume``)::
 
     point = restore(model, find_checkpoint(path), expected_fingerprint, checkpoint.sources())
@@ -14,30 +18,22 @@ the run had never stopped.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import random
 import re
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
-import numpy as np
-
-from .callbacks.checkpoint import (DATA_FILES, FORMAT, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, epoch_folders,
-                                   epoch_name, epoch_of, sha256_file)
+from .checkpoint_format import (CHECKPOINTS, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, CheckpointError,
+                                epoch_folders, epoch_name, epoch_of, load_checkpoint, load_tensors, restore_rng_json)
+from .checkpoint_format import short_path as _short
 from .errors import HapiRunnerError, UsageError
 from .paddle_compat import lr_schedule_name, optimizer_of, parameter_names, remap_optimizer_state
 
 log = logging.getLogger("hapi_runner")
 
-CHECKPOINTS = "checkpoints"
 # Compared first and named in the message, in this order; any other keys follow.
 FINGERPRINT_KEYS = ("model", "dataset", "input_shape", "num_classes")
 LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint"}
-
-
-class CheckpointError(HapiRunnerError):
-    """A checkpoint folder that is incomplete, truncated or corrupt."""
 
 
 class ResumePoint(NamedTuple):
@@ -107,46 +103,7 @@ def latest_run(output_root: str, name: str) -> Optional[str]:
 
 
 # -- checking ----------------------------------------------------------------
-
-def load_checkpoint(folder: str) -> Dict[str, Any]:
-    """Reads ``folder/state.json`` and verifies the checkpoint is whole.
-
-    Checks that ``state.json`` parses and says ``complete: true``, and that
-    every file it lists exists with the recorded sha256. Tensors are not
-    loaded.
-
-    Returns:
-        The parsed ``state.json``, with ``folder`` (real path) added.
-
-    Raises:
-        CheckpointError: one line naming the folder and what is wrong.
-    """
-    folder = os.path.realpath(folder)
-    where = _short(folder)
-    path = os.path.join(folder, STATE_FILE)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            state = json.load(fh)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint '{where}' has no {STATE_FILE} (incomplete or not a checkpoint folder).") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint '{where}': {STATE_FILE} cannot be read ({type(exc).__name__}: {exc}).") from None
-    if not isinstance(state, dict) or state.get("complete") is not True:
-        raise CheckpointError(f"checkpoint '{where}' is not marked complete in {STATE_FILE}.")
-    if state.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint '{where}' has format {state.get('format')!r}; this hapi_runner reads format {FORMAT}.")
-    files = state.get("files")
-    if not isinstance(files, dict) or any(f not in files for f in DATA_FILES):
-        raise CheckpointError(f"checkpoint '{where}': {STATE_FILE} does not list the files {', '.join(DATA_FILES)}.")
-    for name, expected in files.items():
-        file_path = os.path.join(folder, name)
-        if not os.path.isfile(file_path):
-            raise CheckpointError(f"checkpoint '{where}' is missing {name}.")
-        if sha256_file(file_path) != expected:
-            raise CheckpointError(f"checkpoint '{where}': {name} does not match its sha256 (truncated or corrupt).")
-    state["folder"] = folder
-    return state
-
+# A checkpoint's own integrity (state.json, sha256) is the format's: checkpoint_format.load_checkpoint.
 
 RESUME_ADVICE = "resume with the same settings or start a new run without --resume"
 
@@ -214,7 +171,7 @@ def restore(model, checkpoint_folder: str, expected_fingerprint: Optional[Dict[s
             state = load_checkpoint(folder)
             check_fingerprint(state.get("fingerprint"), expected_fingerprint)
             check_optimizer(model, state)
-            tensors = _load_tensors(folder)
+            tensors = load_tensors(folder)
         except CheckpointError as exc:
             problems.append(str(exc))
             log.warning("%s Trying the previous checkpoint.", exc)
@@ -245,18 +202,6 @@ def _candidates(folder: str) -> List[str]:
         return [folder]
     parent = os.path.dirname(folder)
     return [folder] + [os.path.join(parent, epoch_name(e)) for e in reversed(epoch_folders(parent)) if e < number]
-
-
-def _load_tensors(folder: str) -> Dict[str, Any]:
-    import paddle
-
-    loaded = {}
-    for name in (PARAMS_FILE, OPT_FILE, RNG_FILE):
-        try:
-            loaded[name] = paddle.load(os.path.join(folder, name))
-        except Exception as exc:  # paddle.load raises pickle, EOF, value and runtime errors alike
-            raise CheckpointError(f"checkpoint '{_short(folder)}': {name} cannot be loaded ({type(exc).__name__}).") from None
-    return loaded
 
 
 def _apply(model, state: Dict[str, Any], tensors: Dict[str, Any], state_sources: Dict[str, Any]) -> None:
@@ -295,17 +240,14 @@ def _check_params(network, params: Dict[str, Any], folder: str) -> None:
 def _restore_rng(rng: Dict[str, Any], paddle_state) -> None:
     import paddle
 
+    # A state of other devices (saved on GPUs, resumed on the CPU) fails the length check (ValueError) or
+    # pybind's argument check (TypeError); the weights still load, so it is a warning, not a failure.
     try:
         paddle.set_rng_state(paddle_state)
-    except Exception as exc:  # e.g. saved on a GPU, resumed on the CPU: weights still load
+    except (ValueError, TypeError, RuntimeError) as exc:
         log.warning("Paddle's random state could not be restored (%s: %s); dropout and random ops will differ from an unbroken run.",
                     type(exc).__name__, exc)
-    if rng.get("numpy"):
-        name, keys, pos, has_gauss, cached = rng["numpy"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    if rng.get("python"):
-        version, internal, gauss_next = rng["python"]
-        random.setstate((version, tuple(internal), gauss_next))
+    restore_rng_json(rng)
 
 
 def _normal(value):
@@ -318,12 +260,6 @@ def _show(value) -> str:
     return str(value)
 
 
-def _short(path: str) -> str:
-    """``run_003/checkpoints/epoch_4``: enough of a path to find it, short enough for one line."""
-    parts = os.path.normpath(os.fspath(path)).split(os.sep)
-    return os.sep.join(parts[-3:])
-
-
 def load_weights(network, checkpoint_folder: str, expected_fingerprint: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Loads only the weights of a verified checkpoint into ``network`` (for evaluation and export).
 
@@ -334,15 +270,10 @@ def load_weights(network, checkpoint_folder: str, expected_fingerprint: Optional
         CheckpointError: the checkpoint is incomplete or corrupt.
         UsageError: it belongs to another model, dataset or input shape.
     """
-    import paddle
-
     state = load_checkpoint(checkpoint_folder)
     check_fingerprint(state.get("fingerprint"), expected_fingerprint,
                       advice="pass a checkpoint of this run (last, best, or one of its checkpoints/epoch_N)")
-    try:
-        params = paddle.load(os.path.join(state["folder"], PARAMS_FILE))
-    except Exception as exc:  # paddle.load raises pickle, EOF, value and runtime errors alike
-        raise CheckpointError(f"checkpoint '{_short(state['folder'])}': {PARAMS_FILE} cannot be loaded ({type(exc).__name__}).") from None
+    params = load_tensors(state["folder"], [PARAMS_FILE])[PARAMS_FILE]
     _check_params(network, params, state["folder"])
     network.set_state_dict(params)
     return state

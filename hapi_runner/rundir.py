@@ -1,17 +1,17 @@
-"""Run folders: where a run's files go, chosen without ever overwriting a finished run, and the config a run was trained with."""
+"""Run folders: where a run's files go, chosen without ever overwriting a finished run."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Optional
 
-from .config import TrainConfig, from_mapping
-from .errors import HapiRunnerError, UsageError
+from .errors import UsageError
 
 RESULTS = "results.json"
 CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
+_EPOCH_FOLDER = re.compile(r"epoch_\d+")
 
 
 def is_finished(path: str) -> bool:
@@ -75,21 +75,54 @@ def create(path: str) -> str:
     return path
 
 
-def read_run_config(run_dir: str) -> TrainConfig:
-    """The TrainConfig a run was trained with (its ``config.json``).
+# The two look-ups below read folder names only, without Paddle (hapi_runner.resume needs it), so a resumed run's
+# config.json can be read before the thread count is chosen.
 
-    Raises:
-        UsageError: ``run_dir`` is not a folder, or holds no ``config.json``.
-        HapiRunnerError: ``config.json`` cannot be read or is not JSON.
+def run_folder_of(path: str) -> Optional[str]:
+    """The run folder a ``--resume`` path names, or None.
+
+    Args:
+        path: a run folder, its ``checkpoints/`` folder, an ``epoch_<N>``
+            folder or a ``last``/``best`` link.
+
+    Returns:
+        The nearest of ``path`` and its two parents (links resolved) that
+        holds a ``config.json``; None if none does.
     """
-    path = os.path.join(run_dir, CONFIG)
-    if not os.path.isdir(run_dir):
-        raise UsageError(f"run folder '{run_dir}' does not exist; pass a folder written by hapi-runner train (output/<model>-<dataset>/run_NNN).")
-    if not os.path.isfile(path):
-        raise UsageError(f"'{run_dir}' has no {CONFIG}, so it is not a hapi_runner run folder; pass one written by hapi-runner train.")
+    if os.path.isfile(os.path.join(path, CONFIG)):
+        return path
+    folder = os.path.realpath(path)
+    for _ in range(2):
+        folder = os.path.dirname(folder)
+        if os.path.isfile(os.path.join(folder, CONFIG)):
+            return folder
+    return None
+
+
+def latest_run(output_root: str, name: str) -> Optional[str]:
+    """The highest-numbered ``output_root/name/run_NNN`` holding a checkpoint, or None.
+
+    A checkpoint is a ``checkpoints/last`` folder or link, or an
+    ``epoch_<N>`` folder: the same choice as ``hapi_runner.resume.latest_run``.
+    """
+    base = os.path.join(output_root, name)
     try:
-        with open(path, encoding="utf-8") as fh:
-            values = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise HapiRunnerError(f"{path} cannot be read ({type(exc).__name__}); the run folder is damaged.") from exc
-    return from_mapping(values, source=path)
+        entries = os.listdir(base)
+    except OSError:
+        return None
+    runs = sorted(((int(m.group(1)), e) for e in entries if (m := re.fullmatch(r"run_(\d+)", e))), reverse=True)
+    for _, entry in runs:
+        if _has_checkpoint(os.path.join(base, entry, CHECKPOINTS)):
+            return os.path.join(base, entry)
+    return None
+
+
+def _has_checkpoint(directory: str) -> bool:
+    if os.path.isdir(os.path.join(directory, "last")):
+        return True
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    return any(_EPOCH_FOLDER.fullmatch(n) and os.path.isdir(os.path.join(directory, n))
+               and not os.path.islink(os.path.join(directory, n)) for n in names)

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import rundir
-from .config import TrainConfig
+from .config import TrainConfig, read_run_config
 from .distributed import is_main, on_main, say, world_size
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
 from .errors import HapiRunnerError, UsageError
@@ -261,7 +261,7 @@ class Runner:
         """A cosine schedule is laid out over ``epochs``: resuming with another count would bend it (or train at 0)."""
         cfg = self.config
         try:
-            before = rundir.read_run_config(self.run_dir)
+            before = read_run_config(self.run_dir)
         except HapiRunnerError:
             return  # no readable config.json: nothing to compare with
         if cfg.lr_schedule == "cosine" and before.lr_schedule == "cosine" and before.epochs != cfg.epochs:
@@ -312,13 +312,14 @@ class Runner:
     def _callbacks(self, extra: List[Any]) -> List[Any]:
         """The callbacks of a run, in the order they must run.
 
-        LossMean first, so every later callback sees mean losses; NanGuard next,
-        so nothing acts on a broken batch; user callbacks after
+        LossMean first, so every later callback sees mean losses; the progress
+        logger next, so it prints them; NanGuard before every callback that
+        keeps state, so none acts on a broken batch; user callbacks after
         the built-in ones; the checkpoint after everything whose state it saves;
         the export last, because a failed check raises from ``on_train_end``.
         """
         from .callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
-                                ReduceLROnPlateau, StaticExport, VisualDLLogger)
+                                ReduceLROnPlateau, RunProgress, StaticExport, VisualDLLogger)
         from .deploy.layout import build_sidecar
 
         cfg, run = self.config, self.run_dir
@@ -327,11 +328,9 @@ class Runner:
                                           f"continue with: python train.py --resume {run}")
         self.history = History(os.path.join(run, "metrics.csv") if is_main() else None)
         named: Dict[str, Any] = {"history": self.history}
-        from paddle.callbacks import ProgBarLogger
-
         # Our own progress logger, after LossMean, so the line printed at the end of each pass shows the mean loss
-        # (hapi would otherwise put its logger first and print the last batch's).
-        progress = [ProgBarLogger(cfg.log_freq, verbose=self.verbose)] if self.verbose else []
+        # (hapi would otherwise put its logger first and print the last batch's), and counting the run's epochs.
+        progress = [RunProgress(cfg.log_freq, verbose=self.verbose)] if self.verbose else []
         ordered: List[Any] = [LossMean(), *progress, self.nan_guard, self.graceful_stop, self.history, self.seeder.callback(),
                               Curves(self.history, os.path.join(run, "curves.png"), title=f"{cfg.model} on {cfg.dataset}")]
         if cfg.visualdl:

@@ -14,8 +14,9 @@ import numpy as np
 import paddle
 import pytest
 
-from hapi_runner.callbacks.base import RunCallback
-from hapi_runner.callbacks.checkpoint import ModelCheckpoint, epoch_folders, epoch_of, link_target, sha256_file
+from hapi_runner.callbacks.base import MonitorCallback, RunCallback
+from hapi_runner.callbacks.checkpoint import ModelCheckpoint
+from hapi_runner.checkpoint_format import epoch_folders, epoch_of, link_target, sha256_file
 from hapi_runner.errors import UsageError
 from hapi_runner.resume import find_checkpoint, load_checkpoint
 
@@ -97,16 +98,16 @@ def state_of(directory, name):
 # --- arguments -----------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"save_freq": 0}, "save_freq must be an integer >= 1"),
+    ({"save_freq": 0}, r"save_freq must be >= 1 \(epochs between checkpoints\), got 0"),
     ({"save_freq": 1.5}, "save_freq must be an integer >= 1"),
-    ({"keep_last": 0}, "keep_last must be an integer >= 1 or None"),
+    ({"keep_last": 0}, r"keep_last must be >= 1 \(or None: keep every checkpoint\), got 0"),
     ({"monitor": "f1"}, "cannot tell whether 'f1' should go up or down"),
     ({"mode": "up"}, "mode must be 'min' or 'max'"),
     ({"fingerprint": "lenet"}, "fingerprint must be a dict"),
     ({"fingerprint": {"model": object()}}, "fingerprint must hold JSON values"),
     ({"state_sources": {"history": object()}}, "state source 'history' .* needs state_dict"),
     ({"state_sources": {"checkpoint": Counter()}}, "the name 'checkpoint' is this callback's own"),
-    ({"is_writer": 1}, "is_writer must be True, False or None"),
+    ({"is_writer": 1}, "is_writer must be true or false, got 1"),
 ])
 def test_bad_arguments_are_refused_eagerly(tmp_path, kwargs, match):
     with pytest.raises(UsageError, match=match):
@@ -220,8 +221,8 @@ def test_last_points_at_a_complete_checkpoint_after_every_save(tmp_path):
     seen = []
 
     class Spy(ModelCheckpoint):
-        def save(self, epoch):
-            folder = super().save(epoch)
+        def save(self, epoch, value=None):
+            folder = super().save(epoch, value)
             seen.append((epoch, load_checkpoint(str(tmp_path / "last"))["epoch"]))
             return folder
 
@@ -341,3 +342,76 @@ def test_a_writer_killed_at_any_instant_leaves_a_loadable_checkpoint(tmp_path):
     assert epochs == sorted(epochs)  # each start resumed where the last one died
     ModelCheckpoint(directory).on_train_begin()  # the next start clears the litter of the killed ones
     assert not [e for e in os.listdir(directory) if e.startswith(".tmp-")]
+
+
+# --- resuming with another monitor --------------------------------------------
+
+def test_a_resume_with_another_monitor_keeps_the_step_counts(tmp_path, caplog):
+    from hapi_runner.callbacks.visualdl import VisualDLLogger
+    from hapi_runner.resume import restore, set_epoch_offset
+
+    pytest.importorskip("visualdl")
+    logger = VisualDLLogger(str(tmp_path / "visualdl"), log_freq=1)
+    ckpt = ModelCheckpoint(tmp_path / "ckpt", state_sources={"visualdl": logger})
+    model = tiny_model()
+    drive(ckpt, model, [0.5, 0.6], steps=3, others=[logger])
+    assert (ckpt.global_step, logger.global_step) == (6, 6)
+
+    logger2 = VisualDLLogger(str(tmp_path / "visualdl"), log_freq=1)
+    resumed = ModelCheckpoint(tmp_path / "ckpt", monitor="loss", state_sources={"visualdl": logger2})
+    point = restore(model, find_checkpoint(str(tmp_path / "ckpt")), None, resumed.sources())
+    set_epoch_offset([resumed, logger2], point.epoch)
+    drive(resumed, model, [0.4], steps=3, others=[logger2])
+    assert (resumed.global_step, logger2.global_step) == (9, 9)
+    assert state_of(tmp_path / "ckpt", "epoch_3")["global_step"] == 9
+    # The old best was of another metric: the new one is this run's own.
+    assert (resumed.best, resumed.best_epoch) == (pytest.approx(0.4), 3)
+    assert "the saved state watched acc_top1 (max), this run watches loss (min)" in caplog.text
+
+
+# --- the restore contract ------------------------------------------------------
+
+class Tally(MonitorCallback):
+    """Per-run state set up after the base __init__, as any subclass would."""
+
+    def __init__(self):
+        super().__init__(monitor="loss")
+        self.seen = []
+
+    def state_dict(self):
+        return {**super().state_dict(), "seen": list(self.seen)}
+
+    def load_state_dict(self, state):
+        if not super().load_state_dict(state):
+            return False
+        self.seen = list(state["seen"])
+        return True
+
+    def reset(self):
+        super().reset()
+        self.seen = []
+
+    def on_monitor(self, value, logs):
+        self.seen.append(value)
+        self.update(value)
+
+
+def test_per_run_state_resets_at_train_begin_unless_restored(tmp_path):
+    tally = Tally()
+    assert (tally.restored, tally.seen) == (False, [])
+    drive(ModelCheckpoint(tmp_path / "a", monitor="loss"), tiny_model(), [0.3, 0.2], metric="loss", others=[tally])
+    assert tally.seen == [0.3, 0.2] and tally.best == pytest.approx(0.2)
+
+    resumed = Tally()
+    assert resumed.load_state_dict(tally.state_dict()) is True and resumed.restored
+    drive(ModelCheckpoint(tmp_path / "b", monitor="loss"), tiny_model(), [0.1], metric="loss", others=[resumed])
+    assert resumed.seen == [0.3, 0.2, 0.1] and not resumed.restored
+
+    drive(ModelCheckpoint(tmp_path / "c", monitor="loss"), tiny_model(), [0.5], metric="loss", others=[resumed])
+    assert resumed.seen == [0.5] and resumed.best == pytest.approx(0.5)  # a fit without a restore is a fresh run
+
+
+def test_state_of_another_metric_restores_nothing(tmp_path):
+    tally = Tally()
+    assert tally.load_state_dict({"best": 0.9, "best_epoch": 2, "monitor": "acc_top1", "mode": "max", "seen": [0.9]}) is False
+    assert not tally.restored and tally.best is None and tally.seen == []

@@ -1,12 +1,14 @@
 """The command line: exit codes, one-line errors, listings, summary, and the train.py and -m entry points."""
 
 import json
+import signal
 import os
 import subprocess
 import sys
 
 import pytest
 
+from hapi_runner import TrainConfig
 from hapi_runner.cli import main
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
@@ -142,3 +144,94 @@ def test_entry_points_train_on_synthetic_data(tmp_path, entry):
     assert "synthetic data shaped like mnist" in proc.stdout
     results = json.loads((run / "results.json").read_text())
     assert results["synthetic"] is True and results["epochs_run"] == 1
+
+
+@pytest.mark.parametrize("argv, dataset", [
+    (["--data-dir", "{tmp}"], "fashion-mnist-mini"),
+    (["--dataset", "synthetic", "--data-dir", "{tmp}/nowhere"], "synthetic"),
+    (["--data-dir", "{tmp}/nowhere"], "fashion-mnist-mini"),
+])
+def test_a_data_dir_the_dataset_does_not_read_is_refused(capsys, tmp_path, argv, dataset):
+    from hapi_runner.datasets.registry import DATASETS
+
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, _, err = run_main(capsys, [*argv, "--save-dir", str(tmp_path / "run"), "--epochs", "1"])
+    assert code == 2
+    line = one_error_line(err)
+    readers = sorted(name for name, spec in DATASETS.items() if spec.format not in ("embedded", "synthetic"))
+    assert f"is not read by dataset '{dataset}'" in line and ", ".join(readers) in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_datasets_that_read_a_folder_come_from_the_registry(monkeypatch):
+    import dataclasses
+
+    from hapi_runner.datasets import registry
+
+    assert registry.folder_datasets() == ["cifar10", "cifar100", "fashion-mnist", "mnist"]
+    monkeypatch.setitem(registry.DATASETS, "mine", dataclasses.replace(registry.DATASETS["mnist"], name="mine", format="folder"))
+    assert "mine" in registry.folder_datasets()
+
+
+LEAN_RUN = ["--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64", "--batch-size", "32",
+            "--verbose", "0", "--threads", "1", "--no-export", "--no-visualdl"]
+
+
+def stop_in_epoch(monkeypatch, epoch):
+    """Ctrl-C, as GracefulStop sees it, at the first batch of ``epoch``: that epoch never ends, the one before is checkpointed."""
+    from hapi_runner.callbacks import GracefulStop
+
+    real = GracefulStop.on_train_batch_end
+
+    def on_train_batch_end(self, step, logs=None):
+        if self.epoch == epoch:
+            self.signum = signal.SIGINT
+        return real(self, step, logs)
+
+    monkeypatch.setattr(GracefulStop, "on_train_batch_end", on_train_batch_end)
+    return lambda: monkeypatch.setattr(GracefulStop, "on_train_batch_end", real)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epochs, stop_at", [(3, 2), (7, 6)])  # stopped before and after the default of 5 epochs
+def test_the_printed_resume_command_finishes_the_run(capsys, tmp_path, monkeypatch, epochs, stop_at):
+    run = tmp_path / "run"
+    undo = stop_in_epoch(monkeypatch, stop_at)
+    code, _, err = run_main(capsys, [*LEAN_RUN, "--epochs", str(epochs), "--lr", "0.02", "--save-dir", str(run)])
+    assert code == 130
+    command = one_error_line(err).split("continue with: python train.py ", 1)[1].rstrip(".").split()
+    assert command == ["--resume", str(run)]
+    undo()
+    code, out, err = run_main(capsys, command)
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert (config["epochs"], config["lr"], config["dataset"]) == (epochs, 0.02, "synthetic")
+    assert json.loads((run / "results.json").read_text())["epochs_run"] == epochs
+    assert os.path.isdir(run / "checkpoints" / f"epoch_{epochs}")
+
+
+def test_flags_given_with_resume_override_the_runs_config(tmp_path):
+    from hapi_runner.config import resolve_layers
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "epoch_1").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({**TrainConfig(epochs=9, lr=0.2, model="resnet18").to_dict(),
+                                                 "save_dir": "/where/it/was/trained"}))
+    for where in ("", "checkpoints", "checkpoints/epoch_1"):
+        config = resolve_layers([({"resume": str(run / where), "epochs": 12}, "command line")])
+        assert (config.epochs, config.lr, config.model) == (12, 0.2, "resnet18")
+        assert os.path.realpath(config.save_dir) == os.path.realpath(run)
+    latest = TrainConfig.for_resume(save_dir=str(run), log_freq=3)
+    assert (latest.epochs, latest.log_freq, latest.resume) == (9, 3, "latest")
+
+
+def test_resume_latest_reads_the_newest_run_of_the_model_and_dataset(tmp_path):
+    root = tmp_path / "out"
+    for number, epochs in ((1, 4), (2, 8), (3, 6)):
+        run = root / "lenet-fashion-mnist-mini" / f"run_00{number}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps(TrainConfig(epochs=epochs).to_dict()))
+        if number < 3:  # run_003 never reached a checkpoint
+            (run / "checkpoints" / "epoch_1").mkdir(parents=True)
+    config = TrainConfig.for_resume(output_root=str(root))
+    assert config.epochs == 8 and config.save_dir.endswith("run_002")

@@ -107,3 +107,22 @@ def test_a_write_killed_before_its_rename_leaves_litter_the_next_start_removes(d
     Runner(tiny_config(data_root, tmp_path, export=False, visualdl=False)).fit()
     assert sorted(name for name in os.listdir(run) if name.startswith(".")) == [live.name]
     assert (run / "metrics.csv").read_text().startswith("epoch,")
+
+
+def test_a_resume_with_another_monitor_continues_the_step_counts_and_epoch_numbers(data_root, tmp_path, capsys):
+    import json
+
+    from hapi_runner import Runner
+
+    pytest.importorskip("visualdl")
+    run = tmp_path / "run"
+    Runner(tiny_config(data_root, tmp_path, epochs=1, export=False, visualdl=True, monitor="acc_top1")).fit()
+    steps = json.loads((run / "checkpoints" / "epoch_1" / "state.json").read_text())["global_step"]
+    capsys.readouterr()
+    Runner(tiny_config(data_root, tmp_path, epochs=2, export=False, visualdl=True, monitor="loss", verbose=2,
+                       resume=str(run), save_dir=None)).fit()
+    state = json.loads((run / "checkpoints" / "epoch_2" / "state.json").read_text())
+    assert steps > 1
+    assert state["global_step"] == state["sources"]["visualdl"]["global_step"] == 2 * steps
+    printed = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch ")]
+    assert printed == ["Epoch 2/2"]  # the run's second epoch, not this fit's first

@@ -89,7 +89,7 @@ def test_leaves_the_matplotlib_backend_alone(tmp_path):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(history=object()), "history must be a hapi_runner History"),
     (dict(path=""), "path must be a file path"),
-    (dict(dpi=0), "dpi must be a whole number"),
+    (dict(dpi=0), r"dpi must be >= 10 \(dots per inch\), got 0"),
 ])
 def test_constructor_checks_arguments(tmp_path, kwargs, match):
     args = dict(history=History(), path=str(tmp_path / "curves.png"))

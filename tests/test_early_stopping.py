@@ -196,7 +196,7 @@ def test_state_of_another_monitor_is_ignored(model, caplog, monkeypatch):
     cb = EarlyStopping(monitor="loss")
     with caplog.at_level(logging.WARNING, logger="hapi_runner"):
         cb.load_state_dict({"best": 0.9, "best_epoch": 2, "monitor": "acc_top1", "mode": "max", "count_from": 0})
-    assert cb.best is None and not cb._restored
+    assert cb.best is None and not cb.restored
     assert "starting afresh" in caplog.text
 
 
@@ -234,14 +234,14 @@ def test_restore_best_off_keeps_the_last_weights():
 # --- eager argument checks ------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"patience": -1}, r"patience must be an integer >= 0 \(epochs\), got -1"),
+    ({"patience": -1}, r"patience must be >= 0 \(epochs\), got -1"),
     ({"patience": 2.5}, r"patience must be an integer >= 0 \(epochs\), got 2.5"),
     ({"patience": True}, r"patience must be an integer >= 0"),
-    ({"start_from_epoch": -2}, r"start_from_epoch must be an integer >= 0 \(epochs\), got -2"),
-    ({"min_delta": -0.1}, r"min_delta must be a number >= 0, got -0.1"),
-    ({"baseline": math.nan}, r"baseline must be a finite number or None, got nan"),
-    ({"baseline": "0.9"}, r"baseline must be a finite number or None, got '0.9'"),
-    ({"restore_best": "yes"}, r"restore_best must be True or False, got 'yes'"),
+    ({"start_from_epoch": -2}, r"start_from_epoch must be >= 0 \(epochs\), got -2"),
+    ({"min_delta": -0.1}, r"min_delta must be >= 0, got -0.1"),
+    ({"baseline": math.nan}, r"baseline must be a finite number, got nan"),
+    ({"baseline": "0.9"}, r"baseline must be a finite number, got '0.9'"),
+    ({"restore_best": "yes"}, r"restore_best must be true or false, got 'yes'"),
     ({"mode": "maximum"}, r"mode must be 'min' or 'max', got 'maximum'"),
     ({"monitor": ""}, r"monitor must be a metric name"),
 ])

@@ -249,12 +249,12 @@ def disk_full(ctx):
 
 
 def disk_full_at_checkpoint(ctx):
-    from hapi_runner.callbacks import checkpoint
+    from hapi_runner import checkpoint_format
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    ctx.monkeypatch.setattr(checkpoint.ModelCheckpoint, "_write", full)
+    ctx.monkeypatch.setattr(checkpoint_format, "write_checkpoint", full)
 
 
 def corrupt_params(*epochs):
@@ -407,6 +407,11 @@ ROWS = [
     # data files
     Row("data-dir-not-a-folder", (*MNIST[:2], "--data-dir", "{tmp}/nowhere", *MNIST[4:]), 2,
         "data_dir '{tmp}/nowhere' is not a folder; pass the folder that holds train-images-idx3-ubyte.gz", unchanged=True),
+    Row("data-dir-not-read", ("--data-dir", "{tmp}/images", "--epochs", "1", "--verbose", "0", "--threads", "1", *RUN), 2,
+        "data_dir '{tmp}/images' is not read by dataset 'fashion-mnist-mini', which is embedded in the package; the datasets that read a folder are cifar10, cifar100, fashion-mnist, mnist",
+        mkdir("images"), unchanged=True),
+    Row("data-dir-missing-not-read", (*T, "--data-dir", "{tmp}/nowhere", *RUN), 2,
+        "data_dir '{tmp}/nowhere' is not read by dataset 'synthetic', which is generated; the datasets that read a folder are", unchanged=True),
     Row("data-missing-download-off", CIFAR, 1,
         "cifar10: cifar-10-python.tar.gz not found in {tmp}/data, {tmp}/paddle-cache/cifar, {tmp}/no-debian and download is off; put the files in one of those folders or pass --data-dir FOLDER",
         steps(mkdir("data"), no_system_copies), unchanged=True),
@@ -475,7 +480,7 @@ ROWS = [
         "share no tensor with ResNet; are they for another model?", unchanged=True),
     # evaluate, predict, export
     Row("evaluate-not-a-run", ("evaluate", "{tmp}"), 2, "'{tmp}' has no config.json, so it is not a hapi_runner run folder", unchanged=True),
-    Row("evaluate-damaged-config", ("evaluate", "{run}"), 1, "{tmp}/runcopy/config.json cannot be read (JSONDecodeError); the run folder is damaged",
+    Row("evaluate-damaged-config", ("evaluate", "{run}"), 1, "{tmp}/runcopy/config.json cannot be read (JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); the run folder is damaged",
         damaged_config_json, unchanged=True),
     Row("evaluate-another-shape", ("evaluate", "{shared}", "--dataset", "cifar10"), 2,
         "dataset cifar10 has 10 classes of 3-channel images; the model was trained on synthetic (10 classes of 1-channel images): pick a dataset of that shape", unchanged=True),

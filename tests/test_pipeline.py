@@ -91,7 +91,7 @@ def test_augmentation_is_the_same_for_the_same_seed_and_differs_for_another(pipe
 
 def test_unknown_pipeline_is_refused():
     data, _ = one_image_dataset(4, seed=0)
-    with pytest.raises(ValueError, match="pipeline must be one of batched, per-sample"):
+    with pytest.raises(ValueError, match="pipeline '.*' is not known; choose one of: batched, per-sample"):
         make_loader(data, 2, False, pipeline="gpu")
 
 

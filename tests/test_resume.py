@@ -9,11 +9,12 @@ import numpy as np
 import paddle
 import pytest
 
-from hapi_runner.callbacks.checkpoint import ModelCheckpoint, link_target, sha256_file
+from hapi_runner.callbacks.checkpoint import ModelCheckpoint
+from hapi_runner.checkpoint_format import link_target, sha256_file
 from hapi_runner.datasets.pipeline import BatchTransform, ImageDataset, make_loader
 from hapi_runner.errors import HapiRunnerError, UsageError
-from hapi_runner.resume import (CheckpointError, ResumePoint, find_checkpoint, latest_run, load_checkpoint, restore,
-                                set_epoch_offset)
+from hapi_runner.resume import (CheckpointError, ResumePoint, find_checkpoint, latest_run, load_checkpoint, load_weights,
+                                restore, set_epoch_offset)
 from hapi_runner.runner import _EpochSeeder
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
@@ -203,6 +204,29 @@ def test_no_good_checkpoint_is_one_clear_error(run_dir):
     with pytest.raises(HapiRunnerError, match=r"^no usable checkpoint at or before '.*epoch_3': .*epoch_1.*sha256") as info:
         restore(build_model(), find_checkpoint(str(run_dir)), FINGERPRINT)
     assert "\n" not in str(info.value)
+
+
+def test_an_unloadable_file_names_its_cause(run_dir):
+    folder = run_dir / "checkpoints" / "epoch_3"
+    unloadable_but_hashed(folder)
+    with pytest.raises(CheckpointError, match=r"epoch_3': model.pdparams cannot be loaded \(ValueError: ") as info:
+        load_weights(build_model().network, str(folder))
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("load", ["restore", "load_weights"])
+def test_a_bug_in_loading_is_no_damaged_checkpoint(run_dir, hapi_log, monkeypatch, load):
+    def broken_load(path, **kwargs):
+        raise TypeError("load() got an unexpected keyword argument")
+
+    monkeypatch.setattr(paddle, "load", broken_load)
+    model = build_model()
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        if load == "restore":
+            restore(model, find_checkpoint(str(run_dir)), FINGERPRINT)
+        else:
+            load_weights(model.network, find_checkpoint(str(run_dir)), FINGERPRINT)
+    assert "Trying the previous checkpoint" not in hapi_log.text
 
 
 # --- refusing checkpoints of another run ----------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import tiny_config
 from hapi_runner import Runner
-from hapi_runner.callbacks.checkpoint import link_target
+from hapi_runner.checkpoint_format import link_target
 from hapi_runner.cli import main
 from hapi_runner.resume import find_checkpoint, load_checkpoint
 from helpers import read_json, read_rows  # noqa: E402

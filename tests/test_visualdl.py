@@ -21,8 +21,8 @@ SERVER_START_SECONDS = 30
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(log_freq=0), "log_freq must be a whole number"),
-    (dict(log_freq=2.5), "log_freq must be a whole number"),
+    (dict(log_freq=0), r"log_freq must be >= 1 \(training steps\), got 0"),
+    (dict(log_freq=2.5), r"log_freq must be an integer >= 1 \(training steps\), got 2.5"),
     (dict(log_dir=""), "log_dir must be a folder path"),
     (dict(hparams=[("lr", 0.1)]), "hparams must be a dict"),
 ])

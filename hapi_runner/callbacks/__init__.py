@@ -12,11 +12,12 @@ from .graceful_stop import GracefulStop, TrainingInterrupted
 from .history import History
 from .loss_mean import LossMean
 from .nan_guard import NanGuard, NonFiniteLossError
+from .progress import RunProgress
 from .reduce_lr import ReduceLROnPlateau
 from .visualdl import VisualDLLogger
 
 __all__ = [
     "MODE_TABLE", "MonitorCallback", "RunCallback", "ModelCheckpoint", "Curves", "EarlyStopping",
     "ExportVerificationError", "StaticExport", "export_model", "GracefulStop", "TrainingInterrupted", "History", "LossMean", "NanGuard", "NonFiniteLossError",
-    "ReduceLROnPlateau", "VisualDLLogger",
+    "ReduceLROnPlateau", "RunProgress", "VisualDLLogger",
 ]

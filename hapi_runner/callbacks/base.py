@@ -1,4 +1,4 @@
-"""What hapi_runner's callbacks share: absolute epochs, state for checkpoints, and metric watching.
+"""What hapi_runner's callbacks share: absolute epochs, one restore contract for their state, and metric watching.
 
 ``paddle.Model.fit`` numbers epochs from 0 on every call, also when a run is
 resumed; ``epoch_offset`` (set by the Runner on resume) turns hapi's epoch
@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from paddle.callbacks import Callback
 
+from ..checks import check_int, check_number, check_optional_number
 from ..errors import UsageError
 from ..utils import metric_logs, split_monitor
 
@@ -26,11 +27,25 @@ MODE_TABLE = {"loss": "min", "acc": "max", "acc_top1": "max", "acc_top5": "max"}
 class RunCallback(Callback):
     """A Callback that knows the run's epoch and can save and restore its state.
 
+    The restore contract, the same for every stateful callback:
+
+    * :meth:`state_dict` returns what a checkpoint keeps (JSON values);
+    * :meth:`load_state_dict` puts it back and marks the callback
+      ``restored``; a subclass calls ``super().load_state_dict(state)`` and
+      restores its own fields only when that returns True (False: the state
+      does not apply here, nothing was restored);
+    * :meth:`reset` forgets the state of an earlier run; ``on_train_begin``
+      calls it, unless the callback was restored since the last fit, and
+      clears ``restored``: each ``fit`` is a fresh run unless a checkpoint
+      was loaded before it. ``__init__`` never calls it.
+
     Attributes:
         epoch_offset: epochs finished before this ``fit`` call (a resumed
             run); set by the Runner. Defaults to 0.
         epoch: the run's 1-based number of the epoch in progress or just
             finished; 0 before training.
+        restored: True between a :meth:`load_state_dict` that applied and the
+            next ``on_train_begin``.
     """
 
     epoch_offset = 0
@@ -38,6 +53,12 @@ class RunCallback(Callback):
     def __init__(self) -> None:
         super().__init__()
         self.epoch = 0
+        self.restored = False
+
+    def on_train_begin(self, logs=None):
+        if not self.restored:
+            self.reset()
+        self.restored = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch + 1 + self.epoch_offset
@@ -46,15 +67,18 @@ class RunCallback(Callback):
         """State to keep in a checkpoint; JSON-serialisable. Defaults to none."""
         return {}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restores what :meth:`state_dict` returned."""
+    def load_state_dict(self, state: Dict[str, Any]) -> bool:
+        """Restores what :meth:`state_dict` returned; True, as the base has nothing that could not apply."""
+        self.restored = True
+        return True
+
+    def reset(self) -> None:
+        """Forgets the state of an earlier run; nothing in the base."""
 
 
 def check_epochs(name: str, value: Any) -> int:
     """``value`` if it is an integer >= 0 (a count of epochs), else UsageError."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UsageError(f"{name} must be an integer >= 0 (epochs), got {value!r}.")
-    return value
+    return check_int(name, value, 0, unit="epochs")
 
 
 def resolve_mode(monitor: str, mode: Optional[str]) -> str:
@@ -96,21 +120,18 @@ class MonitorCallback(RunCallback):
         super().__init__()
         if not isinstance(monitor, str) or not monitor:
             raise UsageError(f"monitor must be a metric name such as 'acc_top1' or 'loss', got {monitor!r}.")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not math.isfinite(min_delta) or min_delta < 0:
-            raise UsageError(f"min_delta must be a number >= 0, got {min_delta!r}.")
-        if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline)):
-            raise UsageError(f"baseline must be a finite number or None, got {baseline!r}.")
+        self.min_delta = float(check_number("min_delta", min_delta, 0))
+        self.baseline = check_optional_number("baseline", baseline)
         self.monitor = monitor
         self.mode = resolve_mode(monitor, mode)
         self.source, self.metric = split_monitor(monitor)
-        self.min_delta = float(min_delta)
-        self.baseline = baseline
-        self._restored = False
-        self.reset()
+        self.best: Optional[float] = None if baseline is None else float(baseline)
+        self.best_epoch: Optional[int] = None
 
     # -- state -----------------------------------------------------------
     def reset(self) -> None:
         """Forgets the best value: a new run starts from the baseline."""
+        super().reset()
         self.best = None if self.baseline is None else float(self.baseline)
         self.best_epoch = None
 
@@ -121,9 +142,9 @@ class MonitorCallback(RunCallback):
         """Restores the best value; False (and nothing restored) if the state watched another metric."""
         if not self.same_monitor(state):
             return False
+        super().load_state_dict(state)
         self.best = state.get("best")
         self.best_epoch = state.get("best_epoch")
-        self._restored = True
         return True
 
     def same_monitor(self, state: Dict[str, Any]) -> bool:
@@ -173,10 +194,7 @@ class MonitorCallback(RunCallback):
 
     # -- hooks -----------------------------------------------------------
     def on_train_begin(self, logs=None):
-        # A fresh fit() starts over; a restored one (resume) keeps its best value.
-        if not self._restored:
-            self.reset()
-        self._restored = False
+        super().on_train_begin(logs)  # a fresh fit() starts over; a restored one (resume) keeps its best value
         self.check_metric_names(list((self.params or {}).get("metrics") or []))
 
     def on_epoch_end(self, epoch, logs=None):

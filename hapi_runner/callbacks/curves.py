@@ -7,6 +7,7 @@ import io
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..checks import check_int
 from ..errors import UsageError
 from ..paddle_compat import is_main_process
 from ..utils import atomic_write_bytes
@@ -41,8 +42,7 @@ class Curves(RunCallback):
             raise UsageError(f"history must be a hapi_runner History (something with .rows), got {type(history).__name__}.")
         if not path or not isinstance(path, (str, os.PathLike)):
             raise UsageError(f"path must be a file path such as '<run>/curves.png', got {path!r}.")
-        if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 10:
-            raise UsageError(f"dpi must be a whole number >= 10, got {dpi!r}.")
+        check_int("dpi", dpi, 10, unit="dots per inch")
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError("curves.png needs matplotlib: pip install matplotlib, or turn the curves off.")
         self.history = history
@@ -53,6 +53,7 @@ class Curves(RunCallback):
 
     # -- hooks -----------------------------------------------------------
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self._pending = False
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional
 
-from ..errors import UsageError
+from ..checks import check_bool
 from ..paddle_compat import clear_stop_request, request_stop
 from ..utils import fmt_value
 from .base import MonitorCallback, check_epochs
@@ -62,13 +62,11 @@ class EarlyStopping(MonitorCallback):
     def __init__(self, monitor: str = "acc_top1", mode: Optional[str] = None, patience: int = 5,
                  min_delta: float = 0.0, baseline: Optional[float] = None, start_from_epoch: int = 0,
                  restore_best: bool = False):
+        super().__init__(monitor, mode, min_delta, baseline)
         self.patience = check_epochs("patience", patience)
         self.start_from_epoch = check_epochs("start_from_epoch", start_from_epoch)
-        if not isinstance(restore_best, bool):
-            raise UsageError(f"restore_best must be True or False, got {restore_best!r}.")
-        self.restore_best = restore_best
-        # Set before the base __init__, which calls reset().
-        super().__init__(monitor, mode, min_delta, baseline)
+        self.restore_best = check_bool("restore_best", restore_best)
+        self.count_from = self.start_from_epoch
         self._new_fit()
 
     # -- state -----------------------------------------------------------
@@ -91,7 +89,7 @@ class EarlyStopping(MonitorCallback):
 
     def load_state_dict(self, state: Dict[str, Any]) -> bool:
         if not super().load_state_dict(state):
-            return False
+            return False  # another metric: reset() starts the count afresh when the fit begins
         self.count_from = int(state.get("count_from", self.count_from))
         return True
 

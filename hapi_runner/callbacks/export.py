@@ -15,7 +15,7 @@ import numpy as np
 from ..deploy.export import (ExportVerificationError, check_agreement, check_input_shape, check_sidecar,
                              check_verify_batch, export_model, recover_export)
 from ..errors import UsageError
-from .base import MonitorCallback
+from .base import MonitorCallback, RunCallback
 
 __all__ = ["ExportVerificationError", "StaticExport", "export_model"]
 
@@ -83,18 +83,21 @@ class StaticExport(MonitorCallback):
         state["exported_epoch"] = self.exported_epoch
         return state
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: Dict[str, Any]) -> bool:
+        if not super().load_state_dict(state):
+            return False
         self.exported_epoch = state.get("exported_epoch")
+        return True
+
+    def reset(self) -> None:
+        super().reset()
+        self.exported_epoch = None
 
     def on_train_begin(self, logs=None):
-        restored = self._restored
         if self.on_best:
             super().on_train_begin(logs)
-        else:
-            self._restored = False
-        if not restored:
-            self.exported_epoch = None
+        else:  # the monitor matters only with on_best, so it need not be among the metrics
+            RunCallback.on_train_begin(self, logs)
         self._exported_this_fit = False
         from ..paddle_compat import is_main_process
 

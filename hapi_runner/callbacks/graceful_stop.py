@@ -69,6 +69,7 @@ class GracefulStop(RunCallback):
 
     # -- hooks -----------------------------------------------------------
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self.signum = None
         self.install()
 

@@ -45,8 +45,15 @@ class History(RunCallback):
     def state_dict(self) -> Dict[str, Any]:
         return {"rows": [dict(r) for r in self.rows]}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: Dict[str, Any]) -> bool:
+        super().load_state_dict(state)
         self.rows = [dict(r) for r in state.get("rows", [])]
+        return True
+
+    def reset(self) -> None:
+        """A fresh run starts an empty table."""
+        super().reset()
+        self.rows = []
 
     # -- hooks -----------------------------------------------------------
     def on_epoch_begin(self, epoch, logs=None):

@@ -23,8 +23,12 @@ class NanGuard(RunCallback):
     ``stop_training`` only after each epoch: the rest of the epoch would run
     on broken weights and an epoch-end checkpoint could save them. Raising
     from the batch means no later hook runs, so the last checkpoint written
-    stays the last good one. Put it first among the callbacks so that no
-    other callback acts on the broken batch.
+    stays the last good one. Put it before every callback that keeps state
+    or writes files, so none of them acts on the broken batch. The Runner
+    puts only :class:`LossMean` and the progress logger before it: the
+    first adds the batch to a running mean that is never written (the
+    raise ends the epoch before its ``on_epoch_end``), the second prints
+    the non-finite loss, which is worth seeing.
 
     Attributes:
         reason: ``{'epoch', 'step', 'loss'}`` of the failing batch (the run's
@@ -41,6 +45,7 @@ class NanGuard(RunCallback):
         self.reason: Optional[Dict[str, Any]] = None
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self.reason = None
 
     def on_train_batch_end(self, step, logs=None):

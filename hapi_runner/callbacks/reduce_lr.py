@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Dict, List, Optional
 
+from ..checks import check_number
 from ..errors import UsageError
 from ..paddle_compat import scaled_lr_of
 from ..utils import fmt_value
@@ -58,24 +58,23 @@ class ReduceLROnPlateau(MonitorCallback):
 
     def __init__(self, monitor: str = "loss", mode: Optional[str] = None, factor: float = 0.1, patience: int = 2,
                  min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0):
-        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
-            raise UsageError(f"factor must be a number with 0 < factor < 1 (the rate is multiplied by it), got {factor!r}.")
-        if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or not math.isfinite(min_lr) or min_lr < 0:
-            raise UsageError(f"min_lr must be a finite number >= 0, got {min_lr!r}.")
-        self.factor = float(factor)
+        super().__init__(monitor, mode, min_delta, None)
+        self.factor = float(check_number("factor", factor, 0, 1, low_open=True, high_open=True))
         self.patience = check_epochs("patience", patience)
         self.cooldown = check_epochs("cooldown", cooldown)
-        self.min_lr = float(min_lr)
+        self.min_lr = float(check_number("min_lr", min_lr, 0))
         self._lr = None
-        super().__init__(monitor, mode, min_delta, None)
+        self.count_from = 0
+        self.last_reduced_epoch: Optional[int] = None
+        self.reductions: List[Dict[str, Any]] = []
 
     # -- state -----------------------------------------------------------
     def reset(self) -> None:
         """Forgets the best value and the reductions; counting starts where this fit starts."""
         super().reset()
         self.count_from = self.epoch_offset
-        self.last_reduced_epoch: Optional[int] = None
-        self.reductions: List[Dict[str, Any]] = []
+        self.last_reduced_epoch = None
+        self.reductions = []
 
     def state_dict(self) -> Dict[str, Any]:
         return {**super().state_dict(), "count_from": self.count_from, "last_reduced_epoch": self.last_reduced_epoch,
@@ -83,7 +82,7 @@ class ReduceLROnPlateau(MonitorCallback):
 
     def load_state_dict(self, state: Dict[str, Any]) -> bool:
         if not super().load_state_dict(state):
-            return False
+            return False  # another metric: reset() starts the count afresh when the fit begins
         self.count_from = int(state.get("count_from", self.count_from))
         self.last_reduced_epoch = state.get("last_reduced_epoch")
         self.reductions = [dict(r) for r in state.get("reductions", [])]

@@ -28,6 +28,7 @@ import os
 import time
 from typing import Any, Dict, Optional
 
+from ..checks import check_int
 from ..errors import UsageError
 from ..paddle_compat import current_lr, is_main_process
 from ..utils import metric_logs
@@ -61,8 +62,7 @@ class VisualDLLogger(RunCallback):
         super().__init__()
         if not log_dir or not isinstance(log_dir, (str, os.PathLike)):
             raise UsageError(f"log_dir must be a folder path such as '<run>/visualdl', got {log_dir!r}.")
-        if isinstance(log_freq, bool) or not isinstance(log_freq, int) or log_freq < 1:
-            raise UsageError(f"log_freq must be a whole number of steps >= 1, got {log_freq!r}.")
+        check_int("log_freq", log_freq, 1, unit="training steps")
         if hparams is not None and not isinstance(hparams, dict):
             raise UsageError(f"hparams must be a dict of name -> value, got {type(hparams).__name__}.")
         if importlib.util.find_spec("visualdl") is None:
@@ -74,7 +74,6 @@ class VisualDLLogger(RunCallback):
         self.global_step = 0
         self.file_name: Optional[str] = None
         self._hparams_written = False
-        self._restored = False
         self._epoch_start = 0.0
         self._epoch_images = 0
 
@@ -82,18 +81,21 @@ class VisualDLLogger(RunCallback):
     def state_dict(self) -> Dict[str, Any]:
         return {"global_step": self.global_step, "file_name": self.file_name, "hparams_written": self._hparams_written}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: Dict[str, Any]) -> bool:
+        super().load_state_dict(state)
         self.global_step = int(state.get("global_step", 0))
         self.file_name = state.get("file_name")
         self._hparams_written = bool(state.get("hparams_written", False))
-        self._restored = True
+        return True
+
+    def reset(self) -> None:
+        """A fresh run is a new series: step 0, a new record file, the hyper-parameters written again."""
+        super().reset()
+        self.global_step, self.file_name, self._hparams_written = 0, None, False
 
     # -- hooks -----------------------------------------------------------
     def on_train_begin(self, logs=None):
-        if not self._restored:
-            # A fresh fit() is a new series: step 0, a new record file.
-            self.global_step, self.file_name, self._hparams_written = 0, None, False
-        self._restored = False
+        super().on_train_begin(logs)
         if is_main_process():
             self._open()
 

@@ -18,8 +18,12 @@ from typing import Optional, Sequence
 import numpy as np
 from paddle.io import Dataset, DistributedBatchSampler
 
+from ..checks import check_choice
 from .mixing import MixingCollate
 from .registry import PIPELINES
+
+# The training augmentations a DatasetSpec may name (its ``augment``).
+AUGMENTATIONS = ("none", "crop-flip")
 
 # The label of an evaluation filler (see eval_batch_sampler): paddle.nn.CrossEntropyLoss's default ignore_index.
 FILLER_LABEL = -100
@@ -43,8 +47,7 @@ class BatchTransform:
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], out_size: Optional[int] = None,
                  augment: str = "none", seed: int = 0, *, randaugment=None, erasing=None):
-        if augment not in ("none", "crop-flip"):
-            raise ValueError(f"augment must be 'none' or 'crop-flip', got {augment!r}")
+        check_choice("augment", augment, AUGMENTATIONS)
         std_arr = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
         # x/255 then (x - mean)/std, folded into one multiply-add.
         self.scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
@@ -217,8 +220,7 @@ def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_worke
             targets instead of int64 ``[N, 1]`` labels. Seeded with the
             transform's seed. Defaults to None.
     """
-    if pipeline not in PIPELINES:
-        raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
+    check_choice("pipeline", pipeline, PIPELINES)
     raw = _RawView(dataset) if pipeline == "batched" else _SampleView(dataset)
     if evaluation:
         if shuffle or drop_last:

@@ -72,6 +72,11 @@ class DatasetSpec:
     augment: str = "none"
     class_names: Optional[Tuple[str, ...]] = None
 
+    @property
+    def reads_data_dir(self) -> bool:
+        """Whether ``--data-dir`` means anything here: the images come from files, not from the package or a generator."""
+        return self.format not in ("embedded", "synthetic")
+
 
 DATASETS: Dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
@@ -99,6 +104,11 @@ DATASETS: Dict[str, DatasetSpec] = {
     # Shape and statistics are filled from ``synthetic_like`` at load time.
     "synthetic": DatasetSpec("synthetic", 3, 32, 10, (0.5,), (0.25,), "synthetic"),
 }
+
+
+def folder_datasets():
+    """The datasets that read their files from ``--data-dir``, sorted."""
+    return sorted(n for n, s in DATASETS.items() if s.reads_data_dir)
 
 
 def synthetic_choices():

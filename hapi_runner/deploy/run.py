@@ -23,10 +23,9 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from ..checks import check_choice
-from ..config import TrainConfig
+from ..config import TrainConfig, read_run_config
 from ..errors import DataFileError, HapiRunnerError, UsageError
 from ..fingerprint import run_fingerprint
-from ..rundir import read_run_config
 from ..utils import write_json
 from .export import export_model
 from .inference import InferenceModel
