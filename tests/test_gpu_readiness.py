@@ -21,7 +21,9 @@ from hapi_runner.deploy.export import compare_logits, export_agrees, export_mode
 from hapi_runner.deploy.inference import InferenceModel, check_tensorrt_format, create_predictor
 from hapi_runner.deploy.layout import build_sidecar
 from hapi_runner.errors import HapiRunnerError, UsageError
-from hapi_runner.paddle_compat import evaluate_under_amp
+from hapi_runner.callbacks.checkpoint import ModelCheckpoint
+from hapi_runner.paddle_compat import GRAD_SCALER_KEY, evaluate_under_amp
+from hapi_runner.resume import restore
 
 SHAPE = [1, 8, 8]
 LAUNCHER_ENV = ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM", "PADDLE_LOCAL_SIZE", "FLAGS_selected_gpus")
@@ -76,11 +78,11 @@ class Images(paddle.io.Dataset):
         return len(self.x)
 
 
-def prepared_model(network):
+def prepared_model(network, amp_configs=None):
     model = paddle.Model(network, inputs=paddle.static.InputSpec([None, *SHAPE], "float32", "image"),
                          labels=paddle.static.InputSpec([None, 1], "int64", "label"))
-    model.prepare(paddle.optimizer.SGD(0.1, parameters=network.parameters()), nn.CrossEntropyLoss(),
-                  paddle.metric.Accuracy())
+    model.prepare(paddle.optimizer.Momentum(0.1, parameters=network.parameters()), nn.CrossEntropyLoss(),
+                  paddle.metric.Accuracy(), amp_configs=amp_configs)
     return model
 
 
@@ -241,6 +243,62 @@ def test_without_the_launcher_an_explicit_index_is_the_card(gpu_build):
     assert environment.select_device("gpu") == "gpu:0"
     with pytest.raises(HapiRunnerError, match=r"gpu:7 was asked for, but only 4 GPU\(s\) are visible"):
         environment.select_device("gpu:7")
+
+
+# -- 6. The loss scaler in checkpoints -------------------------------------------------------------
+class FakeScaler:
+    """A loss scaler with a state: Paddle's GradScaler disables itself on the CPU, and its state is then empty."""
+
+    def __init__(self, **configs):
+        self.configs, self.state = configs, {}
+
+    def state_dict(self):
+        return dict(self.state)
+
+    def load_state_dict(self, state):
+        self.state = dict(state)
+
+
+SCALER_STATE = {"scale": np.array([2048.0], np.float32), "incr_ratio": 2.0, "decr_ratio": 0.5, "incr_every_n_steps": 1000,
+                "decr_every_n_nan_or_inf": 2, "incr_count": 123, "decr_count": 1, "use_dynamic_loss_scaling": True}
+
+
+def checkpoint_of(model, directory):
+    ckpt = ModelCheckpoint(str(directory))
+    ckpt.set_model(model)
+    ckpt.set_params({"epochs": 1, "metrics": ["loss", "acc_top1"]})
+    ckpt.on_train_begin()
+    return ckpt.save(1)
+
+
+def test_the_loss_scaler_is_checkpointed_with_the_optimizer_and_restored(tmp_path, monkeypatch):
+    monkeypatch.setattr(paddle.amp, "GradScaler", FakeScaler)  # what hapi (and the restore) make the scaler with
+    trained = prepared_model(TinyNet(), amp_configs={"level": "O1", "init_loss_scaling": 32768})
+    trained._scaler = FakeScaler()
+    trained._scaler.state = dict(SCALER_STATE)  # a float16 run whose loss scale came down to 2048
+    folder = checkpoint_of(trained, tmp_path / "checkpoints")
+    saved = paddle.load(f"{folder}/model.pdopt")
+    assert saved[GRAD_SCALER_KEY]["incr_count"] == 123
+
+    resumed = prepared_model(TinyNet(), amp_configs={"level": "O1", "init_loss_scaling": 32768})
+    assert resumed._scaler is None  # hapi makes it at the first step, with the initial scale
+    restore(resumed, folder)
+    scaler = resumed._scaler
+    assert isinstance(scaler, FakeScaler) and scaler.configs == {"init_loss_scaling": 32768}
+    assert sorted(scaler.state) == sorted(SCALER_STATE)
+    np.testing.assert_array_equal(scaler.state["scale"], [2048.0])
+    assert isinstance(scaler.state["scale"], np.ndarray)  # GradScaler.load_state_dict reads scale[0] as a number
+    assert {k: v for k, v in scaler.state.items() if k != "scale"} == {k: v for k, v in SCALER_STATE.items() if k != "scale"}
+
+    without_amp = prepared_model(TinyNet())
+    restore(without_amp, folder)  # a run resumed without AMP has nothing to scale
+    assert getattr(without_amp, "_scaler", None) is None
+
+
+def test_a_run_without_a_scaler_saves_plain_optimizer_state(tmp_path):
+    model = prepared_model(TinyNet())
+    folder = checkpoint_of(model, tmp_path / "checkpoints")
+    assert GRAD_SCALER_KEY not in paddle.load(f"{folder}/model.pdopt")
 
 
 # -- 7. The export check on a GPU ------------------------------------------------------------------
