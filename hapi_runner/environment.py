@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 from .distributed import launched, local_world_size
 from .errors import HapiRunnerError, UsageError
@@ -103,7 +103,7 @@ def select_device(device: str, require_gpu: bool = False) -> str:
     return want
 
 
-def visible_gpu_count() -> tuple:
+def visible_gpu_count() -> Tuple[int, Optional[BaseException]]:
     """``(count, error)``: the GPUs Paddle can use, and the error its query raised (None if it answered).
 
     A GPU build on a machine with the driver but no usable card (or with
@@ -120,13 +120,13 @@ def visible_gpu_count() -> tuple:
 
 def _gpu_index(want: str) -> int:
     """The card for ``gpu`` or ``gpu:N``: the launcher's card under ``paddle.distributed.launch``, else N (default 0)."""
-    launched = launcher_gpu()
+    card = launcher_gpu()
     if ":" not in want:
-        return 0 if launched is None else launched
-    if launched is not None:
+        return 0 if card is None else card
+    if card is not None:
         raise UsageError(
             f"--device {want} names a card, but paddle.distributed.launch gives each process its own "
-            f"(FLAGS_selected_gpus={launched} here); pass --device gpu and choose the cards with the launcher's --devices.")
+            f"(FLAGS_selected_gpus={card} here); pass --device gpu and choose the cards with the launcher's --devices.")
     return int(want.split(":")[1])
 
 
