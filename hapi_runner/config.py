@@ -478,6 +478,8 @@ def parse_model_kwargs(value: Any) -> Dict[str, Any]:
 
     ``layers=[3, 4, 6, 3]`` is a list, ``width=0.5`` a float, ``name=abc`` a string.
     """
+    if value is None:  # a config file's empty `model_kwargs:`
+        return {}
     if isinstance(value, dict):
         items = list(value.items())
     elif isinstance(value, (list, tuple)):
