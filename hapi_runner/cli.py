@@ -59,7 +59,7 @@ def default_text(item: dataclasses.Field) -> str:
     """``default: X`` for a field's help, X read from the dataclass (and what it means, where the metadata says)."""
     value = item.default_factory() if item.default is dataclasses.MISSING else item.default
     means = item.metadata.get("means")
-    if value is None:
+    if value is None or value == {}:
         return f"default: {means or 'none'}"
     shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
     return f"default: {shown}" + (f" ({means})" if means else "")

@@ -80,7 +80,7 @@ class TrainConfig:
     :func:`_flags_of`), so ``--help`` shows these defaults.
     """
 
-    model: str = _data("lenet", "model name (--list-models)")
+    model: str = _data("lenet", "a built-in model (--list-models), or your own network: FILE.py:NAME or package.module:NAME")
     dataset: str = _data("fashion-mnist-mini", "dataset name (--list-datasets)")
     data_dir: Optional[str] = _data(None, f"folder searched first for the dataset files (read by {', '.join(folder_datasets())})",
                                     means="the dataset cache, then a download")
@@ -92,8 +92,9 @@ class TrainConfig:
     normalize: bool = _data(True, "feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
     download: bool = _data(True, "never download; fail if the files are not found")
     stem: str = _data("default", "'cifar': 3x3 stride-1 first conv, no max-pool (ResNets)", choices=STEMS, means="paddle.vision's")
-    pretrained: Optional[str] = _data(None, "initial weights (.pdparams); tensors of another shape are skipped with a warning",
-                                      metavar="PATH")
+    pretrained: Optional[str] = _data(None, "initial weights: a .pdparams file, or 'imagenet' for paddle.vision's published "
+                                            "weights of the model; tensors of another shape are skipped with a warning",
+                                      metavar="PATH|imagenet")
     model_kwargs: Dict[str, Any] = _data({}, "more arguments of a --model FILE.py:NAME network, values read as YAML scalars",
                                          nargs="+", metavar="KEY=VALUE", type=str, means="none")
     image_size: Optional[int] = _data(None, "feed every image at N x N (built-in datasets resized, bilinear, once at load)",

@@ -141,6 +141,7 @@ def apply_finetuning(network, freeze_backbone: bool, backbone_lr_mult: float) ->
 
 
 def describe_finetuning(report: Dict[str, object]) -> str:
+    """The line a run prints about :func:`apply_finetuning`'s ``report``."""
     if report["frozen"]:
         return f"training the classifier '{report['classifier']}' only ({report['frozen']} backbone tensors frozen)"
     return f"the backbone trains at {report['lr_mult']:g} x the learning rate, the classifier '{report['classifier']}' at 1 x"

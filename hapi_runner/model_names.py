@@ -44,6 +44,7 @@ def python_object_label(network) -> str:
 
 
 def is_python_object(model: str) -> bool:
+    """Whether ``model`` is what :func:`python_object_label` records."""
     return isinstance(model, str) and _PYTHON_OBJECT.fullmatch(model) is not None
 
 
@@ -67,6 +68,7 @@ def parse_user_model(model: str) -> Optional[UserModel]:
 
 
 def is_user_model(model: str) -> bool:
+    """Whether ``model`` names a network in a file or a module (spelling checked as :func:`parse_user_model` does)."""
     return parse_user_model(model) is not None
 
 

@@ -95,7 +95,8 @@ class Runner:
     Attributes:
         config, device, threads, train_data, eval_data, network (the
         ``paddle.nn.Layer``), model (the prepared ``paddle.Model``),
-        run_dir (set by :meth:`fit`).
+        run_dir (set by :meth:`fit`), finetuning (what ``freeze_backbone``
+        or ``backbone_lr_mult`` did, or None).
     """
 
     def __init__(self, config: Optional[TrainConfig] = None, network: Any = None, **overrides: Any):
