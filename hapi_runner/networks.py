@@ -14,16 +14,19 @@ from typing import Sequence
 
 from .errors import UsageError
 from .model_names import is_python_object, is_user_model
-from .models import build_model, input_size
+from .models import MODELS, build_model, input_size
 
 
 def network_input_size(config, dataset_size: int) -> int:
     """The side the network is fed: ``image_size`` if set, else the dataset's (padded to a built-in model's minimum)."""
+    own = is_user_model(config.model) or is_python_object(config.model)
     if config.image_size is not None:
+        smallest = None if own else MODELS[config.model].min_size
+        if smallest is not None and config.image_size < smallest:
+            raise UsageError(f"--image-size {config.image_size} is below the {smallest}x{smallest} inputs {config.model} "
+                             f"takes; pass --image-size {smallest} or more.")
         return int(config.image_size)
-    if is_user_model(config.model) or is_python_object(config.model):
-        return int(dataset_size)
-    return input_size(config.model, dataset_size)
+    return int(dataset_size) if own else input_size(config.model, dataset_size)
 
 
 def build_network(config, num_classes: int, channels: int, size: int):

@@ -154,6 +154,16 @@ def test_resize_images_is_bilinear_and_keeps_flat_images_flat():
     assert resize_images(images, 28) is images
 
 
+def test_an_image_size_below_a_built_in_models_minimum_is_refused():
+    from hapi_runner.networks import network_input_size
+
+    assert network_input_size(TrainConfig(model="vgg11", image_size=64), 28) == 64
+    assert network_input_size(TrainConfig(model="vgg11"), 28) == 32
+    assert network_input_size(TrainConfig(model="x.py:Net"), 28) == 28
+    with pytest.raises(UsageError, match="--image-size 16 is below the 32x32 inputs vgg11 takes; pass --image-size 32 or more."):
+        network_input_size(TrainConfig(model="vgg11", image_size=16), 28)
+
+
 # -- fine-tuning -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, classifier", [("resnet18", "fc"), ("vgg11", "classifier"), ("mobilenet_v3_small", "classifier"),
@@ -259,6 +269,7 @@ NETS = {
     "no-arguments": (NO_ARGUMENTS, "Tiny", []),
     "factory": (FACTORY, "make_net", ["--model-kwargs", "width=6"]),
 }
+STOPPING = ["--early-stopping-patience", "1", "--min-delta", "10"]  # nothing improves by 10: the second epoch stops the run
 
 
 @pytest.mark.slow
@@ -290,6 +301,15 @@ def test_a_network_from_a_file_trains_resumes_evaluates_exports_and_predicts(tmp
     assert json.loads(capsys.readouterr().out)[0]["class_name"].startswith("class_")
     assert main(["summary", "--model", model, "--dataset", "mnist", *extra, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["input_shape"] == [1, side, side]
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_a_network_from_a_file(tmp_path):
+    model = write_net(tmp_path, "mynet.py", FACTORY) + ":make_net"
+    run = tmp_path / "run"
+    assert main(["train", "--model", model, *QUICK, "--epochs", "3", *STOPPING, "--no-export", "--save-dir", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["stopped_early"] and results["epochs_run"] == 2
 
 
 @pytest.mark.slow
