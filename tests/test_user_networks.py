@@ -304,12 +304,15 @@ def test_a_network_from_a_file_trains_resumes_evaluates_exports_and_predicts(tmp
 
 
 @pytest.mark.slow
-def test_early_stopping_stops_a_network_from_a_file(tmp_path):
+def test_early_stopping_and_visualdl_with_a_network_from_a_file(tmp_path):
     model = write_net(tmp_path, "mynet.py", FACTORY) + ":make_net"
     run = tmp_path / "run"
-    assert main(["train", "--model", model, *QUICK, "--epochs", "3", *STOPPING, "--no-export", "--save-dir", str(run)]) == 0
+    quick = [a for a in QUICK if a != "--no-visualdl"]  # VisualDL's hyper-parameters hold the kwargs mapping too
+    assert main(["train", "--model", model, *quick, "--model-kwargs", "width=5", "--epochs", "3", *STOPPING, "--no-export",
+                 "--save-dir", str(run)]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["stopped_early"] and results["epochs_run"] == 2
+    assert any(name.startswith("vdlrecords") for name in os.listdir(run / "visualdl"))
 
 
 @pytest.mark.slow
@@ -394,3 +397,17 @@ def test_a_backbone_lr_mult_of_zero_trains_the_classifier_alone(tmp_path):
     after = {k: v.numpy() for k, v in runner.network.state_dict().items()}
     assert np.array_equal(before["features.0.weight"], after["features.0.weight"])
     assert not np.array_equal(before["fc2.weight"], after["fc2.weight"])
+
+
+@pytest.mark.slow
+def test_a_launched_job_builds_the_network_from_its_file_in_every_rank(tmp_path):
+    from test_distributed import TRAIN_PY, launch, skip_unless_launch_works, worker_log
+
+    write_net(tmp_path / "nets", "mynet.py", FACTORY)
+    args = [TRAIN_PY, "--model", "nets/mynet.py:make_net", *QUICK, "--no-export", "--save-dir", tmp_path / "run"]
+    code, out = launch(args, tmp_path / "log", tmp_path)  # a path relative to the folder every rank starts in
+    if code != 0:
+        skip_unless_launch_works(tmp_path, out + worker_log(tmp_path / "log", 0) + worker_log(tmp_path / "log", 1))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["model"] == "nets/mynet.py:make_net" and results["epochs_run"] == 1
+    assert "2 processes" in worker_log(tmp_path / "log", 0)
