@@ -38,8 +38,8 @@ def build_network(config, num_classes: int, channels: int, size: int):
     """
     if is_python_object(config.model):
         raise UsageError(f"this run trained a network built in Python ({config.model}), which its config.json cannot "
-                         f"rebuild; build it again and pass it: Runner(config, network=net), or "
-                         f"hapi_runner.deploy.load_run(RUN, network=net) for evaluate and export.")
+                         f"rebuild; build it again and pass it: Runner(config, network=net) to train, "
+                         f"hapi_runner.deploy.evaluate_run(RUN, network=net) or export_run(RUN, network=net).")
     if is_user_model(config.model):
         from .user_models import build_user_network
 

@@ -243,6 +243,12 @@ def damaged_config_json(ctx):
     (ctx.run_copy() / "config.json").write_text("{not json")
 
 
+def network_built_in_python(ctx):
+    """The run's config.json as a run of Runner(config, network=...) writes it."""
+    path = ctx.run_copy() / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model": "<python object: LeNet>"}))
+
+
 def image_files(ctx):
     from PIL import Image
 
@@ -484,6 +490,11 @@ ROWS = [
     Row("evaluate-not-a-run", ("evaluate", "{tmp}"), 2, "'{tmp}' has no config.json, so it is not a hapi_runner run folder", unchanged=True),
     Row("evaluate-damaged-config", ("evaluate", "{run}"), 1, "{tmp}/runcopy/config.json cannot be read (JSONDecodeError); the run folder is damaged",
         damaged_config_json, unchanged=True),
+    Row("evaluate-network-built-in-python", ("evaluate", "{run}"), 2,
+        "this run trained a network built in Python (<python object: LeNet>), which its config.json cannot rebuild; build it "
+        "again and pass it: Runner(config, network=net) to train, hapi_runner.deploy.evaluate_run(RUN, network=net) or "
+        "export_run(RUN, network=net).",
+        network_built_in_python, unchanged=True),
     Row("evaluate-another-shape", ("evaluate", "{shared}", "--dataset", "cifar10"), 2,
         "dataset cifar10 has 10 classes of 3-channel images; the model was trained on synthetic (10 classes of 1-channel images): pick a dataset of that shape", unchanged=True),
     Row("evaluate-corrupt-checkpoint", ("evaluate", "{run}", "--checkpoint", "{run}/checkpoints/epoch_2"), 1,
