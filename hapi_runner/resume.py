@@ -32,7 +32,7 @@ log = logging.getLogger("hapi_runner")
 
 # Compared first and named in the message, in this order; any other keys follow.
 FINGERPRINT_KEYS = ("model", "dataset", "input_shape", "num_classes")
-LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint"}
+LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint", "parameters": "network tensor"}
 
 
 class ResumePoint(NamedTuple):
@@ -106,7 +106,11 @@ def check_fingerprint(saved: Optional[Dict[str, Any]], expected: Optional[Dict[s
     for key in keys:
         if _normal(saved[key]) != _normal(expected[key]):
             label = LABELS.get(key, key.replace("_", " "))
-            raise UsageError(f"{where} is for {label} {_show(saved[key])}, this run is {_show(expected[key])}; {advice}.")
+            held, here = saved[key], expected[key]
+            if isinstance(held, dict) and isinstance(here, dict):  # name the first entry that differs, not the whole table
+                entry = next(k for k in [*held, *here] if _normal(held.get(k)) != _normal(here.get(k)))
+                held, here = (f"{entry} {_show(v.get(entry)) if entry in v else 'absent'}" for v in (held, here))
+            raise UsageError(f"{where} is for {label} {_show(held)}, this run is {_show(here)}; {advice}.")
 
 
 def check_optimizer(model, state: Dict[str, Any]) -> None:
