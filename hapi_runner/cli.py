@@ -59,7 +59,7 @@ def default_text(item: dataclasses.Field) -> str:
     """``default: X`` for a field's help, X read from the dataclass (and what it means, where the metadata says)."""
     value = item.default_factory() if item.default is dataclasses.MISSING else item.default
     means = item.metadata.get("means")
-    if value is None:
+    if value is None or value == {}:
         return f"default: {means or 'none'}"
     shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
     return f"default: {shown}" + (f" ({means})" if means else "")
@@ -112,7 +112,7 @@ def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def build_summary_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    add_config_flags(parser, ["model", "dataset", "synthetic_like", "stem"])
+    add_config_flags(parser, ["model", "dataset", "synthetic_like", "stem", "model_kwargs", "image_size"])
     parser.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON, without the layer table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
 from .checkpoint_format import (CHECKPOINTS, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, CheckpointError,
@@ -34,7 +33,7 @@ log = logging.getLogger("hapi_runner")
 
 # Compared first and named in the message, in this order; any other keys follow.
 FINGERPRINT_KEYS = ("model", "dataset", "input_shape", "num_classes")
-LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint"}
+LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint", "parameters": "network tensor"}
 
 
 class ResumePoint(NamedTuple):
@@ -88,21 +87,6 @@ def find_checkpoint(path: str) -> str:
                      f"pass a run folder that was trained with checkpoints, or an epoch_<N> folder.")
 
 
-def latest_run(output_root: str, name: str) -> Optional[str]:
-    """The highest-numbered ``output_root/name/run_NNN`` folder that holds a checkpoint, or None."""
-    base = os.path.join(output_root, name)
-    try:
-        entries = os.listdir(base)
-    except OSError:
-        return None
-    runs = sorted(((int(m.group(1)), e) for e in entries if (m := re.fullmatch(r"run_(\d+)", e))), reverse=True)
-    for _, entry in runs:
-        directory = os.path.join(base, entry, CHECKPOINTS)
-        if os.path.isdir(os.path.join(directory, LAST)) or epoch_folders(directory):
-            return os.path.join(base, entry)
-    return None
-
-
 # -- checking ----------------------------------------------------------------
 # A checkpoint's own integrity (state.json, sha256) is the format's: checkpoint_format.load_checkpoint.
 
@@ -123,7 +107,11 @@ def check_fingerprint(saved: Optional[Dict[str, Any]], expected: Optional[Dict[s
     for key in keys:
         if _normal(saved[key]) != _normal(expected[key]):
             label = LABELS.get(key, key.replace("_", " "))
-            raise UsageError(f"{where} is for {label} {_show(saved[key])}, this run is {_show(expected[key])}; {advice}.")
+            held, here = saved[key], expected[key]
+            if isinstance(held, dict) and isinstance(here, dict):  # name the first entry that differs, not the whole table
+                entry = next(k for k in [*held, *here] if _normal(held.get(k)) != _normal(here.get(k)))
+                held, here = (f"{entry} {_show(v.get(entry)) if entry in v else 'absent'}" for v in (held, here))
+            raise UsageError(f"{where} is for {label} {_show(held)}, this run is {_show(here)}; {advice}.")
 
 
 def check_optimizer(model, state: Dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ import pytest
 
 from datafiles import cifar_archive_members, idx_bytes, write_cifar_archive, write_idx, write_mnist_files, write_tar_gz
 from hapi_runner.cli import main
+from usernets import FACTORY, IMPORT_ERROR, LENET5, NOT_CONVERTIBLE
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 
@@ -270,6 +271,12 @@ def damaged_config_json(ctx):
     (ctx.run_copy() / "config.json").write_text("{not json")
 
 
+def network_built_in_python(ctx):
+    """The run's config.json as a run of Runner(config, network=...) writes it."""
+    path = ctx.run_copy() / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model": "<python object: LeNet>"}))
+
+
 def image_files(ctx):
     from PIL import Image
 
@@ -307,6 +314,13 @@ def dying_worker(ctx):
     ctx.monkeypatch.setattr(pipeline._BatchCollate, "__call__", dying_collate)
 
 
+def weights_cache(ctx):
+    """Paddle's ImageNet weights cache: an empty folder of the row's own."""
+    from paddle.utils import download
+
+    ctx.monkeypatch.setattr(download, "WEIGHTS_HOME", str(ctx.tmp / "weights"))
+
+
 def config(name, text):
     return write(f"cfg/{name}", text)
 
@@ -321,6 +335,33 @@ ROWS = [
     Row("unknown-dataset", (*T, "--dataset", "mnits"), 2, "dataset 'mnits' is not known; choose one of: cifar10, cifar100, fashion-mnist, fashion-mnist-mini, mnist, synthetic. Did you mean 'mnist'?", unchanged=True),
     Row("unknown-synthetic-like", (*T, "--synthetic-like", "imagenet"), 2, "synthetic_like 'imagenet' is not known", unchanged=True),
     Row("summary-unknown-model", ("summary", "--model", "nosuch"), 2, "model 'nosuch' is not known", unchanged=True),
+    # command line: a network of one's own
+    Row("user-model-file-missing", (*T, "--model", "{tmp}/nets/absent.py:Net"), 2,
+        "model file '{tmp}/nets/absent.py' does not exist; pass --model FILE.py:NAME with the path of a Python file.", unchanged=True),
+    Row("user-model-name-missing", (*T, "--model", "{tmp}/nets/mynet.py:Net"), 2,
+        "'{tmp}/nets/mynet.py' has no 'Net'; its Layer classes and functions: make_net, not_a_network. Pass --model {tmp}/nets/mynet.py:ONE_OF_THEM.",
+        write("nets/mynet.py", FACTORY), unchanged=True),
+    Row("user-model-import-error", (*T, "--model", "{tmp}/nets/mynet.py:Net"), 2,
+        "model '{tmp}/nets/mynet.py' fails to import: ModuleNotFoundError: No module named 'no_such_module_here' (at {tmp}/nets/mynet.py:4)",
+        write("nets/mynet.py", IMPORT_ERROR), unchanged=True),
+    Row("user-model-not-a-layer", (*T, "--model", "{tmp}/nets/mynet.py:not_a_network"), 2,
+        "returned a dict, not a paddle.nn.Layer; return the network from the function.", write("nets/mynet.py", FACTORY), unchanged=True),
+    Row("user-model-unknown-kwarg", (*T, "--model", "{tmp}/nets/mynet.py:make_net", "--model-kwargs", "depth=3"), 2,
+        "{tmp}/nets/mynet.py:make_net takes no argument 'depth' (--model-kwargs); it takes: num_classes, num_channels, width.",
+        write("nets/mynet.py", FACTORY), unchanged=True),
+    Row("user-model-kwargs-for-a-built-in", (*T, "--model-kwargs", "width=3"), 2,
+        "model_kwargs apply to a --model FILE.py:NAME or package.module:NAME network, not to lenet; drop --model-kwargs.", unchanged=True),
+    Row("user-model-forward-fails", (*T, "--model", "{tmp}/nets/lenet5.py:LeNet5"), 2,
+        "{tmp}/nets/lenet5.py:LeNet5 fails on a [2, 1, 28, 28] input (ValueError: (InvalidArgument) In operator matmul",
+        write("nets/lenet5.py", LENET5.replace("WIDTH", "16")), unchanged=True),
+    Row("pretrained-imagenet-offline", (*T, "--model", "resnet18", "--pretrained", "imagenet", "--no-download"), 1,
+        "ImageNet weights for resnet18 are not in Paddle's cache and --no-download is set; put resnet18.pdparams (from "
+        "https://paddle-hapi.bj.bcebos.com/models/resnet18.pdparams, md5 cf548f46534aa3560945be4b95cd11c4) at "
+        "{tmp}/weights/resnet18.pdparams, or pass --pretrained PATH.", weights_cache, unchanged=True),
+    Row("pretrained-imagenet-unpublished", (*T, "--pretrained", "imagenet"), 2,
+        "paddle.vision publishes no ImageNet weights for lenet; they exist for densenet121, mobilenet_v1", unchanged=True),
+    Row("export-not-convertible", (*T, "--model", "{tmp}/nets/mynet.py:HostRoundTrip", *RUN), 0,
+        "paddle.jit.save could not export HostRoundTrip: AttributeError:", write("nets/mynet.py", NOT_CONVERTIBLE), warning=True),
     # command line: flags and types
     Row("unknown-flag", (*T, "--no-such-flag", "3"), 2, "unrecognized arguments: --no-such-flag 3", unchanged=True),
     Row("abbreviated-flag", (*T, "--epoch", "3"), 2, "unrecognized arguments: --epoch 3", unchanged=True),
@@ -482,6 +523,11 @@ ROWS = [
     Row("evaluate-not-a-run", ("evaluate", "{tmp}"), 2, "'{tmp}' has no config.json, so it is not a hapi_runner run folder", unchanged=True),
     Row("evaluate-damaged-config", ("evaluate", "{run}"), 1, "{tmp}/runcopy/config.json cannot be read (JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); the run folder is damaged",
         damaged_config_json, unchanged=True),
+    Row("evaluate-network-built-in-python", ("evaluate", "{run}"), 2,
+        "this run trained a network built in Python (<python object: LeNet>), which its config.json cannot rebuild; build it "
+        "again and pass it: Runner(config, network=net) to train, hapi_runner.deploy.evaluate_run(RUN, network=net) or "
+        "export_run(RUN, network=net).",
+        network_built_in_python, unchanged=True),
     Row("evaluate-another-shape", ("evaluate", "{shared}", "--dataset", "cifar10"), 2,
         "dataset cifar10 has 10 classes of 3-channel images; the model was trained on synthetic (10 classes of 1-channel images): pick a dataset of that shape", unchanged=True),
     Row("evaluate-corrupt-checkpoint", ("evaluate", "{run}", "--checkpoint", "{run}/checkpoints/epoch_2"), 1,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -61,6 +62,10 @@ PADDLE_EXPORT_NOISE = (b"Paddle static graph(PIR) not support input out tensor",
 
 class ExportVerificationError(HapiRunnerError):
     """The exported graph does not predict what the trained network predicts."""
+
+
+class GraphConversionError(HapiRunnerError):
+    """``paddle.jit.save`` could not turn the network's forward into a static graph."""
 
 
 def export_model(network, directory: str, input_shape: Sequence[int], sidecar: Dict[str, Any],
@@ -163,6 +168,21 @@ def stderr_without(fragments: Sequence[bytes]) -> Iterator[None]:
                 kept = kept[os.write(2, kept):]
 
 
+def conversion_reason(exc: BaseException) -> str:
+    """One line from a ``jit.save`` failure: Paddle's last line (the error itself) and the first source line it points at.
+
+    Paddle's dygraph-to-static errors span many lines: ``In transformed
+    code:``, the frames, and the error last.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) == 1:
+        return lines[0]
+    where = next((m for m in (re.search(r'File "([^"]+)", line (\d+)', line) for line in lines) if m), None)
+    return lines[-1] + (f" (at {where.group(1)}:{where.group(2)})" if where else "")
+
+
 def save_static(network, prefix: str, input_shape: Sequence[int]) -> str:
     """``paddle.jit.save`` of ``network`` in eval mode; returns the graph file written.
 
@@ -179,8 +199,7 @@ def save_static(network, prefix: str, input_shape: Sequence[int]) -> str:
         with stderr_without(PADDLE_EXPORT_NOISE):
             paddle.jit.save(network, prefix, input_spec=[InputSpec([None, *input_shape], "float32", INPUT_NAME)])
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HapiRunnerError(f"paddle.jit.save could not export {type(network).__name__}: {first}") from exc
+        raise GraphConversionError(f"paddle.jit.save could not export {type(network).__name__}: {conversion_reason(exc)}") from exc
     finally:
         if was_training:
             network.train()

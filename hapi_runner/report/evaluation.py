@@ -35,7 +35,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
 
     if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
         checkpoint = "last"
-    run = load_run(run_dir, checkpoint, threads, device)
+    run = load_run(run_dir, checkpoint=checkpoint, threads=threads, device=device)
     config = run.config
     if config.val_split:
         from ..runner import build_datasets
