@@ -190,6 +190,7 @@ def build_export_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--output", default=None, help="default: RUN/inference (paddle) or RUN/onnx")
     add_run_option(parser, "data_dir", None, "the run's", help="where the evaluation files are, for the verification batch")
     add_run_option(parser, "download", True, "")
+    add_run_option(parser, "device", "cpu", "cpu", help="the device the export will serve on, where its check runs: cpu, gpu or gpu:N")
     _add_common(parser, "print the verification report as JSON")
     return parser
 
@@ -312,7 +313,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     check_run_options(args)
     report = export_run(args.run, checkpoint=args.checkpoint, fmt=args.format, output=args.output, data_dir=args.data_dir,
-                        download=args.download)
+                        download=args.download, device=args.device)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
