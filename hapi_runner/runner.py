@@ -31,6 +31,11 @@ def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
     """``(train, eval)`` ImageDatasets for ``config``; eval is a held-out part of train when ``val_split`` is set."""
     from .datasets import load_dataset, split_for_validation
 
+    if config.dataset == "folder":
+        from .datasets.folder import folder_splits_for
+
+        splits = folder_splits_for(config)
+        return splits.train, splits.val
     common = dict(data_dir=config.data_dir, download=config.download, out_size=out_size, seed=config.seed,
                   synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size, normalize=config.normalize)
     train = load_dataset(config.dataset, "train", augment=config.augment, **common)
@@ -91,6 +96,7 @@ class Runner:
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
+        from .class_weights import inverse_frequency
         from .losses import build_loss
         from .models import build_model, input_size, load_pretrained
         from .optim import build_optimizer
@@ -100,13 +106,25 @@ class Runner:
         paddle.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
-        spec = _spec(cfg)
-        self.input_size = input_size(cfg.model, spec.size)
-        self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
+        self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
+        self.folder = None  # the FolderSplits of a folder dataset: notes, skipped files, preprocessing
+        if cfg.dataset == "folder":
+            from .datasets.folder import folder_splits_for
+
+            self.folder = folder_splits_for(cfg, self.num_workers)
+            self.train_data, self.eval_data = self.folder.train, self.folder.val
+            spec = self.train_data.spec
+            self.input_size = spec.size
+            for note in self.folder.notes:
+                say(f"hapi_runner: {note}")
+        else:
+            spec = _spec(cfg)
+            self.input_size = input_size(cfg.model, spec.size)
+            self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
         self.input_shape = self.train_data.sample_shape
         self.network = build_model(cfg.model, spec.num_classes, spec.channels, self.input_size, cfg.stem)
         self.pretrained_report = load_pretrained(self.network, cfg.pretrained) if cfg.pretrained else None
-        self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
+        self.class_weights = inverse_frequency(self.train_data.labels, spec.num_classes) if cfg.class_weights == "auto" else None
         self.train_loader = self.loader(self.train_data, shuffle=True)
         self.eval_loader = self.loader(self.eval_data, evaluation=True)
         self.seeder = _EpochSeeder(self.train_loader, cfg.seed)
@@ -118,7 +136,7 @@ class Runner:
         self.optimizer, self.lr = build_optimizer(cfg, self.network.parameters(), len(self.train_loader))
         self.model.prepare(
             self.optimizer,
-            build_loss(),
+            build_loss(class_weights=self.class_weights),
             paddle.metric.Accuracy(topk=(1, 5)),
             amp_configs=amp_configs(self.amp, cfg.amp_dtype),
         )
@@ -154,6 +172,8 @@ class Runner:
     def describe(self) -> str:
         c, d = self.config, self.train_data
         data = f"synthetic data shaped like {c.synthetic_like}" if d.synthetic else c.dataset
+        if self.folder is not None:
+            data = f"the images of {c.data_dir or c.train_list}"
         shape = "x".join(str(s) for s in self.input_shape)
         where = f"{self.device}, {self.threads} thread{'s' if self.threads > 1 else ''}" if self.device == "cpu" else self.device
         ranks = world_size()
@@ -201,6 +221,7 @@ class Runner:
             remove_litter(self.run_dir)  # half-written files of a process killed mid-write
             write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
+        self._write_bad_images()
         if checkpoint_folder:
             say(f"hapi_runner: resuming after epoch {done} of {cfg.epochs} from {checkpoint_folder}")
         if done >= cfg.epochs:
@@ -253,8 +274,18 @@ class Runner:
 
     # -- run folder and callbacks ---------------------------------------------
     def fingerprint(self) -> Dict[str, Any]:
-        """What a checkpoint must match to be resumed into this run."""
-        return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names))
+        """What a checkpoint must match to be resumed into this run (a folder's class names too)."""
+        names = self.train_data.class_names if self.folder is not None else None
+        return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names), class_names=names)
+
+    def _write_bad_images(self) -> None:
+        """``bad_images.txt`` in the run folder: each file ``skip_bad_images`` left out, with the reason."""
+        if self.folder is None or not self.folder.bad_images or not is_main():
+            return
+        path = os.path.join(self.run_dir, "bad_images.txt")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.writelines(f"{file}\t{' '.join(reason.split())}\n" for file, reason in self.folder.bad_images)
+        say(f"hapi_runner: {len(self.folder.bad_images)} unreadable image(s) skipped; their list: {path}")
 
     def _check_schedule_unchanged(self) -> None:
         """A cosine schedule is laid out over ``epochs``: resuming with another count would bend it (or train at 0)."""
@@ -346,9 +377,10 @@ class Runner:
         self.exporter = None
         if cfg.export:
             spec = self.train_data.spec
+            folder = {"image_preprocessing": self.folder.preprocessing} if self.folder is not None else {}
             sidecar = build_sidecar(spec.mean, spec.std, self.input_shape, class_names=self.train_data.class_names,
                                     model=cfg.model, dataset=cfg.dataset, image_size=spec.size,
-                                    synthetic=self.train_data.synthetic)
+                                    synthetic=self.train_data.synthetic, **folder)
             verify = self.eval_data.transform(self.eval_data.images[:64])
             self.exporter = named["export"] = StaticExport(
                 os.path.join(run, "inference"), self.input_shape, sidecar, verify_batch=verify,
@@ -384,6 +416,7 @@ class Runner:
             "model": self.config.model,
             "dataset": self.config.dataset,
             "synthetic": self.train_data.synthetic,
+            "class_weights": self.class_weights,
             "final_eval": final,
             "best": {"epoch": best_row["epoch"], "acc_top1": best_row["eval_acc_top1"]} if best_row else None,
             "epochs_run": len(rows),

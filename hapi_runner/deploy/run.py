@@ -50,11 +50,13 @@ class LoadedRun:
     input_shape: list
     checkpoint: str
     epoch: int
+    folder: Any = None  # a folder dataset's FolderSplits, rebuilt from config.json
 
     def sidecar(self) -> Dict[str, Any]:
+        folder = {"image_preprocessing": self.folder.preprocessing} if self.folder is not None else {}
         return build_sidecar(self.spec.mean, self.spec.std, self.input_shape, class_names=list(self.class_names),
                              model=self.config.model, dataset=self.config.dataset, image_size=self.spec.size,
-                             epoch=self.epoch, checkpoint=self.checkpoint)
+                             epoch=self.epoch, checkpoint=self.checkpoint, **folder)
 
     @property
     def class_names(self):
@@ -79,7 +81,14 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
     from ..models import build_model, input_size
 
     select_device(device)
-    spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
+    folder = None
+    if config.dataset == "folder":  # classes, channels and statistics come from the images, read again
+        from ..datasets.folder import folder_splits_for
+
+        folder = folder_splits_for(config)
+        spec = folder.train.spec
+    else:
+        spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
     size = input_size(config.model, spec.size)
     network = build_model(config.model, spec.num_classes, spec.channels, size, config.stem)
     shape = [spec.channels, size, size]
@@ -87,12 +96,13 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
         link = os.path.join(run_dir, "checkpoints", checkpoint)
         if not os.path.exists(link):
             raise UsageError(f"'{run_dir}' has no checkpoints/{checkpoint}; was it trained with hapi-runner train? Pass --checkpoint PATH.")
-        folder = find_checkpoint(link)
+        checkpoint_folder = find_checkpoint(link)
     else:
-        folder = find_checkpoint(checkpoint)
-    state = load_weights(network, folder, run_fingerprint(config, shape, spec.num_classes))
+        checkpoint_folder = find_checkpoint(checkpoint)
+    names = spec.class_names if folder is not None else None
+    state = load_weights(network, checkpoint_folder, run_fingerprint(config, shape, spec.num_classes, class_names=names))
     network.eval()
-    return LoadedRun(run_dir, config, network, spec, shape, folder, int(state.get("epoch", 0)))
+    return LoadedRun(run_dir, config, network, spec, shape, checkpoint_folder, int(state.get("epoch", 0)), folder)
 
 
 # -- evaluate --------------------------------------------------------------------
@@ -104,6 +114,8 @@ def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str]
     cfg = run.config
     name = dataset or cfg.dataset
     check_choice("dataset", name, sorted(DATASETS))
+    if run.folder is not None or name == "folder":
+        return _folder_eval_dataset(run, name, data_dir)
     spec = spec_for(name, cfg.synthetic_like, cfg.normalize)
     if (spec.num_classes, spec.channels) != (run.spec.num_classes, run.spec.channels):
         raise UsageError(f"dataset {name} has {spec.num_classes} classes of {spec.channels}-channel images; "
@@ -111,6 +123,24 @@ def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str]
     return load_dataset(name, "test", data_dir or (cfg.data_dir if name == cfg.dataset else None), augment=False,
                         out_size=run.input_shape[-1], seed=cfg.seed, download=download,
                         synthetic_like=cfg.synthetic_like, synthetic_size=cfg.synthetic_size, normalize=cfg.normalize)
+
+
+def _folder_eval_dataset(run: LoadedRun, name: str, data_dir: Optional[str]):
+    """The validation part of the run's own folder, or of ``data_dir`` read with the run's folder options."""
+    from dataclasses import replace
+
+    from ..datasets.folder import folder_splits_for
+
+    if run.folder is None or name != "folder":
+        raise UsageError(f"this run was trained on {run.config.dataset}; evaluating it on '{name}' needs a dataset of the same "
+                         f"classes: pass --dataset {run.config.dataset}.")
+    if not data_dir or os.path.realpath(data_dir) == os.path.realpath(run.config.data_dir or ""):
+        return run.folder.val
+    other = folder_splits_for(replace(run.config, data_dir=data_dir, train_list=None, val_list=None)).val
+    if list(other.class_names) != list(run.class_names):
+        raise UsageError(f"'{data_dir}' has the classes {list(other.class_names)}; the model was trained on "
+                         f"{list(run.class_names)}: pass a folder of the same classes.")
+    return other
 
 
 def run_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
