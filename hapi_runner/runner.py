@@ -285,7 +285,7 @@ class Runner:
         path = os.path.join(self.run_dir, "bad_images.txt")
         with open(path, "w", encoding="utf-8") as fh:
             fh.writelines(f"{file}\t{' '.join(reason.split())}\n" for file, reason in self.folder.bad_images)
-        say(f"hapi_runner: {len(self.folder.bad_images)} unreadable image(s) skipped; their list: {path}")
+        log.warning("%d unreadable image(s) skipped; their list: %s", len(self.folder.bad_images), path)
 
     def _check_schedule_unchanged(self) -> None:
         """A cosine schedule is laid out over ``epochs``: resuming with another count would bend it (or train at 0)."""

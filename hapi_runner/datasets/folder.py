@@ -111,7 +111,7 @@ def _refuse_bad(bad: List[Tuple[str, str]]) -> None:
     reason = " ".join(reason.split())  # Pillow's messages may span lines; the error is one
     more = f"; {len(bad) - 1} more bad images found" if len(bad) > 1 else ""
     raise DataFileError(f"{path}: cannot be read as an image ({reason}){more}; replace or remove the bad files, "
-                        f"or pass skip_bad_images to train without them.")
+                        f"or pass --skip-bad-images (skip_bad_images=True) to train without them.")
 
 
 def _good(files: FileSet, report: DecodeReport) -> Tuple[FileSet, object, Optional[np.ndarray]]:
