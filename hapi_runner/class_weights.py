@@ -10,9 +10,10 @@ import numpy as np
 def inverse_frequency(labels: Sequence[int], num_classes: int) -> List[float]:
     """One weight per class, proportional to 1 / (its training images), scaled to a mean of 1.
 
-    A class without training images gets 0 (nothing of it is ever weighted);
-    the others share the mean. ``[0.5, 1.5]`` for 30 images of class 0 and 10 of class 1.
+    A class without training images counts as one (the loss refuses a zero
+    weight, and no training sample carries it anyway). ``[0.5, 1.5]`` for 30
+    images of class 0 and 10 of class 1.
     """
     counts = np.bincount(np.asarray(labels, dtype=np.int64).reshape(-1), minlength=num_classes)[:num_classes]
-    weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    weights = 1.0 / np.maximum(counts, 1)
     return [float(w) for w in weights * (num_classes / weights.sum())]
