@@ -17,5 +17,5 @@ def run_fingerprint(config: TrainConfig, input_shape: Sequence[int], num_classes
     key = {"model": config.model, "dataset": config.dataset, "input_shape": list(input_shape),
            "num_classes": int(num_classes), "config": config.fingerprint()}
     if class_names is not None:
-        key["class_names"] = [str(name) for name in class_names]
+        key["class_names"] = ", ".join(f"'{name}'" for name in class_names)  # one string: the refusal shows it as written
     return key

@@ -184,7 +184,7 @@ def test_a_resume_on_a_folder_whose_classes_were_renamed_is_refused(tree, tmp_pa
     for split in ("train", "val"):
         (tree / split / "dress").rename(tree / split / "shirt")
     assert main(["--resume", str(run), "--epochs", "2", "--threads", "1", "--verbose", "0"]) == 2
-    assert "checkpoint is for class names ['bag', 'coat', 'dress'], this run is ['bag', 'coat', 'shirt']" in capsys.readouterr().err
+    assert "checkpoint is for class names 'bag', 'coat', 'dress', this run is 'bag', 'coat', 'shirt'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
