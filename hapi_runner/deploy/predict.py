@@ -44,7 +44,7 @@ def expand_paths(paths: Sequence[str]) -> List[str]:
         elif os.path.isfile(path):
             files.append(path)
         else:
-            raise UsageError(f"'{path}' does not exist; pass image files (PNG, JPEG, BMP, .npy) or folders of them.")
+            raise UsageError(f"'{path}' does not exist; pass image files (PNG, JPEG, BMP, WebP, TIFF, .npy) or folders of them.")
     return files
 
 
