@@ -87,7 +87,8 @@ class TrainConfig:
 
     model: str = _data("lenet", "model name (--list-models)")
     dataset: str = _data("fashion-mnist-mini", "dataset name (--list-datasets)")
-    data_dir: Optional[str] = _data(None, f"folder searched first for the dataset files (read by {', '.join(folder_datasets())})",
+    data_dir: Optional[str] = _data(None, f"folder searched first for the dataset files (read by {', '.join(folder_datasets())}); "
+                                          f"with --dataset folder, the folder holding train/<class>/... (and val/<class>/...)",
                                     means="the dataset cache, then a download")
     synthetic_like: str = _data("cifar10", "with --dataset synthetic: the dataset whose shape to imitate")
     synthetic_size: int = _data(1024, "training images of --dataset synthetic")
@@ -110,7 +111,7 @@ class TrainConfig:
                                              "decode every epoch)", metavar="SIZE", means="the free disk less 10% of it")
     class_weights: Optional[str] = _data(None, "auto: weight the loss by inverse class frequency of the training set "
                                                "(mean weight 1)", choices=CLASS_WEIGHTS, means="every class weighs 1")
-    augment: bool = _data(True, "turn off the training augmentation (random crop and flip on Cifar)")
+    augment: bool = _data(True, "turn off the training augmentation (random crop and flip on Cifar, random resized crop and flip on folders)")
     normalize: bool = _data(True, "feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
     download: bool = _data(True, "never download; fail if the files are not found")
     stem: str = _data("default", "'cifar': 3x3 stride-1 first conv, no max-pool (ResNets)", choices=STEMS, means="paddle.vision's")

@@ -90,6 +90,26 @@ def test_load_dataset_and_make_loader_give_batches_of_the_asked_size(tree):
         load_dataset("fashion-mnist-mini", "train", image_size=32)
 
 
+@pytest.mark.parametrize("rank", [0, 1])
+def test_rank_0_decodes_the_folder_before_the_other_ranks_read_it(tree, monkeypatch, rank):
+    from hapi_runner.datasets import folder
+
+    calls = []
+    real = folder.load_folder_splits
+
+    def fake_on_main(fn):  # rank 0 runs fn; every rank leaves only once it has
+        calls.append("enter")
+        result = fn() if rank == 0 else True
+        calls.append("leave")
+        return result
+
+    monkeypatch.setattr(folder, "on_main", fake_on_main)
+    monkeypatch.setattr(folder, "load_folder_splits", lambda *a, **k: calls.append("load") or real(*a, **k))
+    splits = folder.folder_splits_for(TrainConfig(dataset="folder", data_dir=str(tree), image_size=28))
+    assert calls == (["enter", "leave", "load"] if rank else ["enter", "load", "leave"])  # decoded once per rank, 0 first
+    assert len(splits.train) == 30
+
+
 # -- class weights ------------------------------------------------------------------------------------------
 
 def test_inverse_frequency_weights_have_mean_one():
