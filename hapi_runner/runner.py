@@ -98,7 +98,7 @@ class Runner:
 
         from .class_weights import inverse_frequency
         from .losses import build_loss
-        from .models import build_model, input_size, load_pretrained
+        from .models import build_model, load_pretrained
         from .optim import build_optimizer
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
@@ -107,20 +107,7 @@ class Runner:
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
         self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
-        self.folder = None  # the FolderSplits of a folder dataset: notes, skipped files, preprocessing
-        if cfg.dataset == "folder":
-            from .datasets.folder import folder_splits_for
-
-            self.folder = folder_splits_for(cfg, self.num_workers)
-            self.train_data, self.eval_data = self.folder.train, self.folder.val
-            spec = self.train_data.spec
-            self.input_size = spec.size
-            for note in self.folder.notes:
-                say(f"hapi_runner: {note}")
-        else:
-            spec = _spec(cfg)
-            self.input_size = input_size(cfg.model, spec.size)
-            self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
+        spec = self._load_data()
         self.input_shape = self.train_data.sample_shape
         self.network = build_model(cfg.model, spec.num_classes, spec.channels, self.input_size, cfg.stem)
         self.pretrained_report = load_pretrained(self.network, cfg.pretrained) if cfg.pretrained else None
@@ -148,6 +135,30 @@ class Runner:
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
 
     # -- building blocks ---------------------------------------------------
+    def _load_data(self):
+        """Sets ``train_data``, ``eval_data``, ``input_size`` and ``folder``; returns the data's DatasetSpec.
+
+        A folder dataset's classes, channels and statistics are known once its
+        files are read; its notes (the first says what was loaded) are printed.
+        """
+        from .models import input_size
+
+        cfg = self.config
+        self.folder = None  # the FolderSplits of a folder dataset: notes, skipped files, preprocessing
+        if cfg.dataset != "folder":
+            spec = _spec(cfg)
+            self.input_size = input_size(cfg.model, spec.size)
+            self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
+            return spec
+        from .datasets.folder import folder_splits_for
+
+        self.folder = folder_splits_for(cfg, self.num_workers)
+        self.train_data, self.eval_data = self.folder.train, self.folder.val
+        self.input_size = self.train_data.spec.size
+        for note in self.folder.notes:
+            say(f"hapi_runner: {note}")
+        return self.train_data.spec
+
     def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None, evaluation: bool = False):
         """A batched DataLoader over ``dataset`` with this run's workers; ``evaluation``: each sample once over all ranks."""
         from .datasets import make_loader

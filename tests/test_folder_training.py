@@ -54,6 +54,7 @@ def test_cache_limit_refuses_what_is_not_a_size(text):
         parse_size("cache_limit", text)
 
 
+@pytest.mark.smoke
 def test_a_config_file_and_the_python_api_take_the_folder_options(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("dataset: folder\ndata_dir: /data/photos\nchannels: 1\nnormalize_stats: data\n"
@@ -147,6 +148,7 @@ def test_class_weights_auto_on_a_built_in_dataset_reach_the_loss():
 # -- a folder run, end to end -------------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.smoke
 def test_a_folder_run_trains_resumes_evaluates_exports_and_predicts(tree, tmp_path, capsys):
     run = tmp_path / "run"
     train("--data-dir", tree, "--save-dir", run)
@@ -170,6 +172,7 @@ def test_a_folder_run_trains_resumes_evaluates_exports_and_predicts(tree, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 def test_predict_prepares_an_image_exactly_as_evaluation_did(tree, tmp_path):
     from hapi_runner.deploy import InferenceModel
     from hapi_runner.deploy.predict import decode_for
