@@ -279,6 +279,9 @@ class TrainConfig:
         if not self.data_dir and not self.train_list:
             raise UsageError("--dataset folder needs --data-dir DIR (holding train/<class>/... and optionally val/<class>/...) "
                              "or --train-list FILE.")
+        if not self.normalize:
+            raise UsageError("--no-normalize does not apply to --dataset folder, whose inputs are normalised by "
+                             "--normalize-stats imagenet|data; drop --no-normalize.")
         if self.val_list and not self.train_list:
             raise UsageError("--val-list needs --train-list too; pass both lists, or neither to read DATA_DIR/train and DATA_DIR/val.")
 

@@ -72,6 +72,7 @@ def test_a_config_file_and_the_python_api_take_the_folder_options(tmp_path):
     (dict(dataset="folder", data_dir="d", val_list="v.txt"), "--val-list needs --train-list"),
     (dict(dataset="folder", data_dir="d", eval_crop_pct=1.5), "eval_crop_pct"),
     (dict(class_weights="balanced"), "class_weights 'balanced' is not known"),
+    (dict(dataset="folder", data_dir="d", normalize=False), "--no-normalize does not apply to --dataset folder"),
 ])
 def test_bad_folder_settings_are_one_line(changes, phrase):
     with pytest.raises(UsageError, match=phrase):
