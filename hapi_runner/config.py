@@ -528,7 +528,7 @@ def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
         return
     source = "is generated" if DATASETS[dataset].format == "synthetic" else "is embedded in the package"
     raise UsageError(f"data_dir '{data_dir}' is not read by dataset '{dataset}', which {source}; the datasets that read "
-                     f"a folder are {', '.join(folder_datasets())}: add --dataset NAME, or drop --data-dir.")
+                     f"a folder are {', '.join(folder_datasets())}: add --dataset NAME (folder for your own images), or drop --data-dir.")
 
 
 def _check_monitor(monitor: str) -> None:

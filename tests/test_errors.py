@@ -417,7 +417,7 @@ ROWS = [
     Row("data-dir-not-a-folder", (*MNIST[:2], "--data-dir", "{tmp}/nowhere", *MNIST[4:]), 2,
         "data_dir '{tmp}/nowhere' is not a folder; pass the folder that holds train-images-idx3-ubyte.gz", unchanged=True),
     Row("data-dir-not-read", ("--data-dir", "{tmp}/images", "--epochs", "1", "--verbose", "0", "--threads", "1", *RUN), 2,
-        "data_dir '{tmp}/images' is not read by dataset 'fashion-mnist-mini', which is embedded in the package; the datasets that read a folder are cifar10, cifar100, fashion-mnist, mnist",
+        "data_dir '{tmp}/images' is not read by dataset 'fashion-mnist-mini', which is embedded in the package; the datasets that read a folder are cifar10, cifar100, fashion-mnist, folder, mnist: add --dataset NAME (folder for your own images)",
         mkdir("images"), unchanged=True),
     Row("data-dir-missing-not-read", (*T, "--data-dir", "{tmp}/nowhere", *RUN), 2,
         "data_dir '{tmp}/nowhere' is not read by dataset 'synthetic', which is generated; the datasets that read a folder are", unchanged=True),
