@@ -17,10 +17,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import rundir
 from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
-                     check_recipe_args, check_text, is_int, parse_device, parse_threads, suggest)
+                     check_recipe_args, check_text, is_int, parse_device, parse_size, parse_threads, suggest)
 from .datasets.registry import DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from .errors import HapiRunnerError, UsageError
-from .models import MODELS
+from .model_names import check_model, is_user_model, run_name
 from .recipes import ABOUT, RECIPES, recipe_values
 
 OPTIMIZERS = ("momentum", "sgd", "adam", "adamw")
@@ -28,6 +28,11 @@ LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
 STEMS = ("default", "cifar")
 AMP_LEVELS = ("O1", "O2")
 MAX_SEED = 2**32 - 1
+NORMALIZE_STATS = ("imagenet", "data")
+CLASS_WEIGHTS = ("auto",)
+# Options that only a dataset of your own images reads, with their defaults.
+FOLDER_ONLY = {"train_list": None, "val_list": None, "channels": None, "normalize_stats": None, "eval_crop_pct": 0.875,
+               "skip_bad_images": False, "cache_limit": None}
 AMP_DTYPES = ("float16", "bfloat16")
 
 
@@ -50,8 +55,8 @@ def _flags_of(group: str):
 
     def make(default: Any, help: str, **flag: Any):
         metadata = {"group": group, "help": help, **flag}
-        if isinstance(default, list):
-            return field(default_factory=lambda: list(default), metadata=metadata)
+        if isinstance(default, (list, dict)):
+            return field(default_factory=lambda: type(default)(default), metadata=metadata)
         return field(default=default, metadata=metadata)
 
     return make
@@ -81,20 +86,44 @@ class TrainConfig:
     :func:`_flags_of`), so ``--help`` shows these defaults.
     """
 
-    model: str = _data("lenet", "model name (--list-models)")
+    model: str = _data("lenet", "a built-in model (--list-models), or your own network: FILE.py:NAME or package.module:NAME")
     dataset: str = _data("fashion-mnist-mini", "dataset name (--list-datasets)")
-    data_dir: Optional[str] = _data(None, f"folder searched first for the dataset files (read by {', '.join(folder_datasets())})",
+    data_dir: Optional[str] = _data(None, f"folder searched first for the dataset files (read by {', '.join(folder_datasets())}); "
+                                          f"with --dataset folder, the folder holding train/<class>/... (and val/<class>/...)",
                                     means="the dataset cache, then a download")
     synthetic_like: str = _data("cifar10", "with --dataset synthetic: the dataset whose shape to imitate")
     synthetic_size: int = _data(1024, "training images of --dataset synthetic")
     val_split: float = _data(0.0, "hold out this fraction of the train set for evaluation", metavar="FRACTION",
-                             means="evaluate on the test split")
-    augment: bool = _data(True, "turn off the training augmentation (random crop and flip on Cifar)")
+                             means="evaluate on the test split; folders without a validation folder: 0.1")
+    train_list: Optional[str] = _data(None, "folder: the training images as a list file (`path label` per line, or a CSV with "
+                                            "path and label columns), paths relative to --data-dir", metavar="FILE",
+                                      means="the class folders of DATA_DIR/train")
+    val_list: Optional[str] = _data(None, "folder: the validation images as a list file, like --train-list", metavar="FILE",
+                                    means="DATA_DIR/val (or valid, validation, test), else --val-split")
+    channels: Optional[int] = _data(None, "folder: decode images as 1 (grey) or 3 (RGB) channels", choices=(1, 3),
+                                    means="3 for folders")
+    normalize_stats: Optional[str] = _data(None, "folder: the mean/std that normalise the input: ImageNet's, or computed on "
+                                                 "the training images", choices=NORMALIZE_STATS, means="imagenet")
+    eval_crop_pct: float = _data(0.875, "folder: the centre crop's share of the resized short side in evaluation (and in "
+                                        "training without augmentation); 1.0 with --image-size equal to the images' side "
+                                        "feeds them as they are", metavar="FRACTION")
+    skip_bad_images: bool = _data(False, "folder: train without the unreadable images (listed in RUN/bad_images.txt) instead of stopping")
+    cache_limit: Optional[str] = _data(None, "folder: disk the decoded-image cache may take (20G, 500M; 0 never caches: "
+                                             "decode every epoch)", metavar="SIZE", means="the free disk less 10% of it")
+    class_weights: Optional[str] = _data(None, "auto: weight the loss by inverse class frequency of the training set "
+                                               "(mean weight 1)", choices=CLASS_WEIGHTS, means="every class weighs 1")
+    augment: bool = _data(True, "turn off the training augmentation (random crop and flip on Cifar, random resized crop and flip on folders)")
     normalize: bool = _data(True, "feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
     download: bool = _data(True, "never download; fail if the files are not found")
     stem: str = _data("default", "'cifar': 3x3 stride-1 first conv, no max-pool (ResNets)", choices=STEMS, means="paddle.vision's")
-    pretrained: Optional[str] = _data(None, "initial weights (.pdparams); tensors of another shape are skipped with a warning",
-                                      metavar="PATH")
+    pretrained: Optional[str] = _data(None, "initial weights: a .pdparams file, or 'imagenet' for paddle.vision's published "
+                                            "weights of the model; tensors of another shape are skipped with a warning",
+                                      metavar="PATH|imagenet")
+    model_kwargs: Dict[str, Any] = _data({}, "more arguments of a --model FILE.py:NAME network, values read as YAML scalars",
+                                         nargs="+", metavar="KEY=VALUE", type=str, means="none")
+    image_size: Optional[int] = _data(None, "feed every image at N x N (built-in datasets resized, bilinear, once at load; folders: random resized crops of that "
+                                            "side for training, the short side resized to N / --eval-crop-pct and centre-cropped for evaluation)",
+                                      metavar="N", means="the dataset's size, padded to the model's minimum; 224 for folders")
     epochs: int = _optim(5, "epochs in total")
     batch_size: int = _optim(64, "images per batch (per device)")
     optimizer: str = _optim("momentum", "the optimizer", choices=OPTIMIZERS)
@@ -105,6 +134,8 @@ class TrainConfig:
     lr_step_epochs: List[int] = _optim([30], "step: the period; multistep: the milestones", metavar="EPOCH")
     lr_gamma: float = _optim(0.1, "factor at each step")
     warmup_epochs: int = _optim(0, "linear warm-up from 0")
+    freeze_backbone: bool = _optim(False, "train the classifier only (README: Fine-tuning says which layer that is)")
+    backbone_lr_mult: float = _optim(1.0, "train every layer but the classifier at F times --lr", metavar="F")
     seed: int = _optim(0, "seeds the weights, shuffling and augmentation")
     label_smoothing: float = _regular(0.0, "label smoothing of the loss, in [0, 1) (also in the evaluation loss)", metavar="EPS")
     mixup: float = _regular(0.0, "Mixup of training batches: the Beta alpha", metavar="ALPHA", means="off")
@@ -127,6 +158,8 @@ class TrainConfig:
                                    choices=AMP_LEVELS, means="off")
     amp_dtype: str = _hardware("float16", "the low-precision type of --amp (bfloat16 needs Ampere or newer)", choices=AMP_DTYPES)
     cudnn_tuning: bool = _hardware(True, "GPU: skip cuDNN's exhaustive convolution search (and, with --amp, its persistent batch norm)")
+    deterministic: bool = _hardware(False, "GPU: deterministic cuDNN algorithms (FLAGS_cudnn_deterministic); skips the exhaustive "
+                                           "convolution search, which cuDNN refuses alongside them")
     pipeline: str = _pipeline("batched", "batched: transform whole batches with numpy in the collate; per-sample: the same "
                                          "transforms one image at a time in the Dataset, Paddle's default collate", choices=PIPELINES)
     num_workers: Optional[int] = _pipeline(None, "DataLoader worker processes", means="0 on CPU, min(4, cores) on GPU")
@@ -181,7 +214,8 @@ class TrainConfig:
 
     def _check_names(self) -> None:
         """The fields that name one of a fixed set."""
-        check_choice("model", self.model, sorted(MODELS))
+        check_model(self.model)
+        self.model_kwargs = parse_model_kwargs(self.model_kwargs)
         check_choice("dataset", self.dataset, sorted(DATASETS))
         check_choice("synthetic_like", self.synthetic_like, synthetic_choices())
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -204,6 +238,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size", "save_freq", "plateau_patience",
                      "prefetch_factor"):
             check_int(name, getattr(self, name), minimum=1)
+        if self.image_size is not None:
+            check_int("image_size", self.image_size, minimum=1, maximum=4096)
         for name in ("warmup_epochs", "seed", "start_from_epoch"):
             check_int(name, getattr(self, name), minimum=0)
         if self.seed > MAX_SEED:  # numpy's and Paddle's seeds are 32-bit
@@ -224,6 +260,7 @@ class TrainConfig:
         check_number("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True, high_open=True)
         check_number("val_split", self.val_split, low=0.0, high=1.0, high_open=True)
         check_number("min_delta", self.min_delta, low=0.0)
+        check_number("backbone_lr_mult", self.backbone_lr_mult, low=0.0, high=1000.0)
         check_optional_number("baseline", self.baseline)
         check_number("plateau_factor", self.plateau_factor, low=0.0, high=1.0, low_open=True, high_open=True)
 
@@ -255,6 +292,38 @@ class TrainConfig:
         if self.gpu and self.device == "cpu":
             raise UsageError("--gpu and --device cpu contradict each other: drop one of them.")
         _check_data_dir(self.dataset, self.data_dir)
+        if self.model_kwargs and not is_user_model(self.model):
+            raise UsageError(f"model_kwargs apply to a --model FILE.py:NAME or package.module:NAME network, not to "
+                             f"{self.model}; drop --model-kwargs.")
+        self._check_folder_options()
+
+    def _check_folder_options(self) -> None:
+        """The options of ``--dataset folder``: refused with another dataset, which would ignore them."""
+        for name in ("train_list", "val_list"):
+            check_path(name, getattr(self, name))
+        if self.channels is not None:
+            check_choice("channels", self.channels, (1, 3))
+        if self.normalize_stats is not None:
+            check_choice("normalize_stats", self.normalize_stats, NORMALIZE_STATS)
+        check_number("eval_crop_pct", self.eval_crop_pct, low=0.0, high=1.0, low_open=True)
+        parse_size("cache_limit", self.cache_limit)
+        if self.class_weights is not None:
+            check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+        if self.dataset != "folder":
+            given = [name for name, default in FOLDER_ONLY.items() if getattr(self, name) != default]
+            if given:
+                flag = given[0].replace("_", "-")
+                raise UsageError(f"--{flag} applies to --dataset folder (your own images), not to '{self.dataset}'; "
+                                 f"drop --{flag}, or pass --dataset folder --data-dir DIR.")
+            return
+        if not self.data_dir and not self.train_list:
+            raise UsageError("--dataset folder needs --data-dir DIR (holding train/<class>/... and optionally val/<class>/...) "
+                             "or --train-list FILE.")
+        if not self.normalize:
+            raise UsageError("--no-normalize does not apply to --dataset folder, whose inputs are normalised by "
+                             "--normalize-stats imagenet|data; drop --no-normalize.")
+        if self.val_list and not self.train_list:
+            raise UsageError("--val-list needs --train-list too; pass both lists, or neither to read DATA_DIR/train and DATA_DIR/val.")
 
     # -- conversions ------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -375,7 +444,7 @@ def _resumed_run_config(layers: List[Tuple[Dict[str, Any], str]]) -> Optional[Tr
         run = rundir.run_folder_of(resume)
     else:
         save_dir = check_path("save_dir", _last_value(layers, "save_dir"))
-        name = f"{_last_value(layers, 'model')}-{_last_value(layers, 'dataset')}"
+        name = run_name(_last_value(layers, 'model'), _last_value(layers, 'dataset'))
         run = save_dir or rundir.latest_run(check_path("output_root", _last_value(layers, "output_root")), name)
     if run is None or not os.path.isfile(os.path.join(run, rundir.CONFIG)):
         return None  # nothing to start from: the Runner says what is missing
@@ -489,6 +558,39 @@ def _parse_problem(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def parse_model_kwargs(value: Any) -> Dict[str, Any]:
+    """``model_kwargs`` as a mapping: given one (a config file), or ``KEY=VALUE`` strings (the flag), values read as YAML scalars.
+
+    ``layers=[3, 4, 6, 3]`` is a list, ``width=0.5`` a float, ``name=abc`` a string.
+    """
+    if value is None:  # a config file's empty `model_kwargs:`
+        return {}
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for text in value:
+            key, sep, raw = str(text).partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"model_kwargs: '{text}' is not KEY=VALUE; write e.g. --model-kwargs layers=[3,4,6,3] width=64.")
+            items.append((key.strip(), _yaml_scalar(key.strip(), raw)))
+    else:
+        raise UsageError(f"model_kwargs must be a mapping of argument names to values (or KEY=VALUE strings), got {value!r}.")
+    for key, _ in items:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise UsageError(f"model_kwargs: {key!r} is not a Python argument name.")
+    return dict(items)
+
+
+def _yaml_scalar(key: str, raw: str) -> Any:
+    import yaml
+
+    try:
+        return _load_yaml(raw) if raw.strip() else ""
+    except (yaml.YAMLError, ValueError) as exc:
+        raise UsageError(f"model_kwargs: the value of {key} ('{raw}') is not valid YAML: {_parse_problem(exc)}.") from exc
+
+
 # What paddle.Model reports with the loss and Accuracy(topk=(1, 5)) the Runner prepares.
 RUN_METRICS = ("loss", "acc_top1", "acc_top5")
 
@@ -499,7 +601,7 @@ def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
         return
     source = "is generated" if DATASETS[dataset].format == "synthetic" else "is embedded in the package"
     raise UsageError(f"data_dir '{data_dir}' is not read by dataset '{dataset}', which {source}; the datasets that read "
-                     f"a folder are {', '.join(folder_datasets())}: add --dataset NAME, or drop --data-dir.")
+                     f"a folder are {', '.join(folder_datasets())}: add --dataset NAME (folder for your own images), or drop --data-dir.")
 
 
 def _check_monitor(monitor: str) -> None:

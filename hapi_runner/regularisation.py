@@ -13,11 +13,12 @@ from typing import List
 from .accumulation import optimizer_steps_per_epoch
 
 
-def build_run_loss(config):
-    """The loss of ``config``: smoothed cross-entropy, taking soft targets when batches are mixed."""
+def build_run_loss(config, class_weights=None):
+    """The loss of ``config``: smoothed cross-entropy, weighted by ``class_weights`` (or None), taking soft
+    targets when batches are mixed."""
     from .losses import build_loss
 
-    return build_loss(config.label_smoothing, soft_targets=config.mixes)
+    return build_loss(config.label_smoothing, class_weights, soft_targets=config.mixes)
 
 
 def build_mixing(config, num_classes: int):

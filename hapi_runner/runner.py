@@ -22,7 +22,8 @@ from .distributed import is_main, on_main, say, world_size
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
 from .errors import HapiRunnerError, UsageError
 from .fingerprint import run_fingerprint
-from .utils import remove_litter, write_json
+from .model_names import python_object_label, run_name
+from .utils import atomic_write_text, remove_litter, write_json
 
 log = logging.getLogger("hapi_runner")
 
@@ -31,12 +32,26 @@ def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
     """``(train, eval)`` ImageDatasets for ``config``; eval is a held-out part of train when ``val_split`` is set."""
     from .datasets import load_dataset, split_for_validation
 
+    if config.dataset == "folder":
+        from .datasets.folder import folder_splits_for
+
+        splits = folder_splits_for(config)
+        return splits.train, splits.val
     common = dict(data_dir=config.data_dir, download=config.download, out_size=out_size, seed=config.seed,
                   synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size, normalize=config.normalize)
     train = load_dataset(config.dataset, "train", augment=config.augment, **common)
+    if config.image_size is not None and out_size is not None:
+        from .datasets.resize import resize_dataset
+
+        resize_dataset(train, out_size)
     if config.val_split:
         return split_for_validation(train, config.val_split, config.seed)
-    return train, load_dataset(config.dataset, "test", augment=False, **common)
+    test = load_dataset(config.dataset, "test", augment=False, **common)
+    if config.image_size is not None and out_size is not None:
+        from .datasets.resize import resize_dataset
+
+        resize_dataset(test, out_size)
+    return train, test
 
 
 class _EpochSeeder:
@@ -76,38 +91,48 @@ class Runner:
 
     Args:
         config: the run's configuration. Defaults to ``TrainConfig()``.
+        network: a ``paddle.nn.Layer`` built in Python, trained instead of
+            ``config.model`` (which then records ``<python object: Class>``).
+            It must take ``[N, C, H, W]`` images of the dataset (or of
+            ``image_size``) and return ``[N, classes]``. Defaults to None.
         **overrides: fields to change on ``config`` (checked like the rest).
 
     Attributes:
         config, device, threads, train_data, eval_data, network (the
         ``paddle.nn.Layer``), model (the prepared ``paddle.Model``),
-        run_dir (set by :meth:`fit`).
+        run_dir (set by :meth:`fit`), finetuning (what ``freeze_backbone``
+        or ``backbone_lr_mult`` did, or None).
     """
 
-    def __init__(self, config: Optional[TrainConfig] = None, **overrides: Any):
+    def __init__(self, config: Optional[TrainConfig] = None, network: Any = None, **overrides: Any):
         config = config or TrainConfig()
+        if network is not None:
+            overrides["model"] = _network_label(network)
         self.config = config.replace(**overrides) if overrides else config
         cfg = self.config
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
-        from .models import build_model, input_size, load_pretrained
+        from .class_weights import inverse_frequency
+        from .models import load_pretrained
+        from .networks import build_network, check_forward
         from .optim import build_grad_clip, build_optimizer
         from .regularisation import add_training_augmentation, build_mixing, build_run_loss, steps_per_epoch
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
-        configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp))
+        configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
         paddle.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
-        spec = _spec(cfg)
-        self.input_size = input_size(cfg.model, spec.size)
-        self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
+        self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
+        spec = self._load_data()
         add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
-        self.network = build_model(cfg.model, spec.num_classes, spec.channels, self.input_size, cfg.stem)
-        self.pretrained_report = load_pretrained(self.network, cfg.pretrained) if cfg.pretrained else None
-        self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
+        self.network = network if network is not None else build_network(cfg, spec.num_classes, spec.channels, self.input_size)
+        self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
+        check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
+        parameters, self.finetuning = _finetuning(self.network, cfg)
+        self.class_weights = inverse_frequency(self.train_data.labels, spec.num_classes) if cfg.class_weights == "auto" else None
         self.mixing = build_mixing(cfg, len(self.train_data.class_names))
         self.train_loader = self.loader(self.train_data, shuffle=True, mixing=self.mixing)
         self.eval_loader = self.loader(self.eval_data, evaluation=True)
@@ -117,23 +142,48 @@ class Runner:
             inputs=paddle.static.InputSpec([None, *self.input_shape], "float32", "image"),
             labels=paddle.static.InputSpec([None, 1], "int64", "label"),
         )
-        self.optimizer, self.lr = build_optimizer(cfg, self.network.parameters(), steps_per_epoch(cfg, len(self.train_loader)),
+        self.optimizer, self.lr = build_optimizer(cfg, parameters, steps_per_epoch(cfg, len(self.train_loader)),
                                                   grad_clip=build_grad_clip(cfg.clip_grad))
         self.model.prepare(
             self.optimizer,
-            build_run_loss(cfg),
+            build_run_loss(cfg, self.class_weights),
             paddle.metric.Accuracy(topk=(1, 5)),
             amp_configs=amp_configs(self.amp, cfg.amp_dtype),
         )
         if self.amp:
-            from .paddle_compat import set_amp_dtype
+            from .paddle_compat import evaluate_under_amp, set_amp_dtype
 
             set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
+            evaluate_under_amp(self.model, self.amp, cfg.amp_dtype)
         self.run_dir: Optional[str] = None
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
         self.ema = None
 
     # -- building blocks ---------------------------------------------------
+    def _load_data(self):
+        """Sets ``train_data``, ``eval_data``, ``input_size`` and ``folder``; returns the data's DatasetSpec.
+
+        A folder dataset's classes, channels and statistics are known once its
+        files are read; its notes (the first says what was loaded) are printed.
+        """
+        from .networks import network_input_size
+
+        cfg = self.config
+        self.folder = None  # the FolderSplits of a folder dataset: notes, skipped files, preprocessing
+        if cfg.dataset != "folder":
+            spec = _spec(cfg)
+            self.input_size = network_input_size(cfg, spec.size)
+            self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
+            return spec
+        from .datasets.folder import folder_splits_for
+
+        self.folder = folder_splits_for(cfg, self.num_workers)
+        self.train_data, self.eval_data = self.folder.train, self.folder.val
+        self.input_size = self.train_data.spec.size
+        for note in self.folder.notes:
+            say(f"hapi_runner: {note}")
+        return self.train_data.spec
+
     def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None, evaluation: bool = False,
                mixing=None):
         """A batched DataLoader over ``dataset`` with this run's workers; ``evaluation``: each sample once over all ranks.
@@ -163,6 +213,8 @@ class Runner:
     def describe(self) -> str:
         c, d = self.config, self.train_data
         data = f"synthetic data shaped like {c.synthetic_like}" if d.synthetic else c.dataset
+        if self.folder is not None:
+            data = f"the images of {c.data_dir or c.train_list}"
         shape = "x".join(str(s) for s in self.input_shape)
         where = f"{self.device}, {self.threads} thread{'s' if self.threads > 1 else ''}" if self.device == "cpu" else self.device
         ranks = world_size()
@@ -211,6 +263,7 @@ class Runner:
             remove_litter(self.run_dir)  # half-written files of a process killed mid-write
             write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
+        self._write_bad_images()
         for line in describe_techniques(cfg, self.mixing):
             say(f"hapi_runner: {line}")
         if checkpoint_folder:
@@ -266,8 +319,18 @@ class Runner:
 
     # -- run folder and callbacks ---------------------------------------------
     def fingerprint(self) -> Dict[str, Any]:
-        """What a checkpoint must match to be resumed into this run."""
-        return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names))
+        """What a checkpoint must match to be resumed into this run (a folder's class names too)."""
+        names = self.train_data.class_names if self.folder is not None else None
+        return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names), network=self.network,
+                               class_names=names)
+
+    def _write_bad_images(self) -> None:
+        """``bad_images.txt`` in the run folder: each file ``skip_bad_images`` left out, with the reason."""
+        if self.folder is None or not self.folder.bad_images or not is_main():
+            return
+        path = os.path.join(self.run_dir, "bad_images.txt")
+        atomic_write_text(path, "".join(f"{file}\t{' '.join(reason.split())}\n" for file, reason in self.folder.bad_images))
+        log.warning("%d unreadable image(s) skipped; their list: %s", len(self.folder.bad_images), path)
 
     def _check_schedule_unchanged(self) -> None:
         """A cosine schedule is laid out over ``epochs``: resuming with another count would bend it (or train at 0)."""
@@ -306,7 +369,7 @@ class Runner:
         from .resume import find_checkpoint
 
         cfg = self.config
-        name = f"{cfg.model}-{cfg.dataset}"
+        name = run_name(cfg.model, cfg.dataset)
         if not cfg.resume:
             return rundir.create(rundir.resolve_run_dir(cfg.save_dir, cfg.output_root, name, cfg.overwrite)), None
         source = cfg.resume
@@ -366,9 +429,13 @@ class Runner:
         self.exporter = None
         if cfg.export:
             spec = self.train_data.spec
+            folder = {"image_preprocessing": self.folder.preprocessing} if self.folder is not None else {}
+            resized = cfg.image_size is not None and self.folder is None  # a folder's crop is its own preprocessing
             sidecar = build_sidecar(spec.mean, spec.std, self.input_shape, class_names=self.train_data.class_names,
-                                    model=cfg.model, dataset=cfg.dataset, image_size=spec.size,
-                                    synthetic=self.train_data.synthetic, **({"weights": "ema"} if self.ema else {}))
+                                    model=cfg.model, dataset=cfg.dataset,
+                                    image_size=self.input_size if resized else spec.size,
+                                    **({"resize_to": self.input_size} if resized else {}),
+                                    synthetic=self.train_data.synthetic, **folder, **({"weights": "ema"} if self.ema else {}))
             verify = self.eval_data.transform(self.eval_data.images[:64])
             self.exporter = named["export"] = StaticExport(
                 os.path.join(run, "inference"), self.input_shape, sidecar, verify_batch=verify,
@@ -401,11 +468,11 @@ class Runner:
         stopper = self.early_stopping
         if stop_reason is None and stopper is not None and stopper.stopped_early:
             stop_reason = {"early_stopping": stopper.stop_reason}
-        exported = self.exporter.report if self.exporter is not None else None
         results = {
             "model": self.config.model,
             "dataset": self.config.dataset,
             "synthetic": self.train_data.synthetic,
+            "class_weights": self.class_weights,
             "final_eval": final,
             "best": {"epoch": best_row["epoch"], "acc_top1": best_row["eval_acc_top1"]} if best_row else None,
             "epochs_run": len(rows),
@@ -415,7 +482,7 @@ class Runner:
             "images_per_second": images / train_seconds if train_seconds else None,
             "stopped_early": bool(stopper is not None and stopper.stopped_early),
             "stop_reason": stop_reason,
-            "export": {k: exported.get(k) for k in ("directory", "top1_agreement", "max_abs_diff")} if exported else None,
+            "export": _export_result(self.exporter),
             "paddle_version": paddle.__version__,
             "device": self.device,
             "threads": self.threads,
@@ -424,6 +491,45 @@ class Runner:
         if is_main():
             write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
         return results
+
+
+def _export_result(exporter) -> Optional[Dict[str, Any]]:
+    """results.json's ``export``: where it went and how well it matched, or ``{"error": ...}`` when Paddle could not export."""
+    if exporter is None:
+        return None
+    if exporter.report:
+        return {k: exporter.report.get(k) for k in ("directory", "top1_agreement", "max_abs_diff")}
+    return {"error": exporter.error} if exporter.error else None
+
+
+def _network_label(network) -> str:
+    """``config.model`` for a network handed to the Runner; UsageError if it is not a Layer."""
+    import paddle
+
+    if not isinstance(network, paddle.nn.Layer):
+        raise UsageError(f"network must be a paddle.nn.Layer (an instance, built), got {type(network).__name__}; "
+                         f"for a class or function, pass model='FILE.py:NAME' instead.")
+    return python_object_label(network)
+
+
+def _pretrained_path(config: TrainConfig) -> str:
+    """The weights file of ``--pretrained``: a path as given, or paddle.vision's ImageNet file for ``imagenet``."""
+    from .finetune import IMAGENET, imagenet_weights
+
+    if config.pretrained == IMAGENET and not os.path.exists(IMAGENET):
+        return imagenet_weights(config.model, download=config.download)
+    return config.pretrained
+
+
+def _finetuning(network, config: TrainConfig):
+    """``(parameters to optimise, what fine-tuning did or None)``; says it in one line when it does anything."""
+    if not config.freeze_backbone and config.backbone_lr_mult == 1.0:
+        return network.parameters(), None
+    from .finetune import apply_finetuning, describe_finetuning
+
+    report = apply_finetuning(network, config.freeze_backbone, config.backbone_lr_mult)
+    say(f"hapi_runner: {describe_finetuning(report)}")
+    return report.pop("trainable"), report
 
 
 def _spec(config: TrainConfig):

@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional
 from .. import checkpoint_format as fmt
 from ..checks import check_bool, check_int
 from ..errors import HapiRunnerError, UsageError
-from ..paddle_compat import lr_schedule_name, optimizer_of, parameter_names, rng_state_for_checkpoint
+from ..paddle_compat import (lr_schedule_name, optimizer_of, optimizer_state_with_scaler, parameter_names,
+                             rng_state_for_checkpoint)
 from ..utils import remove_litter
 from .base import MonitorCallback
 
@@ -224,10 +225,10 @@ class ModelCheckpoint(MonitorCallback):
         return folder
 
     def _tensors(self) -> Dict[str, Any]:
-        optimizer = optimizer_of(self.model)
+        # The AMP loss scaler travels with the optimizer: a float16 run resumed without it restarts at the initial scale.
         weights = self.ema.training_state_dict() if self.ema is not None else self.model.network.state_dict()
         tensors = {fmt.PARAMS_FILE: weights,
-                   fmt.OPT_FILE: optimizer.state_dict() if optimizer is not None else {},
+                   fmt.OPT_FILE: optimizer_state_with_scaler(self.model),
                    fmt.RNG_FILE: rng_state_for_checkpoint()}
         if self.ema is not None:
             tensors[fmt.EMA_FILE] = self.ema.arrays()

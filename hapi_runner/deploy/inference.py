@@ -59,6 +59,8 @@ def create_predictor(model_dir: str, device: str = "cpu", *, threads: Optional[i
 
     kind, index = device_kind_index(device)
     model_file, params_file = find_model_files(model_dir)
+    if tensorrt and kind == "gpu":
+        check_tensorrt_format(model_file)
     config = paddle_infer.Config(model_file, params_file)
     if kind == "gpu":
         if not paddle.device.is_compiled_with_cuda():
@@ -85,6 +87,25 @@ def create_predictor(model_dir: str, device: str = "cpu", *, threads: Optional[i
     except Exception as exc:  # the C++ errors are pages long; the first line says what failed
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HapiRunnerError(f"paddle.inference cannot load {model_file}: {first}") from exc
+
+
+def check_tensorrt_format(model_file: str) -> None:
+    """Refuses TensorRT for a PIR graph (``model.json``), where it would silently not run.
+
+    ``Config.enable_tensorrt_engine`` works through the TensorRT subgraph
+    pass of the ProgramDesc (``.pdmodel``) path. Paddle 3 loads a PIR graph
+    through its PIR passes, where that pass does not run: the predictor
+    would serve plain GPU kernels while claiming TensorRT. Paddle 3's own
+    route (``paddle.tensorrt.convert``, which needs the ``tensorrt`` package
+    and a GPU build) is not wired in, because it has not been run here.
+
+    Raises:
+        HapiRunnerError: ``model_file`` is a PIR graph.
+    """
+    if graph_format(model_file) == "pir":
+        raise HapiRunnerError(
+            f"TensorRT runs on .pdmodel graphs only, and {model_file} is a PIR graph (Paddle 3's jit.save format), "
+            f"whose inference path would run without TensorRT; serve it without --tensorrt, or export and serve with Paddle 2.6.")
 
 
 def _enable_tensorrt(config, precision: str) -> None:
@@ -188,7 +209,10 @@ class InferenceModel:
         """uint8 images ``[N, C, h, w]`` to the float32 batch the graph takes, per the sidecar.
 
         Zero-pads around the centre up to ``pad_to`` (as in training), then
-        computes ``(pixel / 255 - mean) / std``.
+        computes ``(pixel / 255 - mean) / std``. An export trained on a folder
+        of images (its sidecar has ``image_preprocessing``) takes a list of
+        uint8 ``[H, W, C]`` images of any size instead, and resizes their short
+        side and centre-crops them as evaluation did.
 
         Raises:
             HapiRunnerError: the export has no sidecar.
@@ -196,6 +220,8 @@ class InferenceModel:
         """
         if not self.sidecar:
             raise HapiRunnerError(f"'{self.model_dir}' has no {SIDECAR}, so its preprocessing is unknown; export it with hapi_runner.")
+        if self.sidecar.get("image_preprocessing"):
+            return self._resize_and_crop(images)
         images = np.asarray(images)
         if images.ndim == 3:
             images = images[:, None]
@@ -211,6 +237,23 @@ class InferenceModel:
         mean = np.asarray(self.sidecar["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(self.sidecar["std"], dtype=np.float32).reshape(1, -1, 1, 1)
         return (padded / 255.0 - mean) / std
+
+    def _resize_and_crop(self, images) -> np.ndarray:
+        """A folder-trained export's input: each uint8 ``[H, W, C]`` (or ``[H, W]``) image of any size resized
+        (short side) and centre-cropped as evaluation did, then normalised."""
+        from ..datasets.folder_transform import from_preprocessing, to_short_side
+
+        steps = self.sidecar["image_preprocessing"]
+        transform = from_preprocessing(steps)
+        arrays = []
+        for image in ([images] if isinstance(images, np.ndarray) and images.ndim == 2 else list(images)):
+            image = np.asarray(image)
+            image = image[:, :, None] if image.ndim == 2 else image
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != transform.channels:
+                raise UsageError(f"preprocess takes uint8 images shaped [H, W, {transform.channels}] (or [H, W] for one "
+                                 f"channel), got {image.dtype} {list(image.shape)}.")
+            arrays.append(to_short_side(image, int(steps["resize_short"])))
+        return transform(arrays)
 
     @property
     def class_names(self) -> Optional[list]:

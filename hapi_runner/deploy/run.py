@@ -55,13 +55,20 @@ class LoadedRun:
     input_shape: list
     checkpoint: str
     epoch: int
+    folder: Any = None  # a folder dataset's FolderSplits, rebuilt from config.json
     weights: str = "training"
 
     def sidecar(self) -> Dict[str, Any]:
+        resized = self.config.image_size is not None and self.folder is None  # a folder's crop is its own preprocessing
+        extra = {"resize_to": self.input_shape[-1]} if resized else {}
+        if self.folder is not None:
+            extra["image_preprocessing"] = self.folder.preprocessing
+        if self.weights == "ema":
+            extra["weights"] = "ema"
         return build_sidecar(self.spec.mean, self.spec.std, self.input_shape, class_names=list(self.class_names),
-                             model=self.config.model, dataset=self.config.dataset, image_size=self.spec.size,
-                             epoch=self.epoch, checkpoint=self.checkpoint,
-                             **({"weights": "ema"} if self.weights == "ema" else {}))
+                             model=self.config.model, dataset=self.config.dataset,
+                             image_size=self.input_shape[-1] if resized else self.spec.size,
+                             epoch=self.epoch, checkpoint=self.checkpoint, **extra)
 
     @property
     def class_names(self):
@@ -69,7 +76,7 @@ class LoadedRun:
 
 
 def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] = None, device: str = "cpu",
-             ema: bool = True) -> LoadedRun:
+             network: Any = None, ema: bool = True) -> LoadedRun:
     """Rebuilds a run's network and loads a checkpoint's weights into it: its EMA weights where it has them.
 
     Args:
@@ -77,6 +84,10 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
         checkpoint: ``last``, ``best``, or a checkpoint path. Defaults to ``last``.
         threads: CPU threads (``auto`` or N). Defaults to the run's setting.
         device: ``cpu``, ``gpu`` or ``gpu:N``. Defaults to ``cpu``.
+        network: the ``paddle.nn.Layer`` to load the weights into, built
+            again in Python; needed for a run trained with
+            ``Runner(config, network=...)``. Defaults to None: rebuilt from
+            ``config.json``.
         ema: load the checkpoint's EMA weights where it has them (the ones
             the run evaluated and exported); False loads its training weights. Defaults to True.
     """
@@ -86,26 +97,36 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
     config = read_run_config(run_dir)
     configure_threads(threads or config.threads, config.model)
     from ..datasets import spec_for
-    from ..models import build_model, input_size
+    from ..networks import build_network, network_input_size
 
     select_device(device)
-    spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
-    size = input_size(config.model, spec.size)
-    network = build_model(config.model, spec.num_classes, spec.channels, size, config.stem)
+    folder = None
+    if config.dataset == "folder":  # classes, channels and statistics come from the images, read again
+        from ..datasets.folder import folder_splits_for
+
+        folder = folder_splits_for(config)
+        spec = folder.train.spec
+    else:
+        spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
+    size = network_input_size(config, spec.size)
+    if network is None:
+        network = build_network(config, spec.num_classes, spec.channels, size)
     shape = [spec.channels, size, size]
     if checkpoint in ("last", "best"):
         link = os.path.join(run_dir, "checkpoints", checkpoint)
         if not os.path.exists(link):
             raise UsageError(f"'{run_dir}' has no checkpoints/{checkpoint}; was it trained with hapi-runner train? Pass --checkpoint PATH.")
-        folder = find_checkpoint(link)
+        checkpoint_folder = find_checkpoint(link)
     else:
-        folder = find_checkpoint(checkpoint)
-    state = load_weights(network, folder, run_fingerprint(config, shape, spec.num_classes), prefer_ema=ema)
+        checkpoint_folder = find_checkpoint(checkpoint)
+    names = spec.class_names if folder is not None else None
+    state = load_weights(network, checkpoint_folder,
+                         run_fingerprint(config, shape, spec.num_classes, network=network, class_names=names), prefer_ema=ema)
     network.eval()
     weights = "ema" if state["weights_file"] == EMA_FILE else "training"
     if weights == "ema":
-        log.info("%s: the EMA weights (%s), as the run evaluated and exported them", folder, EMA_FILE)
-    return LoadedRun(run_dir, config, network, spec, shape, folder, int(state.get("epoch", 0)), weights)
+        log.info("%s: the EMA weights (%s), as the run evaluated and exported them", checkpoint_folder, EMA_FILE)
+    return LoadedRun(run_dir, config, network, spec, shape, checkpoint_folder, int(state.get("epoch", 0)), folder, weights)
 
 
 # -- evaluate --------------------------------------------------------------------
@@ -117,13 +138,38 @@ def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str]
     cfg = run.config
     name = dataset or cfg.dataset
     check_choice("dataset", name, sorted(DATASETS))
+    if run.folder is not None or name == "folder":
+        return _folder_eval_dataset(run, name, data_dir)
     spec = spec_for(name, cfg.synthetic_like, cfg.normalize)
     if (spec.num_classes, spec.channels) != (run.spec.num_classes, run.spec.channels):
         raise UsageError(f"dataset {name} has {spec.num_classes} classes of {spec.channels}-channel images; "
                          f"the model was trained on {cfg.dataset} ({run.spec.num_classes} classes of {run.spec.channels}-channel images): pick a dataset of that shape.")
-    return load_dataset(name, "test", data_dir or (cfg.data_dir if name == cfg.dataset else None), augment=False,
+    data = load_dataset(name, "test", data_dir or (cfg.data_dir if name == cfg.dataset else None), augment=False,
                         out_size=run.input_shape[-1], seed=cfg.seed, download=download,
                         synthetic_like=cfg.synthetic_like, synthetic_size=cfg.synthetic_size, normalize=cfg.normalize)
+    if cfg.image_size is not None:
+        from ..datasets.resize import resize_dataset
+
+        resize_dataset(data, run.input_shape[-1])
+    return data
+
+
+def _folder_eval_dataset(run: LoadedRun, name: str, data_dir: Optional[str]):
+    """The validation part of the run's own folder, or of ``data_dir`` read with the run's folder options."""
+    from dataclasses import replace
+
+    from ..datasets.folder import folder_splits_for
+
+    if run.folder is None or name != "folder":
+        raise UsageError(f"this run was trained on {run.config.dataset}; evaluating it on '{name}' needs a dataset of the same "
+                         f"classes: pass --dataset {run.config.dataset}.")
+    if not data_dir or os.path.realpath(data_dir) == os.path.realpath(run.config.data_dir or ""):
+        return run.folder.val
+    other = folder_splits_for(replace(run.config, data_dir=data_dir, train_list=None, val_list=None)).val
+    if list(other.class_names) != list(run.class_names):
+        raise UsageError(f"'{data_dir}' has the classes {list(other.class_names)}; the model was trained on "
+                         f"{list(run.class_names)}: pass a folder of the same classes.")
+    return other
 
 
 def run_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
@@ -173,7 +219,7 @@ def _timed_logits(run: LoadedRun, data, *, engine: str, batch_size: int, explici
 def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str = "dygraph",
                  dataset: Optional[str] = None, data_dir: Optional[str] = None, batch_size: Optional[int] = None,
                  threads: Optional[str] = None, device: str = "cpu", download: bool = True,
-                 tensorrt: Optional[str] = None) -> Dict[str, Any]:
+                 tensorrt: Optional[str] = None, network: Any = None) -> Dict[str, Any]:
     """Evaluates a run's weights on a test split, every sample exactly once.
 
     Args:
@@ -190,6 +236,8 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
         download: allow Paddle's download. Defaults to True.
         tensorrt: ``fp32``/``fp16`` to run the inference engine through
             TensorRT on a GPU. Defaults to None.
+        network: the network, for a run trained on one built in Python (see
+            :func:`load_run`). Defaults to None.
 
     Returns:
         ``loss``, ``acc_top1``, ``acc_top5``, ``images_per_second``,
@@ -197,7 +245,7 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
         where the CSV/PNG of the confusion matrix were written.
     """
     check_choice("engine", engine, ENGINES)
-    run = load_run(run_dir, checkpoint=checkpoint or "last", threads=threads, device=device)
+    run = load_run(run_dir, checkpoint=checkpoint or "last", threads=threads, device=device, network=network)
     data = eval_dataset(run, dataset, data_dir, download)
     logits, seconds, engine_name = _timed_logits(
         run, data, engine=engine, batch_size=batch_size or run.config.batch_size,
@@ -239,7 +287,8 @@ def describe_export(folder: str) -> Optional[str]:
 
 
 def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", output: Optional[str] = None,
-               data_dir: Optional[str] = None, download: bool = True) -> Dict[str, Any]:
+               data_dir: Optional[str] = None, download: bool = True, network: Any = None,
+               device: str = "cpu") -> Dict[str, Any]:
     """Exports a run's checkpoint for deployment and verifies the export.
 
     An export already in the target folder (the one training wrote, say) is
@@ -254,6 +303,10 @@ def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", o
         output: the folder to write. Defaults to ``<run>/inference`` or ``<run>/onnx``.
         data_dir: where the evaluation files are, for the verification batch. Defaults to the run's.
         download: allow Paddle's download. Defaults to True.
+        network: the network, for a run trained on one built in Python (see
+            :func:`load_run`). Defaults to None.
+        device: where the export will serve (``cpu``, ``gpu`` or ``gpu:N``): the check runs there, with that
+            device's tolerances (``hapi_runner.deploy.export.compare_logits``). Defaults to ``cpu``.
 
     Returns:
         The verification report (also written beside the export).
@@ -261,13 +314,13 @@ def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", o
     check_choice("format", fmt, FORMATS)
     if fmt == "onnx":
         require_onnx()
-    run = load_run(run_dir, checkpoint=checkpoint)
+    run = load_run(run_dir, checkpoint=checkpoint, network=network, device=device)
     batch = _verify_batch(run, data_dir, download)
     target = output or os.path.join(run_dir, "inference" if fmt == "paddle" else "onnx")
     before = describe_export(target)
     sidecar = dict(run.sidecar(), reason=f"checkpoint {checkpoint}")
     if fmt == "paddle":
-        report = export_model(run.network, target, run.input_shape, sidecar, batch)
+        report = export_model(run.network, target, run.input_shape, sidecar, batch, device=device)
     else:
         report = export_onnx(run.network, target, run.input_shape, sidecar, batch)
     if before is not None:
