@@ -163,38 +163,37 @@ def test_evaluate_and_export_of_a_run_use_its_ema_weights(tmp_path):
 
 # --- folder datasets ---------------------------------------------------------------------------------------
 
-FOLDER_CLASSES = tuple(f"class{c}" for c in range(10))
-
-
 @pytest.fixture(scope="module")
-def folder_splits(tmp_path_factory):
-    """A class-folder tree of real grey images (10 classes, 4 training and 2 validation images each), loaded 28x28."""
+def image_tree(tmp_path_factory):
+    """A class-folder tree of real images (3 classes, 8 training and 3 validation images each, mixed formats)."""
     from folder_images import class_tree
+
+    root = tmp_path_factory.mktemp("folder") / "images"
+    class_tree(root, 8)
+    class_tree(root, 3, split="val", offset=100, nested=False, junk=False)
+    return root
+
+
+@pytest.fixture
+def folder_splits(image_tree, tmp_path):
     from hapi_runner.datasets import load_folder_splits
 
-    root = tmp_path_factory.mktemp("folder") / "data"
-    class_tree(root, 4, classes=FOLDER_CLASSES)
-    class_tree(root, 2, classes=FOLDER_CLASSES, split="val", offset=100)
-    cache = tmp_path_factory.mktemp("cache")
-    return lambda: load_folder_splits(str(root), image_size=28, channels=1, cache_root=str(cache))
+    return lambda: load_folder_splits(str(image_tree), image_size=28, channels=1, cache_root=str(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize("flag, value, field, expected", EACH, ids=[e[0] for e in EACH])
-def test_each_flag_trains_on_a_folder_dataset(tmp_path, monkeypatch, folder_splits, flag, value, field, expected):
-    # The Runner's datasets replaced by a folder dataset of the shape the config names (1x28x28, 10 classes).
-    import hapi_runner.runner as runner_module
-
-    splits = folder_splits()
-    monkeypatch.setattr(runner_module, "build_datasets", lambda config, out_size=None: (splits.train, splits.val))
-    extra = {"mixup": 0.4} if field == "mix_prob" else {}
-    runner = Runner(TrainConfig(**{**TINY, "batch_size": 16}, **{field: expected}, **extra, save_dir=str(tmp_path / "run")))
-    if field in ("randaugment", "random_erasing"):
-        assert getattr(splits.train.transform, "randaugment" if field == "randaugment" else "erasing") is not None
-        assert splits.val.transform.randaugment is None and splits.val.transform.erasing is None
-    results = runner.fit()
+def test_each_flag_trains_on_a_folder_dataset(tmp_path, monkeypatch, image_tree, flag, value, field, expected):
+    monkeypatch.setenv("HAPI_RUNNER_CACHE", str(tmp_path / "cache"))
+    extra = ("--mixup", "0.4") if flag == "--mix-prob" else ()
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "folder", "--data-dir", str(image_tree), "--image-size", "28", *FLAGS,
+                 "--batch-size", "8", flag, value, *extra, "--save-dir", str(run)]) == 0
+    config, results = _trained(run)
+    assert config[field] == expected and config["dataset"] == "folder"
     assert np.isfinite(results["final_eval"]["loss"]) and results["epochs_run"] == 1
     if field == "ema":
-        assert os.path.isfile(tmp_path / "run/checkpoints/last/ema.pdparams")
+        assert os.path.isfile(run / "checkpoints/last/ema.pdparams")
+        assert load_run(str(run), threads="1").weights == "ema"
 
 
 def test_folder_augmentations_change_only_training_batches(folder_splits):
