@@ -394,8 +394,7 @@ class Runner:
         the export last, because a failed check raises from ``on_train_end``.
         """
         from .callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
-                                OptimizerStepLR, ReduceLROnPlateau, RunProgress, StaticExport, VisualDLLogger)
-        from .deploy.layout import build_sidecar
+                                OptimizerStepLR, ReduceLROnPlateau, RunProgress, VisualDLLogger)
         from .regularisation import build_ema
 
         cfg, run = self.config, self.run_dir
@@ -426,20 +425,9 @@ class Runner:
                 baseline=cfg.baseline, start_from_epoch=cfg.start_from_epoch, restore_best=cfg.restore_best)
         ordered += [named[k] for k in ("visualdl", "reduce_lr", "early_stopping") if k in named]
         ordered += list(extra)
-        self.exporter = None
-        if cfg.export:
-            spec = self.train_data.spec
-            folder = {"image_preprocessing": self.folder.preprocessing} if self.folder is not None else {}
-            resized = cfg.image_size is not None and self.folder is None  # a folder's crop is its own preprocessing
-            sidecar = build_sidecar(spec.mean, spec.std, self.input_shape, class_names=self.train_data.class_names,
-                                    model=cfg.model, dataset=cfg.dataset,
-                                    image_size=self.input_size if resized else spec.size,
-                                    **({"resize_to": self.input_size} if resized else {}),
-                                    synthetic=self.train_data.synthetic, **folder, **({"weights": "ema"} if self.ema else {}))
-            verify = self.eval_data.transform(self.eval_data.images[:64])
-            self.exporter = named["export"] = StaticExport(
-                os.path.join(run, "inference"), self.input_shape, sidecar, verify_batch=verify,
-                on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device)
+        self.exporter = self._exporter()
+        if self.exporter is not None:
+            named["export"] = self.exporter
         self.checkpoint = ModelCheckpoint(
             os.path.join(run, "checkpoints"), save_freq=cfg.save_freq, keep_last=cfg.keep_last, monitor=cfg.monitor,
             mode=cfg.mode, min_delta=cfg.min_delta, fingerprint=self.fingerprint(), state_sources=named, ema=self.ema)
@@ -449,6 +437,26 @@ class Runner:
         # In hapi's own LRScheduler's place: it steps the schedule per optimizer step under accumulation.
         ordered.append(OptimizerStepLR())
         return ordered
+
+    def _exporter(self):
+        """The StaticExport of the run (its sidecar says how to prepare an image, and which weights), or None."""
+        from .callbacks import StaticExport
+        from .deploy.layout import build_sidecar
+
+        cfg = self.config
+        if not cfg.export:
+            return None
+        spec = self.train_data.spec
+        folder = {"image_preprocessing": self.folder.preprocessing} if self.folder is not None else {}
+        resized = cfg.image_size is not None and self.folder is None  # a folder's crop is its own preprocessing
+        sidecar = build_sidecar(spec.mean, spec.std, self.input_shape, class_names=self.train_data.class_names,
+                                model=cfg.model, dataset=cfg.dataset,
+                                image_size=self.input_size if resized else spec.size,
+                                **({"resize_to": self.input_size} if resized else {}),
+                                synthetic=self.train_data.synthetic, **folder, **({"weights": "ema"} if self.ema else {}))
+        verify = self.eval_data.transform(self.eval_data.images[:64])
+        return StaticExport(os.path.join(self.run_dir, "inference"), self.input_shape, sidecar, verify_batch=verify,
+                            on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device)
 
     # -- results -------------------------------------------------------------
     def _write_results(self, total_seconds: float, resumed_from: int = 0, stop_reason: Optional[Dict[str, Any]] = None,
