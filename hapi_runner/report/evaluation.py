@@ -31,17 +31,20 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     """
     import os
 
+    from ..datasets import load_dataset, split_for_validation
     from ..deploy.run import eval_dataset, load_run, run_logits
 
     if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
         checkpoint = "last"
-    run = load_run(run_dir, checkpoint, threads, device)
+    run = load_run(run_dir, checkpoint=checkpoint, threads=threads, device=device)
     config = run.config
     if config.val_split:
-        from ..runner import build_datasets
-
-        config = config.replace(data_dir=data_dir or config.data_dir, download=download)
-        data = build_datasets(config, out_size=run.input_shape[-1])[1]
+        # The part training held out: the same seeded choice, without augmentation.
+        train = load_dataset(config.dataset, "train", data_dir or config.data_dir, augment=False,
+                             out_size=run.input_shape[-1], seed=config.seed, download=download,
+                             synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size,
+                             normalize=config.normalize)
+        data = split_for_validation(train, config.val_split, config.seed)[1]
         split = f"the {config.val_split:g} of train held out for evaluation"
     else:
         data = eval_dataset(run, None, data_dir, download)
