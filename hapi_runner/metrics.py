@@ -235,12 +235,12 @@ def without_roc_points(evaluation: Dict[str, Any]) -> Dict[str, Any]:
 def format_per_class(evaluation: Dict[str, Any], class_names: Sequence[str]) -> str:
     """A short text table of precision, recall, F1 and support per class, and the ROC-AUC line for two classes."""
     width = max(len("class"), *(len(str(name)) for name in class_names))
-    lines = [f"{'class':<{width}}  precision  recall     F1  support"]
+    lines = [f"{'class':<{width}}  precision  recall      F1  support"]
     for i, name in enumerate(class_names):
         lines.append(f"{str(name):<{width}}  {evaluation['precision'][i]:9.4f}  {evaluation['recall'][i]:6.4f}  "
-                     f"{evaluation['f1'][i]:5.4f}  {evaluation['support'][i]:7d}")
+                     f"{evaluation['f1'][i]:6.4f}  {evaluation['support'][i]:7d}")
     macro = evaluation["macro"]
-    lines.append(f"{'macro':<{width}}  {macro['precision']:9.4f}  {macro['recall']:6.4f}  {macro['f1']:5.4f}")
+    lines.append(f"{'macro':<{width}}  {macro['precision']:9.4f}  {macro['recall']:6.4f}  {macro['f1']:6.4f}")
     binary = evaluation.get("binary")
     if binary is not None:
         auc = "undefined (one class absent)" if binary["roc_auc"] is None else f"{binary['roc_auc']:.4f}"
