@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
 from .checkpoint_format import (CHECKPOINTS, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, CheckpointError,
@@ -85,21 +84,6 @@ def find_checkpoint(path: str) -> str:
         return os.path.realpath(os.path.join(directory, epoch_name(epochs[-1])))
     raise UsageError(f"no checkpoint in '{path}' (no {LAST} link and no epoch_<N> folder); "
                      f"pass a run folder that was trained with checkpoints, or an epoch_<N> folder.")
-
-
-def latest_run(output_root: str, name: str) -> Optional[str]:
-    """The highest-numbered ``output_root/name/run_NNN`` folder that holds a checkpoint, or None."""
-    base = os.path.join(output_root, name)
-    try:
-        entries = os.listdir(base)
-    except OSError:
-        return None
-    runs = sorted(((int(m.group(1)), e) for e in entries if (m := re.fullmatch(r"run_(\d+)", e))), reverse=True)
-    for _, entry in runs:
-        directory = os.path.join(base, entry, CHECKPOINTS)
-        if os.path.isdir(os.path.join(directory, LAST)) or epoch_folders(directory):
-            return os.path.join(base, entry)
-    return None
 
 
 # -- checking ----------------------------------------------------------------

@@ -6,12 +6,11 @@ import os
 import re
 from typing import Optional
 
+from .checkpoint_format import CHECKPOINTS, LAST, epoch_folders
 from .errors import UsageError
 
 RESULTS = "results.json"
 CONFIG = "config.json"
-CHECKPOINTS = "checkpoints"
-_EPOCH_FOLDER = re.compile(r"epoch_\d+")
 
 
 def is_finished(path: str) -> bool:
@@ -100,11 +99,7 @@ def run_folder_of(path: str) -> Optional[str]:
 
 
 def latest_run(output_root: str, name: str) -> Optional[str]:
-    """The highest-numbered ``output_root/name/run_NNN`` holding a checkpoint, or None.
-
-    A checkpoint is a ``checkpoints/last`` folder or link, or an
-    ``epoch_<N>`` folder: the same choice as ``hapi_runner.resume.latest_run``.
-    """
+    """The highest-numbered ``output_root/name/run_NNN`` holding a checkpoint (a ``last`` link or an ``epoch_<N>`` folder), or None."""
     base = os.path.join(output_root, name)
     try:
         entries = os.listdir(base)
@@ -112,17 +107,7 @@ def latest_run(output_root: str, name: str) -> Optional[str]:
         return None
     runs = sorted(((int(m.group(1)), e) for e in entries if (m := re.fullmatch(r"run_(\d+)", e))), reverse=True)
     for _, entry in runs:
-        if _has_checkpoint(os.path.join(base, entry, CHECKPOINTS)):
+        directory = os.path.join(base, entry, CHECKPOINTS)
+        if os.path.isdir(os.path.join(directory, LAST)) or epoch_folders(directory):
             return os.path.join(base, entry)
     return None
-
-
-def _has_checkpoint(directory: str) -> bool:
-    if os.path.isdir(os.path.join(directory, "last")):
-        return True
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return False
-    return any(_EPOCH_FOLDER.fullmatch(n) and os.path.isdir(os.path.join(directory, n))
-               and not os.path.islink(os.path.join(directory, n)) for n in names)

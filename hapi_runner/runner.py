@@ -292,7 +292,7 @@ class Runner:
 
     def _choose_run_dir(self) -> Tuple[str, Optional[str]]:
         """``(run folder, checkpoint folder to resume from or None)``; a new folder is created."""
-        from .resume import find_checkpoint, latest_run
+        from .resume import find_checkpoint
 
         cfg = self.config
         name = f"{cfg.model}-{cfg.dataset}"
@@ -300,7 +300,7 @@ class Runner:
             return rundir.create(rundir.resolve_run_dir(cfg.save_dir, cfg.output_root, name, cfg.overwrite)), None
         source = cfg.resume
         if source == "latest":
-            source = cfg.save_dir or latest_run(cfg.output_root, name)
+            source = cfg.save_dir or rundir.latest_run(cfg.output_root, name)
             if source is None:
                 raise UsageError(f"--resume: no run of {name} under '{cfg.output_root}' has a checkpoint; "
                                  f"pass the run folder (--resume PATH) or train without --resume first.")

@@ -16,10 +16,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Points Paddle's dataset cache at an empty folder so no test sees a real download."""
+    """Points Paddle's dataset cache and the image cache at empty folders, so no test sees a real download or cache."""
     from hapi_runner.datasets import sources
 
     monkeypatch.setattr(sources, "PADDLE_CACHE", str(tmp_path / "paddle-cache"))
+    monkeypatch.setenv("HAPI_RUNNER_CACHE", str(tmp_path / "image-cache"))
 
 
 @pytest.fixture(autouse=True)

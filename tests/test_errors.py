@@ -460,7 +460,7 @@ ROWS = [
         "share no tensor with ResNet; are they for another model?", unchanged=True),
     # evaluate, predict, export
     Row("evaluate-not-a-run", ("evaluate", "{tmp}"), 2, "'{tmp}' has no config.json, so it is not a hapi_runner run folder", unchanged=True),
-    Row("evaluate-damaged-config", ("evaluate", "{run}"), 1, "{tmp}/runcopy/config.json cannot be read (JSONDecodeError); the run folder is damaged",
+    Row("evaluate-damaged-config", ("evaluate", "{run}"), 1, "{tmp}/runcopy/config.json cannot be read (JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); the run folder is damaged",
         damaged_config_json, unchanged=True),
     Row("evaluate-another-shape", ("evaluate", "{shared}", "--dataset", "cifar10"), 2,
         "dataset cifar10 has 10 classes of 3-channel images; the model was trained on synthetic (10 classes of 1-channel images): pick a dataset of that shape", unchanged=True),

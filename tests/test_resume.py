@@ -13,7 +13,8 @@ from hapi_runner.callbacks.checkpoint import ModelCheckpoint
 from hapi_runner.checkpoint_format import link_target, sha256_file
 from hapi_runner.datasets.pipeline import BatchTransform, ImageDataset, make_loader
 from hapi_runner.errors import HapiRunnerError, UsageError
-from hapi_runner.resume import (CheckpointError, ResumePoint, find_checkpoint, latest_run, load_checkpoint, load_weights,
+from hapi_runner import rundir
+from hapi_runner.resume import (CheckpointError, ResumePoint, find_checkpoint, load_checkpoint, load_weights,
                                 restore, set_epoch_offset)
 from hapi_runner.runner import _EpochSeeder
 
@@ -139,8 +140,8 @@ def test_latest_run_is_the_highest_numbered_run_with_a_checkpoint(run_dir, tmp_p
     for number in ("run_002", "run_010"):
         shutil.copytree(run_dir, name / number, symlinks=True)
     (name / "run_011").mkdir()  # newer, but never reached its first checkpoint
-    assert latest_run(str(tmp_path / "out"), "lenet-mini") == str(name / "run_010")
-    assert latest_run(str(tmp_path / "out"), "resnet18-cifar10") is None
+    assert rundir.latest_run(str(tmp_path / "out"), "lenet-mini") == str(name / "run_010")
+    assert rundir.latest_run(str(tmp_path / "out"), "resnet18-cifar10") is None
 
 
 # --- verifying and falling back ---------------------------------------------------------

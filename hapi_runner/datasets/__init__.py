@@ -13,6 +13,9 @@ _LAZY = {
     "ImageDataset": "pipeline",
     "BatchTransform": "pipeline",
     "make_loader": "pipeline",
+    "load_folder": "folder",
+    "load_folder_splits": "folder",
+    "FolderDataset": "folder",
 }
 
 __all__ = ["DATASETS", "DatasetSpec", "spec_for", *_LAZY]
