@@ -395,6 +395,41 @@ def test_the_cli_commands_report_and_compare(tiny_run, tmp_path, capsys, monkeyp
     assert capsys.readouterr().out.rstrip().endswith(f"evaluation curves: {tmp_path / 'compare.png'}")
 
 
+def test_an_image_folder_evaluation_gets_its_per_class_table_and_gallery(tiny_run, tmp_path):
+    """Files of several sizes and modes: predicted as the folder pipeline feeds them, shown as its evaluation crop."""
+    import paddle
+
+    from folder_images import class_tree
+    from hapi_runner.datasets import make_loader
+    from hapi_runner.datasets.folder import load_folder_splits
+    from hapi_runner.models import build_model
+    from hapi_runner.report.end_of_training import predict_within
+    from hapi_runner.report.predictions import CroppedImages
+
+    class_tree(tmp_path / "tree", per_class=8)
+    val = load_folder_splits(str(tmp_path / "tree"), image_size=28, channels=1, val_split=0.5, seed=1,
+                             cache_root=str(tmp_path / "cache")).val
+    paddle.seed(0)
+    network = build_model("lenet", 3, 1, 28)
+    probs, _ = predict_within(network, val, 5, budget=1e9)
+    model = paddle.Model(network, paddle.static.InputSpec([None, 1, 28, 28], "float32", "image"))
+    model.prepare()
+    logits = np.asarray(model.predict(make_loader(val, 5, shuffle=False), verbose=0, stack_outputs=True)[0])
+    assert probs == pytest.approx(Predictions.from_logits(val.labels, logits).probs, abs=1e-5)
+    predictions = Predictions.from_dataset(val, probs, source="image folder")
+    assert isinstance(predictions.images, CroppedImages) and predictions.images[0].shape == (28, 28)
+    result = build_report(str(tiny_run), predictions, max_images=4, correct_per_class=1, output=str(tmp_path / "r.html"))
+    parser = parse(tmp_path / "r.html")
+    assert sorted(r[0] for r in parser.rows["per-class"]) == ["bag", "coat", "dress"]
+    wrong = int((predictions.predicted != predictions.labels).sum())
+    assert len(parser.tiles.get("mistakes", [])) == min(4, wrong) and result["metrics"]["num_samples"] == len(val)
+    from PIL import Image
+
+    for uri in embedded_images(parser):
+        with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as picture:
+            picture.verify()
+
+
 def test_model_view_pads_like_the_transform_and_drops_grey_channel():
     images = np.arange(2 * 1 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4)
     from hapi_runner.report.predictions import model_view
