@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     build_train_parser(sub.add_parser("train", help="train, evaluate and save a model"))
     build_summary_parser(sub.add_parser("summary", help="layer table, parameters and multiply-adds"))
-    build_evaluate_parser(sub.add_parser("evaluate", help="loss, top-1/top-5, per-class accuracy and confusion matrix of a run"))
+    build_evaluate_parser(sub.add_parser("evaluate", help="loss, top-1/top-5, per-class precision/recall/F1 and confusion matrix of a run"))
     build_predict_parser(sub.add_parser("predict", help="classify image files with an exported model"))
     build_export_parser(sub.add_parser("export", help="export a run's checkpoint for paddle.inference or ONNX, verified"))
     build_report_parser(sub.add_parser("report", help="write RUN/report.html: curves, per-class table, confusion matrix, mistakes"))
