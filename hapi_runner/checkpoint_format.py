@@ -7,6 +7,9 @@ Layout of a run's ``checkpoints/`` folder::
     last -> epoch_4        (relative symlinks, so checkpoints/best/model.pdparams works)
     best -> epoch_3
 
+``model.pdopt`` holds the optimizer's state and, with AMP, the loss scaler's
+(``paddle_compat.optimizer_state_with_scaler``).
+
 A checkpoint is built in a private ``.tmp-epoch_<N>-<pid>/`` folder, every
 file and the folder are fsynced, and one ``rename`` publishes it; only then
 are ``last`` and ``best`` repointed, each by ``os.replace`` of a fresh

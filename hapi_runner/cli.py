@@ -60,7 +60,7 @@ def default_text(item: dataclasses.Field) -> str:
     """``default: X`` for a field's help, X read from the dataclass (and what it means, where the metadata says)."""
     value = item.default_factory() if item.default is dataclasses.MISSING else item.default
     means = item.metadata.get("means")
-    if value is None:
+    if value is None or value == {}:
         return f"default: {means or 'none'}"
     shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
     return f"default: {shown}" + (f" ({means})" if means else "")
@@ -113,7 +113,7 @@ def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def build_summary_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    add_config_flags(parser, ["model", "dataset", "synthetic_like", "stem"])
+    add_config_flags(parser, ["model", "dataset", "synthetic_like", "stem", "model_kwargs", "image_size"])
     parser.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON, without the layer table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -191,6 +191,7 @@ def build_export_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--output", default=None, help="default: RUN/inference (paddle) or RUN/onnx")
     add_run_option(parser, "data_dir", None, "the run's", help="where the evaluation files are, for the verification batch")
     add_run_option(parser, "download", True, "")
+    add_run_option(parser, "device", "cpu", "cpu", help="the device the export will serve on, where its check runs: cpu, gpu or gpu:N")
     _add_common(parser, "print the verification report as JSON")
     return parser
 
@@ -317,7 +318,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     check_run_options(args)
     report = export_run(args.run, checkpoint=args.checkpoint, fmt=args.format, output=args.output, data_dir=args.data_dir,
-                        download=args.download)
+                        download=args.download, device=args.device)
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0

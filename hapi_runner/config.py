@@ -20,7 +20,7 @@ from .checks import (check_bool, check_choice, check_int, check_list, check_numb
                      check_text, is_int, parse_device, parse_threads, suggest)
 from .datasets.registry import DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from .errors import HapiRunnerError, UsageError
-from .models import MODELS
+from .model_names import check_model, is_user_model, run_name
 from .recipes import ABOUT, RECIPES, recipe_values
 
 OPTIMIZERS = ("momentum", "sgd", "adam", "adamw")
@@ -50,8 +50,8 @@ def _flags_of(group: str):
 
     def make(default: Any, help: str, **flag: Any):
         metadata = {"group": group, "help": help, **flag}
-        if isinstance(default, list):
-            return field(default_factory=lambda: list(default), metadata=metadata)
+        if isinstance(default, (list, dict)):
+            return field(default_factory=lambda: type(default)(default), metadata=metadata)
         return field(default=default, metadata=metadata)
 
     return make
@@ -80,7 +80,7 @@ class TrainConfig:
     :func:`_flags_of`), so ``--help`` shows these defaults.
     """
 
-    model: str = _data("lenet", "model name (--list-models)")
+    model: str = _data("lenet", "a built-in model (--list-models), or your own network: FILE.py:NAME or package.module:NAME")
     dataset: str = _data("fashion-mnist-mini", "dataset name (--list-datasets)")
     data_dir: Optional[str] = _data(None, f"folder searched first for the dataset files (read by {', '.join(folder_datasets())})",
                                     means="the dataset cache, then a download")
@@ -92,8 +92,13 @@ class TrainConfig:
     normalize: bool = _data(True, "feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
     download: bool = _data(True, "never download; fail if the files are not found")
     stem: str = _data("default", "'cifar': 3x3 stride-1 first conv, no max-pool (ResNets)", choices=STEMS, means="paddle.vision's")
-    pretrained: Optional[str] = _data(None, "initial weights (.pdparams); tensors of another shape are skipped with a warning",
-                                      metavar="PATH")
+    pretrained: Optional[str] = _data(None, "initial weights: a .pdparams file, or 'imagenet' for paddle.vision's published "
+                                            "weights of the model; tensors of another shape are skipped with a warning",
+                                      metavar="PATH|imagenet")
+    model_kwargs: Dict[str, Any] = _data({}, "more arguments of a --model FILE.py:NAME network, values read as YAML scalars",
+                                         nargs="+", metavar="KEY=VALUE", type=str, means="none")
+    image_size: Optional[int] = _data(None, "feed every image at N x N (built-in datasets resized, bilinear, once at load)",
+                                      metavar="N", means="the dataset's size, padded to the model's minimum")
     epochs: int = _optim(5, "epochs in total")
     batch_size: int = _optim(64, "images per batch (per device)")
     optimizer: str = _optim("momentum", "the optimizer", choices=OPTIMIZERS)
@@ -104,6 +109,8 @@ class TrainConfig:
     lr_step_epochs: List[int] = _optim([30], "step: the period; multistep: the milestones", metavar="EPOCH")
     lr_gamma: float = _optim(0.1, "factor at each step")
     warmup_epochs: int = _optim(0, "linear warm-up from 0")
+    freeze_backbone: bool = _optim(False, "train the classifier only (README: Fine-tuning says which layer that is)")
+    backbone_lr_mult: float = _optim(1.0, "train every layer but the classifier at F times --lr", metavar="F")
     seed: int = _optim(0, "seeds the weights, shuffling and augmentation")
     recipe: Optional[str] = _optim(None, _RECIPE_HELP, choices=sorted(RECIPES))
     device: str = _hardware("auto", "auto, cpu, gpu or gpu:N", means="a GPU if one is visible")
@@ -113,6 +120,8 @@ class TrainConfig:
                                    choices=AMP_LEVELS, means="off")
     amp_dtype: str = _hardware("float16", "the low-precision type of --amp (bfloat16 needs Ampere or newer)", choices=AMP_DTYPES)
     cudnn_tuning: bool = _hardware(True, "GPU: skip cuDNN's exhaustive convolution search (and, with --amp, its persistent batch norm)")
+    deterministic: bool = _hardware(False, "GPU: deterministic cuDNN algorithms (FLAGS_cudnn_deterministic); skips the exhaustive "
+                                           "convolution search, which cuDNN refuses alongside them")
     pipeline: str = _pipeline("batched", "batched: transform whole batches with numpy in the collate; per-sample: the same "
                                          "transforms one image at a time in the Dataset, Paddle's default collate", choices=PIPELINES)
     num_workers: Optional[int] = _pipeline(None, "DataLoader worker processes", means="0 on CPU, min(4, cores) on GPU")
@@ -168,7 +177,8 @@ class TrainConfig:
 
     def _check_names(self) -> None:
         """The fields that name one of a fixed set."""
-        check_choice("model", self.model, sorted(MODELS))
+        check_model(self.model)
+        self.model_kwargs = parse_model_kwargs(self.model_kwargs)
         check_choice("dataset", self.dataset, sorted(DATASETS))
         check_choice("synthetic_like", self.synthetic_like, synthetic_choices())
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -191,6 +201,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size", "save_freq", "plateau_patience",
                      "prefetch_factor"):
             check_int(name, getattr(self, name), minimum=1)
+        if self.image_size is not None:
+            check_int("image_size", self.image_size, minimum=1, maximum=4096)
         for name in ("warmup_epochs", "seed", "start_from_epoch"):
             check_int(name, getattr(self, name), minimum=0)
         if self.seed > MAX_SEED:  # numpy's and Paddle's seeds are 32-bit
@@ -211,6 +223,7 @@ class TrainConfig:
         check_number("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True, high_open=True)
         check_number("val_split", self.val_split, low=0.0, high=1.0, high_open=True)
         check_number("min_delta", self.min_delta, low=0.0)
+        check_number("backbone_lr_mult", self.backbone_lr_mult, low=0.0, high=1000.0)
         check_optional_number("baseline", self.baseline)
         check_number("plateau_factor", self.plateau_factor, low=0.0, high=1.0, low_open=True, high_open=True)
 
@@ -228,6 +241,9 @@ class TrainConfig:
         if self.gpu and self.device == "cpu":
             raise UsageError("--gpu and --device cpu contradict each other: drop one of them.")
         _check_data_dir(self.dataset, self.data_dir)
+        if self.model_kwargs and not is_user_model(self.model):
+            raise UsageError(f"model_kwargs apply to a --model FILE.py:NAME or package.module:NAME network, not to "
+                             f"{self.model}; drop --model-kwargs.")
 
     # -- conversions ------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -348,7 +364,7 @@ def _resumed_run_config(layers: List[Tuple[Dict[str, Any], str]]) -> Optional[Tr
         run = rundir.run_folder_of(resume)
     else:
         save_dir = check_path("save_dir", _last_value(layers, "save_dir"))
-        name = f"{_last_value(layers, 'model')}-{_last_value(layers, 'dataset')}"
+        name = run_name(_last_value(layers, 'model'), _last_value(layers, 'dataset'))
         run = save_dir or rundir.latest_run(check_path("output_root", _last_value(layers, "output_root")), name)
     if run is None or not os.path.isfile(os.path.join(run, rundir.CONFIG)):
         return None  # nothing to start from: the Runner says what is missing
@@ -460,6 +476,39 @@ def _parse_problem(exc: Exception) -> str:
         return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def parse_model_kwargs(value: Any) -> Dict[str, Any]:
+    """``model_kwargs`` as a mapping: given one (a config file), or ``KEY=VALUE`` strings (the flag), values read as YAML scalars.
+
+    ``layers=[3, 4, 6, 3]`` is a list, ``width=0.5`` a float, ``name=abc`` a string.
+    """
+    if value is None:  # a config file's empty `model_kwargs:`
+        return {}
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for text in value:
+            key, sep, raw = str(text).partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"model_kwargs: '{text}' is not KEY=VALUE; write e.g. --model-kwargs layers=[3,4,6,3] width=64.")
+            items.append((key.strip(), _yaml_scalar(key.strip(), raw)))
+    else:
+        raise UsageError(f"model_kwargs must be a mapping of argument names to values (or KEY=VALUE strings), got {value!r}.")
+    for key, _ in items:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise UsageError(f"model_kwargs: {key!r} is not a Python argument name.")
+    return dict(items)
+
+
+def _yaml_scalar(key: str, raw: str) -> Any:
+    import yaml
+
+    try:
+        return _load_yaml(raw) if raw.strip() else ""
+    except (yaml.YAMLError, ValueError) as exc:
+        raise UsageError(f"model_kwargs: the value of {key} ('{raw}') is not valid YAML: {_parse_problem(exc)}.") from exc
 
 
 # What paddle.Model reports with the loss and Accuracy(topk=(1, 5)) the Runner prepares.

@@ -52,6 +52,11 @@ def is_distributed() -> bool:
     return world_size() > 1
 
 
+def launched() -> bool:
+    """True when ``paddle.distributed.launch`` started this process, even as its only one (it sets ``PADDLE_TRAINER_ID``)."""
+    return "PADDLE_TRAINER_ID" in os.environ
+
+
 def is_main() -> bool:
     """True on the process that writes the run's files and prints: rank 0, or the only process."""
     return rank() == 0

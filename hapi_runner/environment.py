@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Optional, Tuple
 
-from .distributed import is_distributed, local_world_size
-from .errors import HapiRunnerError
+from .distributed import launched, local_world_size
+from .errors import HapiRunnerError, UsageError
 from .paddle_compat import import_paddle_without_thread_warning, paddle_imported, set_cpu_threads, set_thread_env
 
 log = logging.getLogger("hapi_runner")
@@ -70,17 +71,21 @@ def configure_threads(setting: str, model: str) -> int:
 def select_device(device: str, require_gpu: bool = False) -> str:
     """Picks and sets the Paddle device; returns ``cpu`` or ``gpu:N``.
 
+    Under ``paddle.distributed.launch`` the card is the launcher's
+    (:func:`launcher_gpu`), even for a single process.
+
     Args:
-        device: ``auto`` (a GPU if one is visible), ``cpu``, ``gpu`` or ``gpu:N``.
-        require_gpu: fail instead of falling back to the CPU (``--gpu``).
+        device: ``auto`` (a GPU if one is usable), ``cpu``, ``gpu`` or ``gpu:N``.
+        require_gpu: fail instead of falling back to the CPU (``--gpu``). Defaults to False.
 
     Raises:
         HapiRunnerError: a GPU was asked for and this build or machine has none.
+        UsageError: ``gpu:N`` under the launcher, which gives each process its own card.
     """
     import paddle
 
     compiled = paddle.device.is_compiled_with_cuda()
-    count = paddle.device.cuda.device_count() if compiled else 0
+    count, query_error = visible_gpu_count() if compiled else (0, None)
     want = "gpu" if require_gpu and device == "auto" else device
     if want == "auto":
         want = "gpu" if count else "cpu"
@@ -88,8 +93,9 @@ def select_device(device: str, require_gpu: bool = False) -> str:
         if not compiled:
             raise HapiRunnerError(f"a GPU was asked for, but this Paddle {paddle.__version__} is a CPU-only build; {GPU_INSTALL_HINT}.")
         if count == 0:
-            raise HapiRunnerError("a GPU was asked for, but none is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES), or train on the CPU (--device cpu, without --gpu).")
-        index = int(want.split(":")[1]) if ":" in want else _launched_gpu()
+            raise HapiRunnerError("a GPU was asked for, but none is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES), "
+                                  "or train on the CPU (--device cpu, without --gpu).") from query_error
+        index = _gpu_index(want)
         if index >= count:
             raise HapiRunnerError(f"device gpu:{index} was asked for, but only {count} GPU(s) are visible (gpu:0..gpu:{count - 1}).")
         want = f"gpu:{index}"
@@ -97,18 +103,46 @@ def select_device(device: str, require_gpu: bool = False) -> str:
     return want
 
 
-def _launched_gpu() -> int:
-    """The GPU ``paddle.distributed.launch`` gave this process (``FLAGS_selected_gpus``); 0 outside a launched job.
+def visible_gpu_count() -> Tuple[int, Optional[BaseException]]:
+    """``(count, error)``: the GPUs Paddle can use, and the error its query raised (None if it answered).
 
-    The launcher leaves every GPU visible and names each process's own in
-    ``FLAGS_selected_gpus``; ``gpu:0`` on every rank would put them all on
-    the first GPU.
+    A GPU build on a machine with the driver but no usable card (or with
+    ``CUDA_VISIBLE_DEVICES=-1``) can raise from the device query instead of
+    answering 0; that is read as no GPU, so ``--device auto`` trains on the CPU.
     """
-    if not is_distributed():
-        return 0
-    import paddle.distributed as dist
+    import paddle
 
-    return int(dist.ParallelEnv().device_id)
+    try:
+        return int(paddle.device.cuda.device_count()), None
+    except (RuntimeError, OSError) as exc:  # Paddle's CUDA errors: RuntimeError, or OSError for driver failures
+        return 0, exc
+
+
+def _gpu_index(want: str) -> int:
+    """The card for ``gpu`` or ``gpu:N``: the launcher's card under ``paddle.distributed.launch``, else N (default 0)."""
+    card = launcher_gpu()
+    if ":" not in want:
+        return 0 if card is None else card
+    if card is not None:
+        raise UsageError(
+            f"--device {want} names a card, but paddle.distributed.launch gives each process its own "
+            f"(FLAGS_selected_gpus={card} here); pass --device gpu and choose the cards with the launcher's --devices.")
+    return int(want.split(":")[1])
+
+
+def launcher_gpu() -> Optional[int]:
+    """The card ``paddle.distributed.launch`` gave this process, None outside the launcher.
+
+    The launcher leaves every card visible and names each process's own in
+    ``FLAGS_selected_gpus`` (what ``ParallelEnv().device_id`` reads), also
+    when it starts one process (``--devices 3``); ``gpu:0`` would put every
+    process on the first card. It is read only where the launcher's
+    environment (``PADDLE_TRAINER_ID``) is present.
+    """
+    if not launched():
+        return None
+    selected = os.environ.get("FLAGS_selected_gpus", "").split(",")[0].strip()
+    return int(selected) if selected.isdigit() else None
 
 
 def default_num_workers(device: str) -> int:
@@ -148,19 +182,47 @@ CUDNN_FLAGS = {"FLAGS_cudnn_exhaustive_search": True}
 CUDNN_AMP_FLAGS = {"FLAGS_cudnn_batchnorm_spatial_persistent": True}
 
 
-def configure_gpu_flags(device: str, tuning: bool = True, amp: bool = False) -> dict:
+def configure_gpu_flags(device: str, tuning: bool = True, amp: bool = False, deterministic: bool = False) -> dict:
     """Sets :data:`CUDNN_FLAGS` (and, with ``amp``, :data:`CUDNN_AMP_FLAGS`) on a GPU; nothing on the CPU.
 
-    Returns the flags set.
+    cuDNN refuses an exhaustive search together with deterministic
+    algorithms (every convolution raises), so when determinism is asked for,
+    by ``deterministic`` or by a ``FLAGS_cudnn_deterministic`` the user set,
+    the search is skipped (said once) and ``FLAGS_cudnn_deterministic`` is set.
+
+    Args:
+        device: ``cpu`` or ``gpu:N``.
+        tuning: set the tuning flags. Defaults to True.
+        amp: also set :data:`CUDNN_AMP_FLAGS`. Defaults to False.
+        deterministic: ask cuDNN for deterministic algorithms (``--deterministic``). Defaults to False.
+
+    Returns:
+        The flags set.
     """
-    if not device.startswith("gpu") or not tuning:
+    if not device.startswith("gpu"):
         return {}
     import paddle
 
-    flags = {**CUDNN_FLAGS, **(CUDNN_AMP_FLAGS if amp else {})}
+    flags = {**CUDNN_FLAGS, **(CUDNN_AMP_FLAGS if amp else {})} if tuning else {}
+    if deterministic or determinism_requested():
+        if flags.pop("FLAGS_cudnn_exhaustive_search", None):
+            log.warning("cuDNN: deterministic algorithms asked for, so the exhaustive convolution search is skipped.")
+        flags["FLAGS_cudnn_deterministic"] = True
+    if not flags:
+        return {}
     try:
         paddle.set_flags(flags)
     except (ValueError, RuntimeError) as exc:  # a build without one of them
         log.warning("cuDNN flags not set (%s); training goes on with Paddle's defaults.", exc)
         return {}
     return flags
+
+
+def determinism_requested() -> bool:
+    """Whether ``FLAGS_cudnn_deterministic`` is on: exported before Paddle started, or set through ``paddle.set_flags``."""
+    import paddle
+
+    try:
+        return bool(paddle.get_flags(["FLAGS_cudnn_deterministic"])["FLAGS_cudnn_deterministic"])
+    except ValueError:  # a CPU build has no cuDNN flags: the environment is all there is
+        return os.environ.get("FLAGS_cudnn_deterministic", "").strip().lower() in ("1", "true")

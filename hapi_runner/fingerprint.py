@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from .config import TrainConfig
+from .model_names import is_user_model
 
 
-def run_fingerprint(config: TrainConfig, input_shape: Sequence[int], num_classes: int) -> Dict[str, Any]:
-    """The model, dataset, input shape, class count and config fingerprint of a run's network."""
-    return {"model": config.model, "dataset": config.dataset, "input_shape": list(input_shape),
-            "num_classes": int(num_classes), "config": config.fingerprint()}
+def run_fingerprint(config: TrainConfig, input_shape: Sequence[int], num_classes: int, network: Optional[Any] = None) -> Dict[str, Any]:
+    """The model, dataset, input shape, class count and config fingerprint of a run's network.
+
+    With ``network``, also the shape of every tensor of its state (``parameters``),
+    and for a network from the user's file or module the ``model_kwargs`` it
+    was built with: an edited network is then refused by name of the tensor
+    that changed, not by a failure deep inside Paddle.
+    """
+    fingerprint = {"model": config.model, "dataset": config.dataset, "input_shape": list(input_shape),
+                   "num_classes": int(num_classes), "config": config.fingerprint()}
+    if is_user_model(config.model):
+        fingerprint["model_kwargs"] = dict(config.model_kwargs)
+    if network is not None:
+        fingerprint["parameters"] = {name: [int(s) for s in value.shape] for name, value in network.state_dict().items()}
+    return fingerprint

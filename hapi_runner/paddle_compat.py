@@ -328,6 +328,85 @@ def set_amp_dtype(model, level: str, dtype: str) -> None:
         model._scaler = None
 
 
+def evaluate_under_amp(model, level: Optional[str], dtype: str = "float16") -> None:
+    """Makes a prepared ``paddle.Model`` evaluate and predict under ``paddle.amp.auto_cast(level, dtype)``, as it trains.
+
+    hapi's dygraph adapter runs only ``train_batch`` under ``auto_cast``;
+    its ``eval_batch`` and ``predict_batch`` call the network bare, so after
+    O2 (half-precision weights) the first evaluation feeds float32 images to
+    float16 or bfloat16 weights and fails. Wrapping both on the adapter
+    covers ``fit``'s evaluations, ``evaluate`` and ``predict``. The white and
+    black lists are those ``prepare`` was given. Nothing changes for
+    ``level`` None (AMP off).
+
+    Args:
+        model: a ``paddle.Model`` after ``prepare``.
+        level: ``O1``, ``O2`` or None.
+        dtype: ``float16`` or ``bfloat16``. Defaults to ``float16``.
+    """
+    if not level:
+        return
+    import paddle
+
+    adapter = model._adapter
+    lists = {k: v for k, v in adapter._amp_custom_lists.items() if k in ("custom_white_list", "custom_black_list")}
+    for name in ("eval_batch", "predict_batch"):
+        bare = getattr(adapter, name)
+
+        def under_amp(*args, _bare=bare, **kwargs):
+            with paddle.amp.auto_cast(enable=True, level=level, dtype=dtype, **lists):
+                return _bare(*args, **kwargs)
+
+        setattr(adapter, name, under_amp)
+
+
+# Where a checkpoint's optimizer file keeps the AMP loss scaler's state (no parameter name starts with it).
+GRAD_SCALER_KEY = "hapi_runner.GradScaler"
+
+
+def optimizer_state_with_scaler(model) -> dict:
+    """The optimizer's ``state_dict()``, with the AMP loss scaler's state under :data:`GRAD_SCALER_KEY` when there is one.
+
+    hapi makes the ``GradScaler`` at the first training step and keeps it
+    as ``model._scaler``; its state (the current loss scale and its step
+    counts) is what a resumed float16 run needs, or it restarts at the
+    initial scale and skips steps until the scale has come down again.
+    Empty without an optimizer.
+    """
+    optimizer = optimizer_of(model)
+    state = dict(optimizer.state_dict()) if optimizer is not None else {}
+    scaler = getattr(model, "_scaler", None)
+    scaler_state = scaler.state_dict() if scaler is not None else {}
+    if scaler_state:  # a disabled scaler (bfloat16 without scaling, the CPU) has none
+        state[GRAD_SCALER_KEY] = scaler_state
+    return state
+
+
+def split_scaler_state(optimizer_state: dict) -> Tuple[dict, Optional[dict]]:
+    """``(optimizer state, scaler state or None)`` of what :func:`optimizer_state_with_scaler` saved."""
+    state = dict(optimizer_state)
+    return state, state.pop(GRAD_SCALER_KEY, None)
+
+
+def restore_grad_scaler(model, scaler_state: Optional[dict]) -> bool:
+    """Gives a prepared ``paddle.Model`` the loss scaler a checkpoint saved; returns whether it did.
+
+    The scaler is made the way hapi makes it at the first training step
+    (``paddle.amp.GradScaler(**adapter._amp_configs)``), which then keeps
+    it. Nothing happens without a saved state or when this run trains
+    without AMP.
+    """
+    if not scaler_state or getattr(model._adapter, "_amp_level", "O0") == "O0":
+        return False
+    import paddle
+
+    if getattr(model, "_scaler", None) is None:
+        model._scaler = paddle.amp.GradScaler(**model._adapter._amp_configs)
+    # paddle.load hands the saved scale back as a Tensor; GradScaler.load_state_dict indexes it as an array.
+    model._scaler.load_state_dict({k: v.numpy() if hasattr(v, "numpy") else v for k, v in scaler_state.items()})
+    return True
+
+
 def amp_dtype_of(model) -> str:
     """The dtype a prepared ``paddle.Model``'s AMP casts to (``float16`` unless :func:`set_amp_dtype` changed it)."""
     return model._adapter._amp_custom_lists.get("dtype", "float16")

@@ -26,13 +26,14 @@ from .checkpoint_format import (CHECKPOINTS, LAST, OPT_FILE, PARAMS_FILE, RNG_FI
                                 epoch_folders, epoch_name, epoch_of, load_checkpoint, load_tensors, restore_rng_json)
 from .checkpoint_format import short_path as _short
 from .errors import HapiRunnerError, UsageError
-from .paddle_compat import lr_schedule_name, optimizer_of, parameter_names, remap_optimizer_state
+from .paddle_compat import (lr_schedule_name, optimizer_of, parameter_names, remap_optimizer_state, restore_grad_scaler,
+                            split_scaler_state)
 
 log = logging.getLogger("hapi_runner")
 
 # Compared first and named in the message, in this order; any other keys follow.
 FINGERPRINT_KEYS = ("model", "dataset", "input_shape", "num_classes")
-LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint"}
+LABELS = {"input_shape": "input shape", "num_classes": "classes", "config": "config fingerprint", "parameters": "network tensor"}
 
 
 class ResumePoint(NamedTuple):
@@ -106,7 +107,11 @@ def check_fingerprint(saved: Optional[Dict[str, Any]], expected: Optional[Dict[s
     for key in keys:
         if _normal(saved[key]) != _normal(expected[key]):
             label = LABELS.get(key, key.replace("_", " "))
-            raise UsageError(f"{where} is for {label} {_show(saved[key])}, this run is {_show(expected[key])}; {advice}.")
+            held, here = saved[key], expected[key]
+            if isinstance(held, dict) and isinstance(here, dict):  # name the first entry that differs, not the whole table
+                entry = next(k for k in [*held, *here] if _normal(held.get(k)) != _normal(here.get(k)))
+                held, here = (f"{entry} {_show(v.get(entry)) if entry in v else 'absent'}" for v in (held, here))
+            raise UsageError(f"{where} is for {label} {_show(held)}, this run is {_show(here)}; {advice}.")
 
 
 def check_optimizer(model, state: Dict[str, Any]) -> None:
@@ -128,8 +133,8 @@ def restore(model, checkpoint_folder: str, expected_fingerprint: Optional[Dict[s
             state_sources: Optional[Dict[str, Any]] = None) -> ResumePoint:
     """Loads a checkpoint into a prepared ``paddle.Model`` and the run's stateful objects.
 
-    Restores the weights, the optimizer's state (accumulators and the LR
-    scheduler's position), Paddle's, numpy's and Python's global RNG states
+    Restores the weights, the optimizer's state (accumulators, the LR
+    scheduler's position and the AMP loss scaler's state), Paddle's, numpy's and Python's global RNG states
     and each state source. A damaged checkpoint (missing or garbled
     ``state.json``, a file that fails its sha256, unloadable tensors) is
     skipped with a warning for the newest older good ``epoch_<N>`` beside it.
@@ -194,10 +199,12 @@ def _apply(model, state: Dict[str, Any], tensors: Dict[str, Any], state_sources:
     _check_params(network, params, state["folder"])
     network.set_state_dict(params)
     optimizer = optimizer_of(model)
-    if optimizer is not None and tensors[OPT_FILE]:
+    saved_opt, saved_scaler = split_scaler_state(tensors[OPT_FILE])
+    if optimizer is not None and saved_opt:
         # Re-keyed by structured name: this process may have named the parameters differently.
-        opt_state = remap_optimizer_state(tensors[OPT_FILE], state.get("param_names") or {}, parameter_names(network))
+        opt_state = remap_optimizer_state(saved_opt, state.get("param_names") or {}, parameter_names(network))
         optimizer.set_state_dict(opt_state)
+    restore_grad_scaler(model, saved_scaler)
     _restore_rng(state.get("rng") or {}, tensors[RNG_FILE])
     saved = state.get("sources") or {}
     for name, obj in state_sources.items():

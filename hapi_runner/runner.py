@@ -22,6 +22,7 @@ from .distributed import is_main, on_main, say, world_size
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
 from .errors import HapiRunnerError, UsageError
 from .fingerprint import run_fingerprint
+from .model_names import python_object_label, run_name
 from .utils import remove_litter, write_json
 
 log = logging.getLogger("hapi_runner")
@@ -34,9 +35,18 @@ def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
     common = dict(data_dir=config.data_dir, download=config.download, out_size=out_size, seed=config.seed,
                   synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size, normalize=config.normalize)
     train = load_dataset(config.dataset, "train", augment=config.augment, **common)
+    if config.image_size is not None and out_size is not None:
+        from .datasets.resize import resize_dataset
+
+        resize_dataset(train, out_size)
     if config.val_split:
         return split_for_validation(train, config.val_split, config.seed)
-    return train, load_dataset(config.dataset, "test", augment=False, **common)
+    test = load_dataset(config.dataset, "test", augment=False, **common)
+    if config.image_size is not None and out_size is not None:
+        from .datasets.resize import resize_dataset
+
+        resize_dataset(test, out_size)
+    return train, test
 
 
 class _EpochSeeder:
@@ -76,36 +86,46 @@ class Runner:
 
     Args:
         config: the run's configuration. Defaults to ``TrainConfig()``.
+        network: a ``paddle.nn.Layer`` built in Python, trained instead of
+            ``config.model`` (which then records ``<python object: Class>``).
+            It must take ``[N, C, H, W]`` images of the dataset (or of
+            ``image_size``) and return ``[N, classes]``. Defaults to None.
         **overrides: fields to change on ``config`` (checked like the rest).
 
     Attributes:
         config, device, threads, train_data, eval_data, network (the
         ``paddle.nn.Layer``), model (the prepared ``paddle.Model``),
-        run_dir (set by :meth:`fit`).
+        run_dir (set by :meth:`fit`), finetuning (what ``freeze_backbone``
+        or ``backbone_lr_mult`` did, or None).
     """
 
-    def __init__(self, config: Optional[TrainConfig] = None, **overrides: Any):
+    def __init__(self, config: Optional[TrainConfig] = None, network: Any = None, **overrides: Any):
         config = config or TrainConfig()
+        if network is not None:
+            overrides["model"] = _network_label(network)
         self.config = config.replace(**overrides) if overrides else config
         cfg = self.config
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
         from .losses import build_loss
-        from .models import build_model, input_size, load_pretrained
+        from .models import load_pretrained
+        from .networks import build_network, check_forward, network_input_size
         from .optim import build_optimizer
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
-        configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp))
+        configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
         paddle.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
         spec = _spec(cfg)
-        self.input_size = input_size(cfg.model, spec.size)
+        self.input_size = network_input_size(cfg, spec.size)
         self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
         self.input_shape = self.train_data.sample_shape
-        self.network = build_model(cfg.model, spec.num_classes, spec.channels, self.input_size, cfg.stem)
-        self.pretrained_report = load_pretrained(self.network, cfg.pretrained) if cfg.pretrained else None
+        self.network = network if network is not None else build_network(cfg, spec.num_classes, spec.channels, self.input_size)
+        self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
+        check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
+        parameters, self.finetuning = _finetuning(self.network, cfg)
         self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
         self.train_loader = self.loader(self.train_data, shuffle=True)
         self.eval_loader = self.loader(self.eval_data, evaluation=True)
@@ -115,7 +135,7 @@ class Runner:
             inputs=paddle.static.InputSpec([None, *self.input_shape], "float32", "image"),
             labels=paddle.static.InputSpec([None, 1], "int64", "label"),
         )
-        self.optimizer, self.lr = build_optimizer(cfg, self.network.parameters(), len(self.train_loader))
+        self.optimizer, self.lr = build_optimizer(cfg, parameters, len(self.train_loader))
         self.model.prepare(
             self.optimizer,
             build_loss(),
@@ -123,9 +143,10 @@ class Runner:
             amp_configs=amp_configs(self.amp, cfg.amp_dtype),
         )
         if self.amp:
-            from .paddle_compat import set_amp_dtype
+            from .paddle_compat import evaluate_under_amp, set_amp_dtype
 
             set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
+            evaluate_under_amp(self.model, self.amp, cfg.amp_dtype)
         self.run_dir: Optional[str] = None
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
 
@@ -256,7 +277,7 @@ class Runner:
     # -- run folder and callbacks ---------------------------------------------
     def fingerprint(self) -> Dict[str, Any]:
         """What a checkpoint must match to be resumed into this run."""
-        return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names))
+        return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names), self.network)
 
     def _check_schedule_unchanged(self) -> None:
         """A cosine schedule is laid out over ``epochs``: resuming with another count would bend it (or train at 0)."""
@@ -295,7 +316,7 @@ class Runner:
         from .resume import find_checkpoint
 
         cfg = self.config
-        name = f"{cfg.model}-{cfg.dataset}"
+        name = run_name(cfg.model, cfg.dataset)
         if not cfg.resume:
             return rundir.create(rundir.resolve_run_dir(cfg.save_dir, cfg.output_root, name, cfg.overwrite)), None
         source = cfg.resume
@@ -349,7 +370,9 @@ class Runner:
         if cfg.export:
             spec = self.train_data.spec
             sidecar = build_sidecar(spec.mean, spec.std, self.input_shape, class_names=self.train_data.class_names,
-                                    model=cfg.model, dataset=cfg.dataset, image_size=spec.size,
+                                    model=cfg.model, dataset=cfg.dataset,
+                                    image_size=self.input_size if cfg.image_size is not None else spec.size,
+                                    **({"resize_to": self.input_size} if cfg.image_size is not None else {}),
                                     synthetic=self.train_data.synthetic)
             verify = self.eval_data.transform(self.eval_data.images[:64])
             self.exporter = named["export"] = StaticExport(
@@ -381,7 +404,6 @@ class Runner:
         stopper = self.early_stopping
         if stop_reason is None and stopper is not None and stopper.stopped_early:
             stop_reason = {"early_stopping": stopper.stop_reason}
-        exported = self.exporter.report if self.exporter is not None else None
         results = {
             "model": self.config.model,
             "dataset": self.config.dataset,
@@ -395,7 +417,7 @@ class Runner:
             "images_per_second": images / train_seconds if train_seconds else None,
             "stopped_early": bool(stopper is not None and stopper.stopped_early),
             "stop_reason": stop_reason,
-            "export": {k: exported.get(k) for k in ("directory", "top1_agreement", "max_abs_diff")} if exported else None,
+            "export": _export_result(self.exporter),
             "paddle_version": paddle.__version__,
             "device": self.device,
             "threads": self.threads,
@@ -404,6 +426,45 @@ class Runner:
         if is_main():
             write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
         return results
+
+
+def _export_result(exporter) -> Optional[Dict[str, Any]]:
+    """results.json's ``export``: where it went and how well it matched, or ``{"error": ...}`` when Paddle could not export."""
+    if exporter is None:
+        return None
+    if exporter.report:
+        return {k: exporter.report.get(k) for k in ("directory", "top1_agreement", "max_abs_diff")}
+    return {"error": exporter.error} if exporter.error else None
+
+
+def _network_label(network) -> str:
+    """``config.model`` for a network handed to the Runner; UsageError if it is not a Layer."""
+    import paddle
+
+    if not isinstance(network, paddle.nn.Layer):
+        raise UsageError(f"network must be a paddle.nn.Layer (an instance, built), got {type(network).__name__}; "
+                         f"for a class or function, pass model='FILE.py:NAME' instead.")
+    return python_object_label(network)
+
+
+def _pretrained_path(config: TrainConfig) -> str:
+    """The weights file of ``--pretrained``: a path as given, or paddle.vision's ImageNet file for ``imagenet``."""
+    from .finetune import IMAGENET, imagenet_weights
+
+    if config.pretrained == IMAGENET and not os.path.exists(IMAGENET):
+        return imagenet_weights(config.model, download=config.download)
+    return config.pretrained
+
+
+def _finetuning(network, config: TrainConfig):
+    """``(parameters to optimise, what fine-tuning did or None)``; says it in one line when it does anything."""
+    if not config.freeze_backbone and config.backbone_lr_mult == 1.0:
+        return network.parameters(), None
+    from .finetune import apply_finetuning, describe_finetuning
+
+    report = apply_finetuning(network, config.freeze_backbone, config.backbone_lr_mult)
+    say(f"hapi_runner: {describe_finetuning(report)}")
+    return report.pop("trainable"), report
 
 
 def _spec(config: TrainConfig):

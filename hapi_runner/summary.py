@@ -73,11 +73,11 @@ def summarize(config, print_table: bool = True) -> Dict[str, object]:
     import paddle
 
     from .datasets import spec_for
-    from .models import build_model, input_size
+    from .networks import build_network, network_input_size
 
     spec = spec_for(config.dataset, config.synthetic_like)
-    size = input_size(config.model, spec.size)
-    network = build_model(config.model, spec.num_classes, spec.channels, size, config.stem)
+    size = network_input_size(config, spec.size)
+    network = build_network(config, spec.num_classes, spec.channels, size)
     shape = [spec.channels, size, size]
     if print_table:
         paddle.summary(network, (1, *shape))

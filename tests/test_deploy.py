@@ -121,6 +121,7 @@ def test_two_classes_get_roc_auc_sensitivity_and_specificity(two_classes, data_r
     (["export", "{run}", "--format", "tflite"], "invalid choice"),
     (["evaluate", "{run}", "--tensorrt", "fp16"], "--tensorrt applies to --engine inference"),
     (["evaluate", "{run}", "--engine", "inference", "--tensorrt", "fp16"], "TensorRT runs on a GPU only"),
+    (["export", "{run}", "--device", "gpu:x"], "device 'gpu:x' is not valid"),
 ])
 def test_evaluate_and_export_refuse_bad_input_in_one_line(trained, capsys, argv, match):
     code, _, err = cli(capsys, [a.replace("{run}", trained.run_dir) for a in argv])
@@ -213,6 +214,18 @@ def test_export_says_which_export_it_replaced(trained, tmp_path, capsys):
     line = (f"hapi_runner: replaced {run}/inference (epoch 2, end of training) "
             f"with the export of checkpoint best (epoch {after['epoch']})")
     assert [l for l in err.splitlines() if "replaced" in l] == [line], err
+
+
+def test_export_checks_on_the_device_it_is_given(trained, tmp_path, capsys, monkeypatch):
+    from hapi_runner.deploy import run as deploy_run
+
+    seen = {}
+    real = deploy_run.export_run
+    monkeypatch.setattr(deploy_run, "export_run", lambda *a, **kw: seen.update(kw) or real(*a, **kw))
+    run = tmp_path / "run"
+    shutil.copytree(trained.run_dir, run, symlinks=True)
+    code, out, _ = cli(capsys, ["export", str(run), "--device", "cpu", "--json"])
+    assert code == 0 and json.loads(out)["passed"] and seen["device"] == "cpu"
 
 
 def test_onnx_round_trip(trained, tmp_path, capsys):

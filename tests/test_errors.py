@@ -28,6 +28,7 @@ import pytest
 
 from datafiles import cifar_archive_members, idx_bytes, write_cifar_archive, write_idx, write_mnist_files, write_tar_gz
 from hapi_runner.cli import main
+from usernets import FACTORY, IMPORT_ERROR, LENET5, NOT_CONVERTIBLE
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 
@@ -201,6 +202,34 @@ def no_cuda_build():
     return "a GPU build of Paddle is installed" if paddle.device.is_compiled_with_cuda() else None
 
 
+def gpu_build(count=4, query_error=None, **launcher_env):
+    """A GPU build of Paddle with ``count`` cards (or a device query raising ``query_error``), under ``launcher_env``."""
+    def prepare(ctx):
+        import paddle
+
+        def device_count():
+            if query_error is not None:
+                raise query_error
+            return count
+
+        ctx.monkeypatch.setattr(paddle.device, "is_compiled_with_cuda", lambda: True)
+        ctx.monkeypatch.setattr(paddle.device.cuda, "device_count", device_count)
+        for name, value in launcher_env.items():
+            ctx.monkeypatch.setenv(name, value)
+    return prepare
+
+
+def pir_export_only():
+    import paddle
+
+    return "Paddle 2.6 exports .pdmodel graphs, where TensorRT is offered" if paddle.__version__.startswith("2.") else None
+
+
+def one_image(ctx):
+    (ctx.tmp / "images").mkdir()
+    np.save(ctx.tmp / "images" / "ok.npy", np.zeros((28, 28), np.uint8))
+
+
 def unwritable(ctx):
     """tmp/locked, read-only; root ignores modes, so there os.access is told the truth the mode says."""
     locked = ctx.tmp / "locked"
@@ -255,6 +284,12 @@ def without_results(ctx):
     (ctx.run_copy() / "results.json").unlink()
 
 
+def network_built_in_python(ctx):
+    """The run's config.json as a run of Runner(config, network=...) writes it."""
+    path = ctx.run_copy() / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model": "<python object: LeNet>"}))
+
+
 def image_files(ctx):
     from PIL import Image
 
@@ -292,6 +327,13 @@ def dying_worker(ctx):
     ctx.monkeypatch.setattr(pipeline._BatchCollate, "__call__", dying_collate)
 
 
+def weights_cache(ctx):
+    """Paddle's ImageNet weights cache: an empty folder of the row's own."""
+    from paddle.utils import download
+
+    ctx.monkeypatch.setattr(download, "WEIGHTS_HOME", str(ctx.tmp / "weights"))
+
+
 def config(name, text):
     return write(f"cfg/{name}", text)
 
@@ -306,6 +348,33 @@ ROWS = [
     Row("unknown-dataset", (*T, "--dataset", "mnits"), 2, "dataset 'mnits' is not known; choose one of: cifar10, cifar100, fashion-mnist, fashion-mnist-mini, mnist, synthetic. Did you mean 'mnist'?", unchanged=True),
     Row("unknown-synthetic-like", (*T, "--synthetic-like", "imagenet"), 2, "synthetic_like 'imagenet' is not known", unchanged=True),
     Row("summary-unknown-model", ("summary", "--model", "nosuch"), 2, "model 'nosuch' is not known", unchanged=True),
+    # command line: a network of one's own
+    Row("user-model-file-missing", (*T, "--model", "{tmp}/nets/absent.py:Net"), 2,
+        "model file '{tmp}/nets/absent.py' does not exist; pass --model FILE.py:NAME with the path of a Python file.", unchanged=True),
+    Row("user-model-name-missing", (*T, "--model", "{tmp}/nets/mynet.py:Net"), 2,
+        "'{tmp}/nets/mynet.py' has no 'Net'; its Layer classes and functions: make_net, not_a_network. Pass --model {tmp}/nets/mynet.py:ONE_OF_THEM.",
+        write("nets/mynet.py", FACTORY), unchanged=True),
+    Row("user-model-import-error", (*T, "--model", "{tmp}/nets/mynet.py:Net"), 2,
+        "model '{tmp}/nets/mynet.py' fails to import: ModuleNotFoundError: No module named 'no_such_module_here' (at {tmp}/nets/mynet.py:4)",
+        write("nets/mynet.py", IMPORT_ERROR), unchanged=True),
+    Row("user-model-not-a-layer", (*T, "--model", "{tmp}/nets/mynet.py:not_a_network"), 2,
+        "returned a dict, not a paddle.nn.Layer; return the network from the function.", write("nets/mynet.py", FACTORY), unchanged=True),
+    Row("user-model-unknown-kwarg", (*T, "--model", "{tmp}/nets/mynet.py:make_net", "--model-kwargs", "depth=3"), 2,
+        "{tmp}/nets/mynet.py:make_net takes no argument 'depth' (--model-kwargs); it takes: num_classes, num_channels, width.",
+        write("nets/mynet.py", FACTORY), unchanged=True),
+    Row("user-model-kwargs-for-a-built-in", (*T, "--model-kwargs", "width=3"), 2,
+        "model_kwargs apply to a --model FILE.py:NAME or package.module:NAME network, not to lenet; drop --model-kwargs.", unchanged=True),
+    Row("user-model-forward-fails", (*T, "--model", "{tmp}/nets/lenet5.py:LeNet5"), 2,
+        "{tmp}/nets/lenet5.py:LeNet5 fails on a [2, 1, 28, 28] input (ValueError: (InvalidArgument) In operator matmul",
+        write("nets/lenet5.py", LENET5.replace("WIDTH", "16")), unchanged=True),
+    Row("pretrained-imagenet-offline", (*T, "--model", "resnet18", "--pretrained", "imagenet", "--no-download"), 1,
+        "ImageNet weights for resnet18 are not in Paddle's cache and --no-download is set; put resnet18.pdparams (from "
+        "https://paddle-hapi.bj.bcebos.com/models/resnet18.pdparams, md5 cf548f46534aa3560945be4b95cd11c4) at "
+        "{tmp}/weights/resnet18.pdparams, or pass --pretrained PATH.", weights_cache, unchanged=True),
+    Row("pretrained-imagenet-unpublished", (*T, "--pretrained", "imagenet"), 2,
+        "paddle.vision publishes no ImageNet weights for lenet; they exist for densenet121, mobilenet_v1", unchanged=True),
+    Row("export-not-convertible", (*T, "--model", "{tmp}/nets/mynet.py:HostRoundTrip", *RUN), 0,
+        "paddle.jit.save could not export HostRoundTrip: AttributeError:", write("nets/mynet.py", NOT_CONVERTIBLE), warning=True),
     # command line: flags and types
     Row("unknown-flag", (*T, "--no-such-flag", "3"), 2, "unrecognized arguments: --no-such-flag 3", unchanged=True),
     Row("abbreviated-flag", (*T, "--epoch", "3"), 2, "unrecognized arguments: --epoch 3", unchanged=True),
@@ -425,6 +494,11 @@ ROWS = [
     # environment
     Row("gpu-on-cpu-build", (*T, "--gpu", *RUN), 1, "a GPU was asked for, but this Paddle", unchanged=True, skip=no_cuda_build),
     Row("gpu-index-on-cpu-build", (*T, "--device", "gpu:1", *RUN), 1, "is a CPU-only build; install the GPU build", unchanged=True, skip=no_cuda_build),
+    Row("gpu-device-query-fails", (*T, "--gpu", *RUN), 1, "a GPU was asked for, but none is visible",
+        gpu_build(query_error=OSError("cudaGetDeviceCount: no CUDA-capable device is detected")), unchanged=True),
+    Row("gpu-index-under-launcher", (*T, "--device", "gpu:2", *RUN), 2,
+        "--device gpu:2 names a card, but paddle.distributed.launch gives each process its own (FLAGS_selected_gpus=3 here)",
+        gpu_build(PADDLE_TRAINER_ID="0", PADDLE_TRAINERS_NUM="1", FLAGS_selected_gpus="3"), unchanged=True),
     Row("amp-on-cpu", (*T, *LEAN, "--amp", "O1", "--device", "cpu", *RUN), 0,
         "amp O1 applies to GPU training only; this run is on the CPU and trains in float32", warning=True),
     Row("save-dir-is-a-file", (*T, "--save-dir", "{tmp}/file/run"), 2, "save_dir '{tmp}/file/run': '{tmp}/file' is a file, not a folder; choose another --save-dir",
@@ -462,6 +536,11 @@ ROWS = [
     Row("evaluate-not-a-run", ("evaluate", "{tmp}"), 2, "'{tmp}' has no config.json, so it is not a hapi_runner run folder", unchanged=True),
     Row("evaluate-damaged-config", ("evaluate", "{run}"), 1, "{tmp}/runcopy/config.json cannot be read (JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); the run folder is damaged",
         damaged_config_json, unchanged=True),
+    Row("evaluate-network-built-in-python", ("evaluate", "{run}"), 2,
+        "this run trained a network built in Python (<python object: LeNet>), which its config.json cannot rebuild; build it "
+        "again and pass it: Runner(config, network=net) to train, hapi_runner.deploy.evaluate_run(RUN, network=net) or "
+        "export_run(RUN, network=net).",
+        network_built_in_python, unchanged=True),
     Row("evaluate-another-shape", ("evaluate", "{shared}", "--dataset", "cifar10"), 2,
         "dataset cifar10 has 10 classes of 3-channel images; the model was trained on synthetic (10 classes of 1-channel images): pick a dataset of that shape", unchanged=True),
     Row("evaluate-corrupt-checkpoint", ("evaluate", "{run}", "--checkpoint", "{run}/checkpoints/epoch_2"), 1,
@@ -476,6 +555,8 @@ ROWS = [
         "'{tmp}/no_export' holds no exported model (hapi_runner.json not found there or in its inference/); export it first", image_files, unchanged=True),
     Row("predict-missing-file", ("predict", "{shared}", "{tmp}/images/missing.png"), 2,
         "'{tmp}/images/missing.png' does not exist; pass image files", image_files, unchanged=True),
+    Row("predict-tensorrt-on-pir-graph", ("predict", "{shared}", "{tmp}/images/ok.npy", "--device", "gpu", "--tensorrt", "fp16"), 1,
+        "TensorRT runs on .pdmodel graphs only, and ", one_image, unchanged=True, skip=pir_export_only),
     Row("predict-npy-wrong-shape", ("predict", "{shared}", "{tmp}/images/wrong.npy"), 2,
         "holds an array of shape [1, 5, 5]; expected [28, 28], [28, 28, C] or [C, 28, 28]", image_files, unchanged=True),
     Row("export-onnx-without-paddle2onnx", ("export", "{shared}", "--format", "onnx"), 1,

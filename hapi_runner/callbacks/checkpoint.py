@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional
 from .. import checkpoint_format as fmt
 from ..checks import check_bool, check_int
 from ..errors import HapiRunnerError, UsageError
-from ..paddle_compat import lr_schedule_name, optimizer_of, parameter_names, rng_state_for_checkpoint
+from ..paddle_compat import (lr_schedule_name, optimizer_of, optimizer_state_with_scaler, parameter_names,
+                             rng_state_for_checkpoint)
 from ..utils import remove_litter
 from .base import MonitorCallback
 
@@ -219,9 +220,9 @@ class ModelCheckpoint(MonitorCallback):
         return folder
 
     def _tensors(self) -> Dict[str, Any]:
-        optimizer = optimizer_of(self.model)
+        # The AMP loss scaler travels with the optimizer: a float16 run resumed without it restarts at the initial scale.
         return {fmt.PARAMS_FILE: self.model.network.state_dict(),
-                fmt.OPT_FILE: optimizer.state_dict() if optimizer is not None else {},
+                fmt.OPT_FILE: optimizer_state_with_scaler(self.model),
                 fmt.RNG_FILE: rng_state_for_checkpoint()}
 
     def _state(self, epoch: int, value: Optional[float]) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from ..deploy.export import (ExportVerificationError, check_agreement, check_input_shape, check_sidecar,
+from ..deploy.export import (ExportVerificationError, GraphConversionError, check_agreement, check_input_shape, check_sidecar,
                              check_verify_batch, export_model, recover_export)
 from ..errors import UsageError
 from .base import MonitorCallback, RunCallback
@@ -49,8 +49,13 @@ class StaticExport(MonitorCallback):
         min_top1_agreement: see :func:`~hapi_runner.deploy.export.export_model`. Defaults to 0.999.
         device: where ``paddle.inference`` runs the check. Defaults to ``cpu``.
 
+    A forward that ``paddle.jit.to_static`` cannot convert does not stop
+    the run: the failure is logged as one warning line, kept in ``error``,
+    and no later export is tried; the checkpoints hold the trained weights.
+
     Attributes:
         report: the last export's report, None before one.
+        error: Paddle's reason when the network could not be converted, else None.
         exported_epoch: the run's epoch of the export in ``directory``.
 
     Raises:
@@ -77,6 +82,7 @@ class StaticExport(MonitorCallback):
         self.report: Optional[Dict[str, Any]] = None
         self.exported_epoch: Optional[int] = None
         self._exported_this_fit = False
+        self.error: Optional[str] = None
 
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()
@@ -127,12 +133,18 @@ class StaticExport(MonitorCallback):
         """Exports the network now; returns the report (None on a process that does not write)."""
         from ..paddle_compat import is_main_process
 
-        if not is_main_process():
+        if not is_main_process() or self.error is not None:
             return None
-        report = export_model(
-            self.model.network, self.directory, self.input_shape, self.sidecar, self.verify_batch,
-            min_top1_agreement=self.min_top1_agreement, device=self.device, metadata={"epoch": self.epoch, "reason": reason},
-        )
+        try:
+            report = export_model(
+                self.model.network, self.directory, self.input_shape, self.sidecar, self.verify_batch,
+                min_top1_agreement=self.min_top1_agreement, device=self.device, metadata={"epoch": self.epoch, "reason": reason},
+            )
+        except GraphConversionError as exc:
+            self.error = str(exc)
+            log.warning("%s; the run is trained and its checkpoints are kept, but it has no static-graph export "
+                        "(make forward convertible, or train with --no-export).", exc)
+            return None
         self.report, self.exported_epoch, self._exported_this_fit = report, self.epoch, True
         log.info("exported epoch %d (%s) to %s: top-1 agreement %s, %.1f s", self.epoch, reason, self.directory,
                  f"{report['top1_agreement']:.2%}" if report.get("verified") else "not checked", report["seconds"])

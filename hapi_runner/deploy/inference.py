@@ -59,6 +59,8 @@ def create_predictor(model_dir: str, device: str = "cpu", *, threads: Optional[i
 
     kind, index = device_kind_index(device)
     model_file, params_file = find_model_files(model_dir)
+    if tensorrt and kind == "gpu":
+        check_tensorrt_format(model_file)
     config = paddle_infer.Config(model_file, params_file)
     if kind == "gpu":
         if not paddle.device.is_compiled_with_cuda():
@@ -85,6 +87,25 @@ def create_predictor(model_dir: str, device: str = "cpu", *, threads: Optional[i
     except Exception as exc:  # the C++ errors are pages long; the first line says what failed
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HapiRunnerError(f"paddle.inference cannot load {model_file}: {first}") from exc
+
+
+def check_tensorrt_format(model_file: str) -> None:
+    """Refuses TensorRT for a PIR graph (``model.json``), where it would silently not run.
+
+    ``Config.enable_tensorrt_engine`` works through the TensorRT subgraph
+    pass of the ProgramDesc (``.pdmodel``) path. Paddle 3 loads a PIR graph
+    through its PIR passes, where that pass does not run: the predictor
+    would serve plain GPU kernels while claiming TensorRT. Paddle 3's own
+    route (``paddle.tensorrt.convert``, which needs the ``tensorrt`` package
+    and a GPU build) is not wired in, because it has not been run here.
+
+    Raises:
+        HapiRunnerError: ``model_file`` is a PIR graph.
+    """
+    if graph_format(model_file) == "pir":
+        raise HapiRunnerError(
+            f"TensorRT runs on .pdmodel graphs only, and {model_file} is a PIR graph (Paddle 3's jit.save format), "
+            f"whose inference path would run without TensorRT; serve it without --tensorrt, or export and serve with Paddle 2.6.")
 
 
 def _enable_tensorrt(config, precision: str) -> None:

@@ -52,16 +52,20 @@ class LoadedRun:
     epoch: int
 
     def sidecar(self) -> Dict[str, Any]:
+        resized = self.config.image_size is not None
         return build_sidecar(self.spec.mean, self.spec.std, self.input_shape, class_names=list(self.class_names),
-                             model=self.config.model, dataset=self.config.dataset, image_size=self.spec.size,
-                             epoch=self.epoch, checkpoint=self.checkpoint)
+                             model=self.config.model, dataset=self.config.dataset,
+                             image_size=self.input_shape[-1] if resized else self.spec.size,
+                             epoch=self.epoch, checkpoint=self.checkpoint,
+                             **({"resize_to": self.input_shape[-1]} if resized else {}))
 
     @property
     def class_names(self):
         return self.spec.class_names or [f"class_{i}" for i in range(self.spec.num_classes)]
 
 
-def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] = None, device: str = "cpu") -> LoadedRun:
+def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] = None, device: str = "cpu",
+             network: Any = None) -> LoadedRun:
     """Rebuilds a run's network and loads a checkpoint's weights into it.
 
     Args:
@@ -69,6 +73,10 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
         checkpoint: ``last``, ``best``, or a checkpoint path. Defaults to ``last``.
         threads: CPU threads (``auto`` or N). Defaults to the run's setting.
         device: ``cpu``, ``gpu`` or ``gpu:N``. Defaults to ``cpu``.
+        network: the ``paddle.nn.Layer`` to load the weights into, built
+            again in Python; needed for a run trained with
+            ``Runner(config, network=...)``. Defaults to None: rebuilt from
+            ``config.json``.
     """
     from ..environment import configure_threads, select_device
     from ..resume import find_checkpoint, load_weights
@@ -76,12 +84,13 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
     config = read_run_config(run_dir)
     configure_threads(threads or config.threads, config.model)
     from ..datasets import spec_for
-    from ..models import build_model, input_size
+    from ..networks import build_network, network_input_size
 
     select_device(device)
     spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
-    size = input_size(config.model, spec.size)
-    network = build_model(config.model, spec.num_classes, spec.channels, size, config.stem)
+    size = network_input_size(config, spec.size)
+    if network is None:
+        network = build_network(config, spec.num_classes, spec.channels, size)
     shape = [spec.channels, size, size]
     if checkpoint in ("last", "best"):
         link = os.path.join(run_dir, "checkpoints", checkpoint)
@@ -90,7 +99,7 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
         folder = find_checkpoint(link)
     else:
         folder = find_checkpoint(checkpoint)
-    state = load_weights(network, folder, run_fingerprint(config, shape, spec.num_classes))
+    state = load_weights(network, folder, run_fingerprint(config, shape, spec.num_classes, network))
     network.eval()
     return LoadedRun(run_dir, config, network, spec, shape, folder, int(state.get("epoch", 0)))
 
@@ -108,9 +117,14 @@ def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str]
     if (spec.num_classes, spec.channels) != (run.spec.num_classes, run.spec.channels):
         raise UsageError(f"dataset {name} has {spec.num_classes} classes of {spec.channels}-channel images; "
                          f"the model was trained on {cfg.dataset} ({run.spec.num_classes} classes of {run.spec.channels}-channel images): pick a dataset of that shape.")
-    return load_dataset(name, "test", data_dir or (cfg.data_dir if name == cfg.dataset else None), augment=False,
+    data = load_dataset(name, "test", data_dir or (cfg.data_dir if name == cfg.dataset else None), augment=False,
                         out_size=run.input_shape[-1], seed=cfg.seed, download=download,
                         synthetic_like=cfg.synthetic_like, synthetic_size=cfg.synthetic_size, normalize=cfg.normalize)
+    if cfg.image_size is not None:
+        from ..datasets.resize import resize_dataset
+
+        resize_dataset(data, run.input_shape[-1])
+    return data
 
 
 def run_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
@@ -160,7 +174,7 @@ def _timed_logits(run: LoadedRun, data, *, engine: str, batch_size: int, explici
 def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str = "dygraph",
                  dataset: Optional[str] = None, data_dir: Optional[str] = None, batch_size: Optional[int] = None,
                  threads: Optional[str] = None, device: str = "cpu", download: bool = True,
-                 tensorrt: Optional[str] = None) -> Dict[str, Any]:
+                 tensorrt: Optional[str] = None, network: Any = None) -> Dict[str, Any]:
     """Evaluates a run's weights on a test split, every sample exactly once.
 
     Args:
@@ -177,6 +191,8 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
         download: allow Paddle's download. Defaults to True.
         tensorrt: ``fp32``/``fp16`` to run the inference engine through
             TensorRT on a GPU. Defaults to None.
+        network: the network, for a run trained on one built in Python (see
+            :func:`load_run`). Defaults to None.
 
     Returns:
         :func:`hapi_runner.deploy.metrics.metrics_from_logits`'s figures (loss,
@@ -185,7 +201,7 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
         ``images_per_second``, and where the CSV/PNG of the confusion matrix were written.
     """
     check_choice("engine", engine, ENGINES)
-    run = load_run(run_dir, checkpoint=checkpoint or "last", threads=threads, device=device)
+    run = load_run(run_dir, checkpoint=checkpoint or "last", threads=threads, device=device, network=network)
     data = eval_dataset(run, dataset, data_dir, download)
     logits, seconds, engine_name = _timed_logits(
         run, data, engine=engine, batch_size=batch_size or run.config.batch_size,
@@ -226,7 +242,8 @@ def describe_export(folder: str) -> Optional[str]:
 
 
 def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", output: Optional[str] = None,
-               data_dir: Optional[str] = None, download: bool = True) -> Dict[str, Any]:
+               data_dir: Optional[str] = None, download: bool = True, network: Any = None,
+               device: str = "cpu") -> Dict[str, Any]:
     """Exports a run's checkpoint for deployment and verifies the export.
 
     An export already in the target folder (the one training wrote, say) is
@@ -241,6 +258,10 @@ def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", o
         output: the folder to write. Defaults to ``<run>/inference`` or ``<run>/onnx``.
         data_dir: where the evaluation files are, for the verification batch. Defaults to the run's.
         download: allow Paddle's download. Defaults to True.
+        network: the network, for a run trained on one built in Python (see
+            :func:`load_run`). Defaults to None.
+        device: where the export will serve (``cpu``, ``gpu`` or ``gpu:N``): the check runs there, with that
+            device's tolerances (``hapi_runner.deploy.export.compare_logits``). Defaults to ``cpu``.
 
     Returns:
         The verification report (also written beside the export).
@@ -248,13 +269,13 @@ def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", o
     check_choice("format", fmt, FORMATS)
     if fmt == "onnx":
         require_onnx()
-    run = load_run(run_dir, checkpoint=checkpoint)
+    run = load_run(run_dir, checkpoint=checkpoint, network=network, device=device)
     batch = _verify_batch(run, data_dir, download)
     target = output or os.path.join(run_dir, "inference" if fmt == "paddle" else "onnx")
     before = describe_export(target)
     sidecar = dict(run.sidecar(), reason=f"checkpoint {checkpoint}")
     if fmt == "paddle":
-        report = export_model(run.network, target, run.input_shape, sidecar, batch)
+        report = export_model(run.network, target, run.input_shape, sidecar, batch, device=device)
     else:
         report = export_onnx(run.network, target, run.input_shape, sidecar, batch)
     if before is not None:
