@@ -430,6 +430,51 @@ def test_an_image_folder_evaluation_gets_its_per_class_table_and_gallery(tiny_ru
             picture.verify()
 
 
+def test_a_network_from_a_file_resized_inputs_gets_its_report_at_the_end_and_again(tmp_path, capsys):
+    from hapi_runner.cli import main
+
+    run = tmp_path / "run"
+    assert main(quick_train_args(run, "--model", str(ROOT / "examples" / "lenet5.py") + ":LeNet5", "--image-size", "32")) == 0
+    assert f"hapi_runner: report: {run / 'report.html'}" in capsys.readouterr().out
+    at_end = json.loads((run / "results.json").read_text())["class_metrics"]
+    assert main(["report", str(run), "--checkpoint", "last", "--threads", "1", "--output", str(tmp_path / "again.html"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["metrics"]
+    assert again["confusion_matrix"] == at_end["confusion_matrix"]  # the same weights, the same 32x32 images
+    parser = parse(tmp_path / "again.html")
+    assert "LeNet5" in (tmp_path / "again.html").read_text(encoding="utf-8") and len(parser.rows["per-class"]) == 10
+    from PIL import Image
+
+    thumbnail = next(attrs["src"] for tag, attrs in parser.tags if tag == "img" and attrs.get("class") == "thumb")
+    with Image.open(io.BytesIO(base64.b64decode(thumbnail.split(",", 1)[1]))) as picture:
+        assert picture.size == (96, 96)  # a 32x32 input shown 3x: the resized image the network saw (28x28 shows as 112)
+
+
+def test_a_network_built_in_python_gets_its_report_and_is_passed_again_for_another(tmp_path, capsys):
+    import paddle
+
+    from hapi_runner import Runner, TrainConfig
+    from hapi_runner.cli import main
+
+    class Tiny(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.fc = paddle.nn.Linear(28 * 28, 10)
+
+        def forward(self, x):
+            return self.fc(paddle.flatten(x, 1))
+
+    config = TrainConfig(dataset="synthetic", synthetic_like="mnist", synthetic_size=96, epochs=1, batch_size=8, threads="1",
+                         verbose=0, visualdl=False, export=False, save_dir=str(tmp_path / "run"))
+    results = Runner(config, network=Tiny()).fit()
+    assert results["report"] == str(tmp_path / "run" / "report.html") and "&lt;python object: Tiny&gt;" in Path(results["report"]).read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "run")]) == 2
+    assert "network built in Python (<python object: Tiny>)" in capsys.readouterr().err
+    predictions = run_predictions(str(tmp_path / "run"), "last", threads="1", network=Tiny())
+    result = build_report(str(tmp_path / "run"), predictions, checkpoint="last", output=str(tmp_path / "again.html"))
+    assert result["metrics"]["confusion_matrix"] == results["class_metrics"]["confusion_matrix"]
+
+
 def test_model_view_pads_like_the_transform_and_drops_grey_channel():
     images = np.arange(2 * 1 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4)
     from hapi_runner.report.predictions import model_view
