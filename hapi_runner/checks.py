@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from typing import Any, Iterable, Optional, Tuple
 
 from .errors import UsageError
@@ -112,6 +113,22 @@ def check_path(name: str, value: Any, optional: bool = True) -> Optional[str]:
     if "\x00" in value:
         raise UsageError(f"{name} {value!r} holds a NUL character, which no path can; remove it.")
     return value
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(name: str, value: Any) -> Optional[int]:
+    """Bytes from ``value``: an integer, or a number with K, M, G or T (``20G``, ``500M``, ``1.5T``); None stays None."""
+    if value is None:
+        return None
+    if is_int(value):
+        return check_int(name, value, minimum=0, unit="bytes; 0 never caches")
+    match = _SIZE.match(str(value)) if isinstance(value, str) else None
+    if match is None:
+        raise UsageError(f"{name} must be a size such as 20G, 500M or 0 (bytes; 0 never caches), got {short_repr(value)}.")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
 def parse_device(value: Any) -> str:

@@ -236,6 +236,8 @@ def _list_datasets() -> str:
     lines = []
     for name, spec in sorted(DATASETS.items()):
         shape = "shape of --synthetic-like" if spec.format == "synthetic" else f"{spec.channels}x{spec.size}x{spec.size}, {spec.num_classes} classes"
+        if spec.format == "folder":
+            shape = "your own images: --data-dir DIR with train/<class>/... (3x224x224 unless --channels, --image-size)"
         lines.append(f"{name:20s} {shape}")
     return "\n".join(lines)
 

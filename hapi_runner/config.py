@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import rundir
 from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
-                     check_text, is_int, parse_device, parse_threads, suggest)
+                     check_text, is_int, parse_device, parse_size, parse_threads, suggest)
 from .datasets.registry import DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from .errors import HapiRunnerError, UsageError
 from .model_names import check_model, is_user_model, run_name
@@ -28,6 +28,11 @@ LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
 STEMS = ("default", "cifar")
 AMP_LEVELS = ("O1", "O2")
 MAX_SEED = 2**32 - 1
+NORMALIZE_STATS = ("imagenet", "data")
+CLASS_WEIGHTS = ("auto",)
+# Options that only a dataset of your own images reads, with their defaults.
+FOLDER_ONLY = {"train_list": None, "val_list": None, "channels": None, "normalize_stats": None, "eval_crop_pct": 0.875,
+               "skip_bad_images": False, "cache_limit": None}
 AMP_DTYPES = ("float16", "bfloat16")
 
 
@@ -82,13 +87,31 @@ class TrainConfig:
 
     model: str = _data("lenet", "a built-in model (--list-models), or your own network: FILE.py:NAME or package.module:NAME")
     dataset: str = _data("fashion-mnist-mini", "dataset name (--list-datasets)")
-    data_dir: Optional[str] = _data(None, f"folder searched first for the dataset files (read by {', '.join(folder_datasets())})",
+    data_dir: Optional[str] = _data(None, f"folder searched first for the dataset files (read by {', '.join(folder_datasets())}); "
+                                          f"with --dataset folder, the folder holding train/<class>/... (and val/<class>/...)",
                                     means="the dataset cache, then a download")
     synthetic_like: str = _data("cifar10", "with --dataset synthetic: the dataset whose shape to imitate")
     synthetic_size: int = _data(1024, "training images of --dataset synthetic")
     val_split: float = _data(0.0, "hold out this fraction of the train set for evaluation", metavar="FRACTION",
-                             means="evaluate on the test split")
-    augment: bool = _data(True, "turn off the training augmentation (random crop and flip on Cifar)")
+                             means="evaluate on the test split; folders without a validation folder: 0.1")
+    train_list: Optional[str] = _data(None, "folder: the training images as a list file (`path label` per line, or a CSV with "
+                                            "path and label columns), paths relative to --data-dir", metavar="FILE",
+                                      means="the class folders of DATA_DIR/train")
+    val_list: Optional[str] = _data(None, "folder: the validation images as a list file, like --train-list", metavar="FILE",
+                                    means="DATA_DIR/val (or valid, validation, test), else --val-split")
+    channels: Optional[int] = _data(None, "folder: decode images as 1 (grey) or 3 (RGB) channels", choices=(1, 3),
+                                    means="3 for folders")
+    normalize_stats: Optional[str] = _data(None, "folder: the mean/std that normalise the input: ImageNet's, or computed on "
+                                                 "the training images", choices=NORMALIZE_STATS, means="imagenet")
+    eval_crop_pct: float = _data(0.875, "folder: the centre crop's share of the resized short side in evaluation (and in "
+                                        "training without augmentation); 1.0 with --image-size equal to the images' side "
+                                        "feeds them as they are", metavar="FRACTION")
+    skip_bad_images: bool = _data(False, "folder: train without the unreadable images (listed in RUN/bad_images.txt) instead of stopping")
+    cache_limit: Optional[str] = _data(None, "folder: disk the decoded-image cache may take (20G, 500M; 0 never caches: "
+                                             "decode every epoch)", metavar="SIZE", means="the free disk less 10% of it")
+    class_weights: Optional[str] = _data(None, "auto: weight the loss by inverse class frequency of the training set "
+                                               "(mean weight 1)", choices=CLASS_WEIGHTS, means="every class weighs 1")
+    augment: bool = _data(True, "turn off the training augmentation (random crop and flip on Cifar, random resized crop and flip on folders)")
     normalize: bool = _data(True, "feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
     download: bool = _data(True, "never download; fail if the files are not found")
     stem: str = _data("default", "'cifar': 3x3 stride-1 first conv, no max-pool (ResNets)", choices=STEMS, means="paddle.vision's")
@@ -97,8 +120,9 @@ class TrainConfig:
                                       metavar="PATH|imagenet")
     model_kwargs: Dict[str, Any] = _data({}, "more arguments of a --model FILE.py:NAME network, values read as YAML scalars",
                                          nargs="+", metavar="KEY=VALUE", type=str, means="none")
-    image_size: Optional[int] = _data(None, "feed every image at N x N (built-in datasets resized, bilinear, once at load)",
-                                      metavar="N", means="the dataset's size, padded to the model's minimum")
+    image_size: Optional[int] = _data(None, "feed every image at N x N (built-in datasets resized, bilinear, once at load; folders: random resized crops of that "
+                                            "side for training, the short side resized to N / --eval-crop-pct and centre-cropped for evaluation)",
+                                      metavar="N", means="the dataset's size, padded to the model's minimum; 224 for folders")
     epochs: int = _optim(5, "epochs in total")
     batch_size: int = _optim(64, "images per batch (per device)")
     optimizer: str = _optim("momentum", "the optimizer", choices=OPTIMIZERS)
@@ -244,6 +268,35 @@ class TrainConfig:
         if self.model_kwargs and not is_user_model(self.model):
             raise UsageError(f"model_kwargs apply to a --model FILE.py:NAME or package.module:NAME network, not to "
                              f"{self.model}; drop --model-kwargs.")
+        self._check_folder_options()
+
+    def _check_folder_options(self) -> None:
+        """The options of ``--dataset folder``: refused with another dataset, which would ignore them."""
+        for name in ("train_list", "val_list"):
+            check_path(name, getattr(self, name))
+        if self.channels is not None:
+            check_choice("channels", self.channels, (1, 3))
+        if self.normalize_stats is not None:
+            check_choice("normalize_stats", self.normalize_stats, NORMALIZE_STATS)
+        check_number("eval_crop_pct", self.eval_crop_pct, low=0.0, high=1.0, low_open=True)
+        parse_size("cache_limit", self.cache_limit)
+        if self.class_weights is not None:
+            check_choice("class_weights", self.class_weights, CLASS_WEIGHTS)
+        if self.dataset != "folder":
+            given = [name for name, default in FOLDER_ONLY.items() if getattr(self, name) != default]
+            if given:
+                flag = given[0].replace("_", "-")
+                raise UsageError(f"--{flag} applies to --dataset folder (your own images), not to '{self.dataset}'; "
+                                 f"drop --{flag}, or pass --dataset folder --data-dir DIR.")
+            return
+        if not self.data_dir and not self.train_list:
+            raise UsageError("--dataset folder needs --data-dir DIR (holding train/<class>/... and optionally val/<class>/...) "
+                             "or --train-list FILE.")
+        if not self.normalize:
+            raise UsageError("--no-normalize does not apply to --dataset folder, whose inputs are normalised by "
+                             "--normalize-stats imagenet|data; drop --no-normalize.")
+        if self.val_list and not self.train_list:
+            raise UsageError("--val-list needs --train-list too; pass both lists, or neither to read DATA_DIR/train and DATA_DIR/val.")
 
     # -- conversions ------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -521,7 +574,7 @@ def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
         return
     source = "is generated" if DATASETS[dataset].format == "synthetic" else "is embedded in the package"
     raise UsageError(f"data_dir '{data_dir}' is not read by dataset '{dataset}', which {source}; the datasets that read "
-                     f"a folder are {', '.join(folder_datasets())}: add --dataset NAME, or drop --data-dir.")
+                     f"a folder are {', '.join(folder_datasets())}: add --dataset NAME (folder for your own images), or drop --data-dir.")
 
 
 def _check_monitor(monitor: str) -> None:

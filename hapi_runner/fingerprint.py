@@ -8,13 +8,16 @@ from .config import TrainConfig
 from .model_names import is_user_model
 
 
-def run_fingerprint(config: TrainConfig, input_shape: Sequence[int], num_classes: int, network: Optional[Any] = None) -> Dict[str, Any]:
-    """The model, dataset, input shape, class count and config fingerprint of a run's network.
+def run_fingerprint(config: TrainConfig, input_shape: Sequence[int], num_classes: int, *, network: Optional[Any] = None,
+                    class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The model, dataset, input shape (channels first), class count and config fingerprint of a run's network.
 
     With ``network``, also the shape of every tensor of its state (``parameters``),
     and for a network from the user's file or module the ``model_kwargs`` it
     was built with: an edited network is then refused by name of the tensor
-    that changed, not by a failure deep inside Paddle.
+    that changed, not by a failure deep inside Paddle. ``class_names`` are
+    recorded when given (a folder dataset's, read from its folders), so a
+    folder whose classes changed is not resumed into. Both default to None.
     """
     fingerprint = {"model": config.model, "dataset": config.dataset, "input_shape": list(input_shape),
                    "num_classes": int(num_classes), "config": config.fingerprint()}
@@ -22,4 +25,6 @@ def run_fingerprint(config: TrainConfig, input_shape: Sequence[int], num_classes
         fingerprint["model_kwargs"] = dict(config.model_kwargs)
     if network is not None:
         fingerprint["parameters"] = {name: [int(s) for s in value.shape] for name, value in network.state_dict().items()}
+    if class_names is not None:
+        fingerprint["class_names"] = ", ".join(f"'{name}'" for name in class_names)  # one string: the refusal shows it as written
     return fingerprint

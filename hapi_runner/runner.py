@@ -23,7 +23,7 @@ from .environment import amp_configs, configure_gpu_flags, configure_threads, de
 from .errors import HapiRunnerError, UsageError
 from .fingerprint import run_fingerprint
 from .model_names import python_object_label, run_name
-from .utils import remove_litter, write_json
+from .utils import atomic_write_text, remove_litter, write_json
 
 log = logging.getLogger("hapi_runner")
 
@@ -32,6 +32,11 @@ def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
     """``(train, eval)`` ImageDatasets for ``config``; eval is a held-out part of train when ``val_split`` is set."""
     from .datasets import load_dataset, split_for_validation
 
+    if config.dataset == "folder":
+        from .datasets.folder import folder_splits_for
+
+        splits = folder_splits_for(config)
+        return splits.train, splits.val
     common = dict(data_dir=config.data_dir, download=config.download, out_size=out_size, seed=config.seed,
                   synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size, normalize=config.normalize)
     train = load_dataset(config.dataset, "train", augment=config.augment, **common)
@@ -108,9 +113,10 @@ class Runner:
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
+        from .class_weights import inverse_frequency
         from .losses import build_loss
         from .models import load_pretrained
-        from .networks import build_network, check_forward, network_input_size
+        from .networks import build_network, check_forward
         from .optim import build_optimizer
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
@@ -118,15 +124,14 @@ class Runner:
         paddle.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
-        spec = _spec(cfg)
-        self.input_size = network_input_size(cfg, spec.size)
-        self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
+        self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
+        spec = self._load_data()
         self.input_shape = self.train_data.sample_shape
         self.network = network if network is not None else build_network(cfg, spec.num_classes, spec.channels, self.input_size)
         self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
         check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
         parameters, self.finetuning = _finetuning(self.network, cfg)
-        self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
+        self.class_weights = inverse_frequency(self.train_data.labels, spec.num_classes) if cfg.class_weights == "auto" else None
         self.train_loader = self.loader(self.train_data, shuffle=True)
         self.eval_loader = self.loader(self.eval_data, evaluation=True)
         self.seeder = _EpochSeeder(self.train_loader, cfg.seed)
@@ -138,7 +143,7 @@ class Runner:
         self.optimizer, self.lr = build_optimizer(cfg, parameters, len(self.train_loader))
         self.model.prepare(
             self.optimizer,
-            build_loss(),
+            build_loss(class_weights=self.class_weights),
             paddle.metric.Accuracy(topk=(1, 5)),
             amp_configs=amp_configs(self.amp, cfg.amp_dtype),
         )
@@ -151,6 +156,30 @@ class Runner:
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
 
     # -- building blocks ---------------------------------------------------
+    def _load_data(self):
+        """Sets ``train_data``, ``eval_data``, ``input_size`` and ``folder``; returns the data's DatasetSpec.
+
+        A folder dataset's classes, channels and statistics are known once its
+        files are read; its notes (the first says what was loaded) are printed.
+        """
+        from .networks import network_input_size
+
+        cfg = self.config
+        self.folder = None  # the FolderSplits of a folder dataset: notes, skipped files, preprocessing
+        if cfg.dataset != "folder":
+            spec = _spec(cfg)
+            self.input_size = network_input_size(cfg, spec.size)
+            self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
+            return spec
+        from .datasets.folder import folder_splits_for
+
+        self.folder = folder_splits_for(cfg, self.num_workers)
+        self.train_data, self.eval_data = self.folder.train, self.folder.val
+        self.input_size = self.train_data.spec.size
+        for note in self.folder.notes:
+            say(f"hapi_runner: {note}")
+        return self.train_data.spec
+
     def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None, evaluation: bool = False):
         """A batched DataLoader over ``dataset`` with this run's workers; ``evaluation``: each sample once over all ranks."""
         from .datasets import make_loader
@@ -175,6 +204,8 @@ class Runner:
     def describe(self) -> str:
         c, d = self.config, self.train_data
         data = f"synthetic data shaped like {c.synthetic_like}" if d.synthetic else c.dataset
+        if self.folder is not None:
+            data = f"the images of {c.data_dir or c.train_list}"
         shape = "x".join(str(s) for s in self.input_shape)
         where = f"{self.device}, {self.threads} thread{'s' if self.threads > 1 else ''}" if self.device == "cpu" else self.device
         ranks = world_size()
@@ -224,6 +255,7 @@ class Runner:
             remove_litter(self.run_dir)  # half-written files of a process killed mid-write
             write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
+        self._write_bad_images()
         if checkpoint_folder:
             say(f"hapi_runner: resuming after epoch {done} of {cfg.epochs} from {checkpoint_folder}")
         if done >= cfg.epochs:
@@ -276,8 +308,18 @@ class Runner:
 
     # -- run folder and callbacks ---------------------------------------------
     def fingerprint(self) -> Dict[str, Any]:
-        """What a checkpoint must match to be resumed into this run."""
-        return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names), self.network)
+        """What a checkpoint must match to be resumed into this run (a folder's class names too)."""
+        names = self.train_data.class_names if self.folder is not None else None
+        return run_fingerprint(self.config, self.input_shape, len(self.train_data.class_names), network=self.network,
+                               class_names=names)
+
+    def _write_bad_images(self) -> None:
+        """``bad_images.txt`` in the run folder: each file ``skip_bad_images`` left out, with the reason."""
+        if self.folder is None or not self.folder.bad_images or not is_main():
+            return
+        path = os.path.join(self.run_dir, "bad_images.txt")
+        atomic_write_text(path, "".join(f"{file}\t{' '.join(reason.split())}\n" for file, reason in self.folder.bad_images))
+        log.warning("%d unreadable image(s) skipped; their list: %s", len(self.folder.bad_images), path)
 
     def _check_schedule_unchanged(self) -> None:
         """A cosine schedule is laid out over ``epochs``: resuming with another count would bend it (or train at 0)."""
@@ -369,11 +411,13 @@ class Runner:
         self.exporter = None
         if cfg.export:
             spec = self.train_data.spec
+            folder = {"image_preprocessing": self.folder.preprocessing} if self.folder is not None else {}
+            resized = cfg.image_size is not None and self.folder is None  # a folder's crop is its own preprocessing
             sidecar = build_sidecar(spec.mean, spec.std, self.input_shape, class_names=self.train_data.class_names,
                                     model=cfg.model, dataset=cfg.dataset,
-                                    image_size=self.input_size if cfg.image_size is not None else spec.size,
-                                    **({"resize_to": self.input_size} if cfg.image_size is not None else {}),
-                                    synthetic=self.train_data.synthetic)
+                                    image_size=self.input_size if resized else spec.size,
+                                    **({"resize_to": self.input_size} if resized else {}),
+                                    synthetic=self.train_data.synthetic, **folder)
             verify = self.eval_data.transform(self.eval_data.images[:64])
             self.exporter = named["export"] = StaticExport(
                 os.path.join(run, "inference"), self.input_shape, sidecar, verify_batch=verify,
@@ -408,6 +452,7 @@ class Runner:
             "model": self.config.model,
             "dataset": self.config.dataset,
             "synthetic": self.train_data.synthetic,
+            "class_weights": self.class_weights,
             "final_eval": final,
             "best": {"epoch": best_row["epoch"], "acc_top1": best_row["eval_acc_top1"]} if best_row else None,
             "epochs_run": len(rows),

@@ -168,7 +168,7 @@ def test_the_datasets_that_read_a_folder_come_from_the_registry(monkeypatch):
 
     from hapi_runner.datasets import registry
 
-    assert registry.folder_datasets() == ["cifar10", "cifar100", "fashion-mnist", "mnist"]
+    assert registry.folder_datasets() == ["cifar10", "cifar100", "fashion-mnist", "folder", "mnist"]
     monkeypatch.setitem(registry.DATASETS, "mine", dataclasses.replace(registry.DATASETS["mnist"], name="mine", format="folder"))
     assert "mine" in registry.folder_datasets()
 

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from datafiles import cifar_archive_members, idx_bytes, write_cifar_archive, write_idx, write_mnist_files, write_tar_gz
+from folder_images import class_tree, truncated_png
 from hapi_runner.cli import main
 from usernets import FACTORY, IMPORT_ERROR, LENET5, NOT_CONVERTIBLE
 
@@ -39,6 +40,8 @@ LEAN = ("--no-export", "--no-visualdl")
 RUN = ("--save-dir", "{tmp}/run")  # where a row's run would go; rows that must change nothing check it stays absent
 MNIST = ("--dataset", "mnist", "--data-dir", "{tmp}/data", "--no-download", "--epochs", "1", "--batch-size", "16",
          "--verbose", "0", "--threads", "1", *LEAN, *RUN)
+FOLDER_RUN = ("--epochs", "1", "--batch-size", "8", "--verbose", "0", "--threads", "1", *LEAN)
+FOLDER = ("--dataset", "folder", "--data-dir", "{tmp}/images", "--image-size", "28", *FOLDER_RUN, *RUN)
 CIFAR = ("--dataset", "cifar10", "--data-dir", "{tmp}/data", "--no-download", "--epochs", "1", "--batch-size", "16",
          "--verbose", "0", "--threads", "1", *LEAN, *RUN)
 
@@ -334,6 +337,40 @@ def weights_cache(ctx):
     ctx.monkeypatch.setattr(download, "WEIGHTS_HOME", str(ctx.tmp / "weights"))
 
 
+def folder_tree(change=None, per_class=3, classes=("bag", "coat", "dress")):
+    """tmp/images/train/<class>/... of real images (PNG, JPEG, nested, junk files); ``change(root)`` then edits it."""
+    def prepare(ctx):
+        class_tree(ctx.tmp / "images", per_class, classes=classes)
+        if change:
+            change(ctx.tmp / "images")
+    return prepare
+
+
+def two_bad_images(root):
+    truncated_png(root / "train" / "coat" / "broken.png", np.zeros((28, 28), np.uint8))
+    (root / "train" / "dress" / "empty.jpg").write_bytes(b"")
+
+
+def empty_class(root):
+    (root / "train" / "hat").mkdir()
+
+
+def val_class_training_lacks(root):
+    class_tree(root, 1, classes=("bag", "hat"), split="val", junk=False)
+
+
+def list_with_missing_file(root):
+    (root / "train.txt").write_text("train/bag/img0.png 0\ntrain/coat/img0.jpg 1\ntrain/dress/gone.png 2\n")
+
+
+def trained_folder_run(ctx):
+    """A 1-epoch run on tmp/images, whose training folder then gains a class."""
+    folder_tree()(ctx)
+    assert main(["--dataset", "folder", "--data-dir", str(ctx.tmp / "images"), "--image-size", "28", *FOLDER_RUN,
+                 "--save-dir", str(ctx.tmp / "run")]) == 0
+    class_tree(ctx.tmp / "images", 3, classes=("hat",), junk=False)
+
+
 def config(name, text):
     return write(f"cfg/{name}", text)
 
@@ -345,7 +382,7 @@ CFG = "{tmp}/cfg/"
 ROWS = [
     # command line: names
     Row("unknown-model", (*T, "--model", "resnet51"), 2, "Did you mean 'resnet50'?", unchanged=True),
-    Row("unknown-dataset", (*T, "--dataset", "mnits"), 2, "dataset 'mnits' is not known; choose one of: cifar10, cifar100, fashion-mnist, fashion-mnist-mini, mnist, synthetic. Did you mean 'mnist'?", unchanged=True),
+    Row("unknown-dataset", (*T, "--dataset", "mnits"), 2, "dataset 'mnits' is not known; choose one of: cifar10, cifar100, fashion-mnist, fashion-mnist-mini, folder, mnist, synthetic. Did you mean 'mnist'?", unchanged=True),
     Row("unknown-synthetic-like", (*T, "--synthetic-like", "imagenet"), 2, "synthetic_like 'imagenet' is not known", unchanged=True),
     Row("summary-unknown-model", ("summary", "--model", "nosuch"), 2, "model 'nosuch' is not known", unchanged=True),
     # command line: a network of one's own
@@ -462,7 +499,7 @@ ROWS = [
     Row("data-dir-not-a-folder", (*MNIST[:2], "--data-dir", "{tmp}/nowhere", *MNIST[4:]), 2,
         "data_dir '{tmp}/nowhere' is not a folder; pass the folder that holds train-images-idx3-ubyte.gz", unchanged=True),
     Row("data-dir-not-read", ("--data-dir", "{tmp}/images", "--epochs", "1", "--verbose", "0", "--threads", "1", *RUN), 2,
-        "data_dir '{tmp}/images' is not read by dataset 'fashion-mnist-mini', which is embedded in the package; the datasets that read a folder are cifar10, cifar100, fashion-mnist, mnist",
+        "data_dir '{tmp}/images' is not read by dataset 'fashion-mnist-mini', which is embedded in the package; the datasets that read a folder are cifar10, cifar100, fashion-mnist, folder, mnist: add --dataset NAME (folder for your own images)",
         mkdir("images"), unchanged=True),
     Row("data-dir-missing-not-read", (*T, "--data-dir", "{tmp}/nowhere", *RUN), 2,
         "data_dir '{tmp}/nowhere' is not read by dataset 'synthetic', which is generated; the datasets that read a folder are", unchanged=True),
@@ -532,6 +569,24 @@ ROWS = [
         write("file", "not a pdparams"), unchanged=True),
     Row("pretrained-another-model", (*T, "--model", "resnet18", "--pretrained", "{shared}/checkpoints/last/model.pdparams", *RUN), 1,
         "share no tensor with ResNet; are they for another model?", unchanged=True),
+    # your own images
+    Row("folder-without-data-dir", (*T, "--dataset", "folder", *RUN), 2, "--dataset folder needs --data-dir DIR", unchanged=True),
+    Row("folder-option-of-another-dataset", (*T, "--channels", "1", *RUN), 2,
+        "--channels applies to --dataset folder (your own images), not to 'synthetic'", unchanged=True),
+    Row("folder-cache-limit-not-a-size", (*FOLDER, "--cache-limit", "lots"), 2,
+        "cache_limit must be a size such as 20G, 500M or 0", folder_tree(), unchanged=True),
+    Row("folder-no-train-folder", (*FOLDER,), 2, "data_dir '{tmp}/images' has no train/ folder; lay images out as {tmp}/images/train/<class>/...", mkdir("images"), unchanged=True),
+    Row("folder-unreadable-image", (*FOLDER,), 1, "{tmp}/images/train/coat/broken.png: cannot be read as an image (OSError: image file is truncated); 1 more bad images found", folder_tree(two_bad_images)),
+    Row("folder-skip-bad-images", (*FOLDER, "--skip-bad-images"), 0, "2 unreadable image(s) skipped; their list: {tmp}/run/bad_images.txt",
+        folder_tree(two_bad_images), warning=True),
+    Row("folder-empty-class", (*FOLDER,), 1, "{tmp}/images/train/hat: class folder holds no images", folder_tree(empty_class)),
+    Row("folder-single-class", (*FOLDER,), 1, "only one class folder ('bag'); a classifier needs at least two classes", folder_tree(classes=("bag",))),
+    Row("folder-val-class-training-lacks", (*FOLDER,), 1, "{tmp}/images/val: class folder 'hat' is not a training class", folder_tree(val_class_training_lacks)),
+    Row("folder-list-file-missing", ("--dataset", "folder", "--data-dir", "{tmp}/images", "--train-list", "{tmp}/images/train.txt",
+                                     "--image-size", "28", *FOLDER_RUN, *RUN), 1,
+        "{tmp}/images/train.txt line 3: image '{tmp}/images/train/dress/gone.png' does not exist", folder_tree(list_with_missing_file)),
+    Row("folder-resume-classes-changed", ("--resume", "{tmp}/run", "--epochs", "2"), 2, "checkpoint is for classes 3, this run is 4",
+        trained_folder_run),
     # evaluate, predict, export
     Row("evaluate-not-a-run", ("evaluate", "{tmp}"), 2, "'{tmp}' has no config.json, so it is not a hapi_runner run folder", unchanged=True),
     Row("evaluate-damaged-config", ("evaluate", "{run}"), 1, "{tmp}/runcopy/config.json cannot be read (JSONDecodeError: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); the run folder is damaged",
@@ -550,7 +605,7 @@ ROWS = [
     Row("predict-truncated-image", ("predict", "{shared}", "{tmp}/images/cut.png"), 2,
         "'{tmp}/images/cut.png' cannot be decoded (", image_files, unchanged=True),
     Row("predict-empty-folder", ("predict", "{shared}", "{tmp}/images/empty"), 2,
-        "folder '{tmp}/images/empty' has no images (.png, .jpg, .jpeg, .bmp, .npy)", image_files, unchanged=True),
+        "folder '{tmp}/images/empty' has no images (.png, .jpg, .jpeg, .bmp, .webp, .tif, .tiff, .npy)", image_files, unchanged=True),
     Row("predict-folder-without-export", ("predict", "{tmp}/no_export", "{tmp}/images/text.png"), 1,
         "'{tmp}/no_export' holds no exported model (hapi_runner.json not found there or in its inference/); export it first", image_files, unchanged=True),
     Row("predict-missing-file", ("predict", "{shared}", "{tmp}/images/missing.png"), 2,

@@ -17,7 +17,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..checks import check_bool, check_choice, check_int, check_number, check_path
+from ..checks import check_bool, check_choice, check_int, check_number, check_path, parse_size
+from ..distributed import on_main
 from ..errors import DataFileError, UsageError
 from .folder_scan import FileSet, find_folders, read_file_list, scan_class_folders, stratified_split
 from .folder_transform import CROP_PCT, CropTransform, imagenet_stats, resize_short_for, stats_from_sums
@@ -110,7 +111,7 @@ def _refuse_bad(bad: List[Tuple[str, str]]) -> None:
     reason = " ".join(reason.split())  # Pillow's messages may span lines; the error is one
     more = f"; {len(bad) - 1} more bad images found" if len(bad) > 1 else ""
     raise DataFileError(f"{path}: cannot be read as an image ({reason}){more}; replace or remove the bad files, "
-                        f"or pass skip_bad_images to train without them.")
+                        f"or pass --skip-bad-images (skip_bad_images=True) to train without them.")
 
 
 def _good(files: FileSet, report: DecodeReport) -> Tuple[FileSet, object, Optional[np.ndarray]]:
@@ -226,3 +227,46 @@ def load_folder(split: str = "train", data_dir: Optional[str] = None, **options)
     if splits.val is None:
         raise DataFileError(f"{data_dir}: the validation part is empty; add validation images or raise val_split.")
     return splits.val
+
+
+def folder_options(config, num_workers: int = 0) -> Dict[str, object]:
+    """The keyword options of :func:`load_folder_splits` that a ``TrainConfig`` of ``dataset="folder"`` describes.
+
+    Unset fields take the folder defaults: 224 pixels, 3 channels, ImageNet
+    statistics, and a validation split of 0.1 when there is no validation
+    folder or list.
+
+    Args:
+        config: a ``TrainConfig`` (read by attribute).
+        num_workers: processes decoding the first pass. Defaults to 0.
+    """
+    return dict(train_list=config.train_list, val_list=config.val_list, image_size=config.image_size or 224,
+                channels=config.channels or 3, val_split=config.val_split or 0.1,
+                normalize_stats=config.normalize_stats or "imagenet", skip_bad_images=config.skip_bad_images,
+                cache_limit=parse_size("cache_limit", config.cache_limit), num_workers=num_workers, seed=config.seed,
+                augment=config.augment, crop_pct=config.eval_crop_pct)
+
+
+def folder_splits_for(config, num_workers: int = 0) -> FolderSplits:
+    """The :class:`FolderSplits` of a ``TrainConfig`` of ``dataset="folder"`` (see :func:`folder_options`).
+
+    In a launched job rank 0 decodes the images into the cache first; the
+    other ranks then read that cache instead of each decoding everything.
+
+    Raises:
+        DataFileError: as :func:`load_folder_splits`, and when the folder
+            gives no validation images.
+    """
+    options = folder_options(config, num_workers)
+    built: Dict[str, FolderSplits] = {}
+
+    def build_on_main() -> bool:
+        built["splits"] = load_folder_splits(config.data_dir, **options)
+        return True
+
+    on_main(build_on_main)
+    splits = built.get("splits") or load_folder_splits(config.data_dir, **options)
+    if splits.val is None:
+        raise DataFileError(f"{config.data_dir or config.train_list}: no validation images (each class keeps at least one "
+                            f"for training); add a validation folder or list, or more images per class.")
+    return splits

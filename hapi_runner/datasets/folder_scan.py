@@ -107,7 +107,7 @@ def find_folders(data_dir: str) -> Tuple[str, Optional[str]]:
     train = os.path.join(data_dir, "train")
     if not os.path.isdir(train):
         raise UsageError(f"data_dir '{data_dir}' has no train/ folder; lay images out as {data_dir}/train/<class>/..., "
-                         f"or pass train_list.")
+                         f"or pass --train-list FILE (train_list).")
     for name in VAL_FOLDERS:
         if os.path.isdir(os.path.join(data_dir, name)):
             return train, os.path.join(data_dir, name)

@@ -169,3 +169,19 @@ class CropTransform:
         np.multiply(crops.transpose(0, 3, 1, 2), self.scale, out=result)
         result += self.shift
         return result
+
+
+def from_preprocessing(preprocessing: Dict[str, object]) -> CropTransform:
+    """The evaluation transform an export's sidecar records (:meth:`CropTransform.preprocessing`)."""
+    return CropTransform(preprocessing["mean"], preprocessing["std"], int(preprocessing["crop"]),
+                         int(preprocessing["channels"]), train=False, crop_pct=float(preprocessing["crop_pct"]))
+
+
+def to_short_side(image: np.ndarray, side: int) -> np.ndarray:
+    """uint8 ``[H, W, C]`` resized (antialiased bilinear) so its short side is ``side``, as decoding does; unchanged if it is."""
+    height, width, channels = image.shape
+    if min(height, width) == side:
+        return image
+    pil = Image.fromarray(image[:, :, 0] if channels == 1 else image)
+    width, height = (side, max(1, int(side * height / width))) if width <= height else (max(1, int(side * width / height)), side)
+    return np.asarray(pil.resize((width, height), Image.BILINEAR)).reshape(height, width, channels)

@@ -51,7 +51,8 @@ class DatasetSpec:
         mean, std: per-channel statistics on the 0-1 scale (pixel / 255),
             computed on the training split.
         format: ``idx`` (MNIST-style gzip files), ``cifar`` (python tar.gz),
-            ``embedded`` (shipped in the package) or ``synthetic``.
+            ``embedded`` (shipped in the package), ``synthetic`` or ``folder``
+            (image files: :mod:`hapi_runner.datasets.folder`).
         files: file names looked for, per split (``idx``) or the archive name.
         cache_name: the folder under Paddle's dataset cache.
         debian_dir: the folder a Debian dataset package installs into.
@@ -103,6 +104,10 @@ DATASETS: Dict[str, DatasetSpec] = {
     ),
     # Shape and statistics are filled from ``synthetic_like`` at load time.
     "synthetic": DatasetSpec("synthetic", 3, 32, 10, (0.5,), (0.25,), "synthetic"),
+    # Your own images (``--data-dir``, ``--train-list``): classes, channels and statistics are known once the
+    # folder is read (hapi_runner.datasets.folder); these are the defaults: RGB at 224, ImageNet statistics.
+    "folder": DatasetSpec("folder", 3, 224, 0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "folder",
+                          augment="random-resized-crop"),
 }
 
 
@@ -113,7 +118,7 @@ def folder_datasets():
 
 def synthetic_choices():
     """The datasets whose shape a synthetic set can imitate."""
-    return sorted(n for n, s in DATASETS.items() if s.format != "synthetic")
+    return sorted(n for n, s in DATASETS.items() if s.format not in ("synthetic", "folder"))
 
 
 def spec_for(name: str, synthetic_like: str = "cifar10", normalize: bool = True) -> DatasetSpec:

@@ -173,7 +173,8 @@ def _synthetic_split(spec: DatasetSpec, split: str, size: int, seed: int):
 
 def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None, *, augment: Optional[bool] = None,
                  out_size: Optional[int] = None, seed: int = 0, download: bool = True,
-                 synthetic_like: str = "cifar10", synthetic_size: int = 1024, normalize: bool = True) -> ImageDataset:
+                 synthetic_like: str = "cifar10", synthetic_size: int = 1024, normalize: bool = True,
+                 image_size: Optional[int] = None, **folder_options) -> ImageDataset:
     """Loads one split of a dataset into memory.
 
     Args:
@@ -191,6 +192,10 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None
             Defaults to ``cifar10``.
         synthetic_size: training samples of ``synthetic`` (the test split has
             a quarter). Defaults to 1024.
+        image_size: ``folder``: the side of the batches. Defaults to 224.
+        **folder_options: ``folder``: further options of
+            :func:`~hapi_runner.datasets.folder.load_folder_splits`
+            (``channels``, ``train_list``, ``val_split``, ...).
 
     Returns:
         An :class:`ImageDataset`.
@@ -198,6 +203,14 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None
     check_choice("dataset", name, sorted(DATASETS))
     check_choice("split", split, ("train", "test"))
     spec = spec_for(name, synthetic_like, normalize)
+    if spec.format == "folder":
+        from .folder import load_folder
+
+        train = split == "train" and augment is not False
+        return load_folder(split, data_dir, image_size=image_size or 224, seed=seed, augment=train, **folder_options)
+    if image_size is not None or folder_options:
+        given = "image_size" if image_size is not None else sorted(folder_options)[0]
+        raise UsageError(f"{given} is an option of the folder dataset, not of '{name}'; drop it, or load 'folder'.")
     if spec.format == "synthetic":
         images, labels, classes = _synthetic_split(spec, split, synthetic_size, seed)
     else:

@@ -364,6 +364,12 @@ def check_verify_batch(batch, input_shape: Sequence[int]) -> Optional[np.ndarray
 
 
 # -- files -------------------------------------------------------------------
+PADDED_PREPROCESSING = "input = (pixel / 255 - mean) / std per channel, after zero-padding the image around the centre to pad_to"
+FOLDER_PREPROCESSING = ("decode (EXIF orientation applied, alpha on white, mode L or RGB), resize the short side to "
+                        "image_preprocessing.resize_short (bilinear), take the centre crop x crop, then input = "
+                        "(pixel / 255 - mean) / std per channel")
+
+
 def _full_sidecar(sidecar: Dict[str, Any], input_shape: Sequence[int], model_file: str) -> Dict[str, Any]:
     import paddle
 
@@ -372,7 +378,7 @@ def _full_sidecar(sidecar: Dict[str, Any], input_shape: Sequence[int], model_fil
     out.update(
         sidecar_version=SIDECAR_VERSION,
         scale="0-1",
-        preprocessing="input = (pixel / 255 - mean) / std per channel, after zero-padding the image around the centre to pad_to",
+        preprocessing=FOLDER_PREPROCESSING if sidecar.get("image_preprocessing") else PADDED_PREPROCESSING,
         mean=[float(v) for v in np.ravel(sidecar["mean"])],
         std=[float(v) for v in np.ravel(sidecar["std"])],
         channels=channels,

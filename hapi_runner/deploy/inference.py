@@ -209,7 +209,10 @@ class InferenceModel:
         """uint8 images ``[N, C, h, w]`` to the float32 batch the graph takes, per the sidecar.
 
         Zero-pads around the centre up to ``pad_to`` (as in training), then
-        computes ``(pixel / 255 - mean) / std``.
+        computes ``(pixel / 255 - mean) / std``. An export trained on a folder
+        of images (its sidecar has ``image_preprocessing``) takes a list of
+        uint8 ``[H, W, C]`` images of any size instead, and resizes their short
+        side and centre-crops them as evaluation did.
 
         Raises:
             HapiRunnerError: the export has no sidecar.
@@ -217,6 +220,8 @@ class InferenceModel:
         """
         if not self.sidecar:
             raise HapiRunnerError(f"'{self.model_dir}' has no {SIDECAR}, so its preprocessing is unknown; export it with hapi_runner.")
+        if self.sidecar.get("image_preprocessing"):
+            return self._resize_and_crop(images)
         images = np.asarray(images)
         if images.ndim == 3:
             images = images[:, None]
@@ -232,6 +237,23 @@ class InferenceModel:
         mean = np.asarray(self.sidecar["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(self.sidecar["std"], dtype=np.float32).reshape(1, -1, 1, 1)
         return (padded / 255.0 - mean) / std
+
+    def _resize_and_crop(self, images) -> np.ndarray:
+        """A folder-trained export's input: each uint8 ``[H, W, C]`` (or ``[H, W]``) image of any size resized
+        (short side) and centre-cropped as evaluation did, then normalised."""
+        from ..datasets.folder_transform import from_preprocessing, to_short_side
+
+        steps = self.sidecar["image_preprocessing"]
+        transform = from_preprocessing(steps)
+        arrays = []
+        for image in ([images] if isinstance(images, np.ndarray) and images.ndim == 2 else list(images)):
+            image = np.asarray(image)
+            image = image[:, :, None] if image.ndim == 2 else image
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != transform.channels:
+                raise UsageError(f"preprocess takes uint8 images shaped [H, W, {transform.channels}] (or [H, W] for one "
+                                 f"channel), got {image.dtype} {list(image.shape)}.")
+            arrays.append(to_short_side(image, int(steps["resize_short"])))
+        return transform(arrays)
 
     @property
     def class_names(self) -> Optional[list]:

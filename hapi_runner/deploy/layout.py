@@ -104,7 +104,10 @@ def build_sidecar(mean: Sequence[float], std: Sequence[float], input_shape: Sequ
         input_shape: ``[C, H, W]`` the network takes.
         class_names: one name per output. Defaults to None.
         model, dataset: names, for people reading the file. Default to None.
-        **extra: further JSON-serialisable fields, kept as given.
+        **extra: further JSON-serialisable fields, kept as given;
+            ``image_preprocessing`` (a folder dataset's evaluation resize,
+            crop and statistics) makes ``predict`` resize and crop as
+            evaluation did instead of padding.
 
     ``pad_to`` is the input side: smaller images (MNIST's 28 for a 32-pixel
     VGG) are zero-padded around the centre to it, as in training.

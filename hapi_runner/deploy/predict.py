@@ -18,7 +18,7 @@ from ..errors import HapiRunnerError, UsageError
 from .inference import InferenceModel
 from .layout import SIDECAR
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".npy")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".npy")
 
 
 def resolve_model_dir(target: str) -> str:
@@ -44,7 +44,7 @@ def expand_paths(paths: Sequence[str]) -> List[str]:
         elif os.path.isfile(path):
             files.append(path)
         else:
-            raise UsageError(f"'{path}' does not exist; pass image files (PNG, JPEG, BMP, .npy) or folders of them.")
+            raise UsageError(f"'{path}' does not exist; pass image files (PNG, JPEG, BMP, WebP, TIFF, .npy) or folders of them.")
     return files
 
 
@@ -65,6 +65,17 @@ def read_image(path: str, channels: int, size: int) -> np.ndarray:
     except (OSError, ValueError, SyntaxError) as exc:
         raise UsageError(f"'{path}' cannot be decoded ({type(exc).__name__}: {exc}); the file may be truncated.") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def decode_for(path: str, preprocessing: Dict[str, Any]) -> np.ndarray:
+    """uint8 ``[H, W, C]`` of an image file decoded as a folder dataset decodes it (for a folder-trained export)."""
+    from ..datasets.image_decode import DECODE_ERRORS, decode_image
+
+    try:
+        return decode_image(path, int(preprocessing["channels"]), int(preprocessing["resize_short"]))
+    except DECODE_ERRORS as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(f"'{path}' cannot be read as an image ({reason}); pass JPEG, PNG, BMP, WebP or TIFF files.") from None
 
 
 def _read_npy(path: str, channels: int, size: int) -> np.ndarray:
@@ -116,7 +127,11 @@ def predict_files(target: str, paths: Sequence[str], *, top_k: int = 5, device: 
     results = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
-        images = np.stack([read_image(p, channels, size) for p in chunk])
+        steps = sidecar.get("image_preprocessing")
+        if steps:
+            images = [decode_for(p, steps) for p in chunk]
+        else:
+            images = np.stack([read_image(p, channels, size) for p in chunk])
         logits = model.predict(model.preprocess(images)).astype(np.float64)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)

@@ -50,14 +50,17 @@ class LoadedRun:
     input_shape: list
     checkpoint: str
     epoch: int
+    folder: Any = None  # a folder dataset's FolderSplits, rebuilt from config.json
 
     def sidecar(self) -> Dict[str, Any]:
-        resized = self.config.image_size is not None
+        resized = self.config.image_size is not None and self.folder is None  # a folder's crop is its own preprocessing
+        extra = {"resize_to": self.input_shape[-1]} if resized else {}
+        if self.folder is not None:
+            extra["image_preprocessing"] = self.folder.preprocessing
         return build_sidecar(self.spec.mean, self.spec.std, self.input_shape, class_names=list(self.class_names),
                              model=self.config.model, dataset=self.config.dataset,
                              image_size=self.input_shape[-1] if resized else self.spec.size,
-                             epoch=self.epoch, checkpoint=self.checkpoint,
-                             **({"resize_to": self.input_shape[-1]} if resized else {}))
+                             epoch=self.epoch, checkpoint=self.checkpoint, **extra)
 
     @property
     def class_names(self):
@@ -87,7 +90,14 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
     from ..networks import build_network, network_input_size
 
     select_device(device)
-    spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
+    folder = None
+    if config.dataset == "folder":  # classes, channels and statistics come from the images, read again
+        from ..datasets.folder import folder_splits_for
+
+        folder = folder_splits_for(config)
+        spec = folder.train.spec
+    else:
+        spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
     size = network_input_size(config, spec.size)
     if network is None:
         network = build_network(config, spec.num_classes, spec.channels, size)
@@ -96,12 +106,14 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
         link = os.path.join(run_dir, "checkpoints", checkpoint)
         if not os.path.exists(link):
             raise UsageError(f"'{run_dir}' has no checkpoints/{checkpoint}; was it trained with hapi-runner train? Pass --checkpoint PATH.")
-        folder = find_checkpoint(link)
+        checkpoint_folder = find_checkpoint(link)
     else:
-        folder = find_checkpoint(checkpoint)
-    state = load_weights(network, folder, run_fingerprint(config, shape, spec.num_classes, network))
+        checkpoint_folder = find_checkpoint(checkpoint)
+    names = spec.class_names if folder is not None else None
+    state = load_weights(network, checkpoint_folder,
+                         run_fingerprint(config, shape, spec.num_classes, network=network, class_names=names))
     network.eval()
-    return LoadedRun(run_dir, config, network, spec, shape, folder, int(state.get("epoch", 0)))
+    return LoadedRun(run_dir, config, network, spec, shape, checkpoint_folder, int(state.get("epoch", 0)), folder)
 
 
 # -- evaluate --------------------------------------------------------------------
@@ -113,6 +125,8 @@ def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str]
     cfg = run.config
     name = dataset or cfg.dataset
     check_choice("dataset", name, sorted(DATASETS))
+    if run.folder is not None or name == "folder":
+        return _folder_eval_dataset(run, name, data_dir)
     spec = spec_for(name, cfg.synthetic_like, cfg.normalize)
     if (spec.num_classes, spec.channels) != (run.spec.num_classes, run.spec.channels):
         raise UsageError(f"dataset {name} has {spec.num_classes} classes of {spec.channels}-channel images; "
@@ -125,6 +139,24 @@ def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str]
 
         resize_dataset(data, run.input_shape[-1])
     return data
+
+
+def _folder_eval_dataset(run: LoadedRun, name: str, data_dir: Optional[str]):
+    """The validation part of the run's own folder, or of ``data_dir`` read with the run's folder options."""
+    from dataclasses import replace
+
+    from ..datasets.folder import folder_splits_for
+
+    if run.folder is None or name != "folder":
+        raise UsageError(f"this run was trained on {run.config.dataset}; evaluating it on '{name}' needs a dataset of the same "
+                         f"classes: pass --dataset {run.config.dataset}.")
+    if not data_dir or os.path.realpath(data_dir) == os.path.realpath(run.config.data_dir or ""):
+        return run.folder.val
+    other = folder_splits_for(replace(run.config, data_dir=data_dir, train_list=None, val_list=None)).val
+    if list(other.class_names) != list(run.class_names):
+        raise UsageError(f"'{data_dir}' has the classes {list(other.class_names)}; the model was trained on "
+                         f"{list(run.class_names)}: pass a folder of the same classes.")
+    return other
 
 
 def run_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
