@@ -475,6 +475,28 @@ def test_a_network_built_in_python_gets_its_report_and_is_passed_again_for_anoth
     assert result["metrics"]["confusion_matrix"] == results["class_metrics"]["confusion_matrix"]
 
 
+def test_a_run_on_an_image_folder_gets_its_report_at_the_end_and_again(tmp_path, capsys):
+    from folder_images import class_tree
+    from hapi_runner.cli import main
+
+    class_tree(tmp_path / "images", 10)
+    class_tree(tmp_path / "images", 3, split="val", offset=30, nested=False, junk=False)
+    run = tmp_path / "run"
+    assert main(["--dataset", "folder", "--data-dir", str(tmp_path / "images"), "--image-size", "28", "--epochs", "1",
+                 "--batch-size", "8", "--threads", "1", "--verbose", "0", "--no-visualdl", "--no-export", "--save-dir", str(run)]) == 0
+    assert f"hapi_runner: report: {run / 'report.html'}" in capsys.readouterr().out
+    at_end = json.loads((run / "results.json").read_text())["class_metrics"]
+    assert at_end["class_names"] == ["bag", "coat", "dress"] and at_end["num_samples"] == 9
+    assert main(["report", str(run), "--checkpoint", "last", "--threads", "1", "--output", str(tmp_path / "again.html"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["metrics"]
+    assert again["confusion_matrix"] == at_end["confusion_matrix"]
+    for page in (run / "report.html", tmp_path / "again.html"):
+        parser = parse(page)
+        assert sorted(r[0] for r in parser.rows["per-class"]) == ["bag", "coat", "dress"]
+        assert sum(len(tiles) for tiles in parser.tiles.values()) > 0  # mistakes or correct ones, cropped as evaluated
+        assert "validation images" in page.read_text(encoding="utf-8")
+
+
 def test_model_view_pads_like_the_transform_and_drops_grey_channel():
     images = np.arange(2 * 1 * 4 * 4, dtype=np.uint8).reshape(2, 1, 4, 4)
     from hapi_runner.report.predictions import model_view

@@ -90,7 +90,10 @@ def _checkpoint_and_source(runner, results: Dict[str, Any], seconds: float) -> T
     """The checkpoint holding the weights predicted with, and the report's line on where the predictions come from."""
     data, config = runner.eval_data, runner.config
     restored = getattr(runner.early_stopping, "restored_epoch", None)
-    split = f"the {config.val_split:g} of train held out" if config.val_split else "test split"
+    if config.dataset == "folder":
+        split = "validation images"
+    else:
+        split = f"the {config.val_split:g} of train held out" if config.val_split else "test split"
     weights = f"the best weights (epoch {restored}, put back by restore_best)" if restored else \
         f"the final weights (epoch {results.get('epochs_run')})"
     source = f"{weights}, {len(data)} images of {data.spec.name} ({split}), predicted at the end of training in {seconds:.1f} s"

@@ -42,7 +42,10 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
         checkpoint = "last"
     run = load_run(run_dir, checkpoint=checkpoint, threads=threads, device=device, network=network)
     config = run.config
-    if config.val_split:
+    if run.folder is not None:  # an image folder's validation part, as training chose it
+        data = eval_dataset(run, None, data_dir, download)
+        split = "validation images"
+    elif config.val_split:
         data = _held_out(config, run.input_shape[-1], data_dir, download)
         split = f"the {config.val_split:g} of train held out for evaluation"
     else:
