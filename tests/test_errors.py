@@ -36,7 +36,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 # A seconds-long run: LeNet on 64 synthetic MNIST-shaped images, one thread, nothing printed per step.
 T = ("--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64", "--epochs", "1",
      "--batch-size", "32", "--verbose", "0", "--threads", "1")
-LEAN = ("--no-export", "--no-visualdl")
+LEAN = ("--no-export", "--no-visualdl", "--no-report")
 RUN = ("--save-dir", "{tmp}/run")  # where a row's run would go; rows that must change nothing check it stays absent
 MNIST = ("--dataset", "mnist", "--data-dir", "{tmp}/data", "--no-download", "--epochs", "1", "--batch-size", "16",
          "--verbose", "0", "--threads", "1", *LEAN, *RUN)
