@@ -27,9 +27,10 @@ from . import __version__
 from .checks import check_int, check_path, parse_device, parse_threads
 from .config import TrainConfig, load_config_file, resolve_layers
 from .errors import HapiRunnerError, UsageError
+from .report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare")
 S = argparse.SUPPRESS
 
 
@@ -201,9 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     build_train_parser(sub.add_parser("train", help="train, evaluate and save a model"))
     build_summary_parser(sub.add_parser("summary", help="layer table, parameters and multiply-adds"))
-    build_evaluate_parser(sub.add_parser("evaluate", help="loss, top-1/top-5, per-class accuracy and confusion matrix of a run"))
+    build_evaluate_parser(sub.add_parser("evaluate", help="loss, top-1/top-5, per-class precision/recall/F1 and confusion matrix of a run"))
     build_predict_parser(sub.add_parser("predict", help="classify image files with an exported model"))
     build_export_parser(sub.add_parser("export", help="export a run's checkpoint for paddle.inference or ONNX, verified"))
+    build_report_parser(sub.add_parser("report", help="write RUN/report.html: curves, per-class table, confusion matrix, mistakes"))
+    build_compare_parser(sub.add_parser("compare", help="runs side by side, and their evaluation curves overlaid"))
     return parser
 
 
@@ -277,6 +280,7 @@ def run_summary(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .deploy.run import evaluate_run
+    from .metrics import format_per_class
 
     check_run_options(args)
     if args.tensorrt and args.engine != "inference":
@@ -290,6 +294,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"{result['dataset']} ({result['num_samples']} images, epoch {result['epoch']}, {result['engine']}): "
           f"loss {result['loss']:.4f}, top-1 {result['acc_top1']:.4f}, top-5 {result['acc_top5']:.4f}, "
           f"{result['images_per_second']:.0f} images/s")
+    print(format_per_class(result, result["class_names"]))
     print(f"confusion matrix: {result['confusion_files']['csv']} and .png")
     return 0
 
@@ -326,7 +331,8 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export}
+RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
+           "report": run_report, "compare": run_compare}
 
 
 class _StderrHandler(logging.StreamHandler):

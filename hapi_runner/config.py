@@ -174,6 +174,8 @@ class TrainConfig:
     log_freq: int = _run(20, "print every N steps")
     verbose: Optional[int] = _run(None, "0 quiet, 1 progress bar, 2 log lines", means="1 on a terminal, else 2")
     visualdl: bool = _run(True, "do not write VisualDL logs")
+    report: bool = _run(True, "do not write report.html and results.json's per-class figures at the end (they cost one more "
+                              "pass over the eval set, made only when cheap; hapi-runner report RUN writes them later)")
     save_freq: int = _checkpoints(1, "write checkpoints/epoch_N every N epochs (and the last)")
     keep_last: Optional[int] = _checkpoints(None, "keep the K newest epoch checkpoints (best and last always stay)", metavar="K",
                                             means="all")

@@ -218,3 +218,32 @@ def classification_report(labels, probs, class_names: Optional[Sequence[str]] = 
         "most_confused": most_confused(confusion, names, top_confused),
         "binary": binary_metrics(labels, probs, positive) if num_classes == 2 else None,
     }
+
+
+def without_roc_points(evaluation: Dict[str, Any]) -> Dict[str, Any]:
+    """A copy of :func:`classification_report`'s result without the ROC points.
+
+    What results.json and ``hapi-runner evaluate`` keep: the points grow with
+    the number of samples, and the report draws them.
+    """
+    copy = dict(evaluation)
+    if copy.get("binary") is not None:
+        copy["binary"] = {key: value for key, value in copy["binary"].items() if key != "roc"}
+    return copy
+
+
+def format_per_class(evaluation: Dict[str, Any], class_names: Sequence[str]) -> str:
+    """A short text table of precision, recall, F1 and support per class, and the ROC-AUC line for two classes."""
+    width = max(len("class"), *(len(str(name)) for name in class_names))
+    lines = [f"{'class':<{width}}  precision  recall      F1  support"]
+    for i, name in enumerate(class_names):
+        lines.append(f"{str(name):<{width}}  {evaluation['precision'][i]:9.4f}  {evaluation['recall'][i]:6.4f}  "
+                     f"{evaluation['f1'][i]:6.4f}  {evaluation['support'][i]:7d}")
+    macro = evaluation["macro"]
+    lines.append(f"{'macro':<{width}}  {macro['precision']:9.4f}  {macro['recall']:6.4f}  {macro['f1']:6.4f}")
+    binary = evaluation.get("binary")
+    if binary is not None:
+        auc = "undefined (one class absent)" if binary["roc_auc"] is None else f"{binary['roc_auc']:.4f}"
+        lines.append(f"positive class {class_names[binary['positive_class']]}: ROC-AUC {auc}, "
+                     f"sensitivity {binary['sensitivity']:.4f}, specificity {binary['specificity']:.4f}")
+    return "\n".join(lines)

@@ -229,8 +229,9 @@ class Runner:
 
         Creates (or, with ``config.resume``, continues) the run folder:
         ``config.json`` first, then ``metrics.csv``, ``curves.png``,
-        ``visualdl/`` and ``checkpoints/`` as it goes, ``inference/`` and
-        ``results.json`` at the end. Returns the results dict.
+        ``visualdl/`` and ``checkpoints/`` as it goes, ``inference/``,
+        ``results.json`` and ``report.html`` at the end (see
+        :mod:`hapi_runner.report.end_of_training`). Returns the results dict.
 
         Args:
             callbacks: extra ``paddle.callbacks.Callback`` objects, run after
@@ -246,6 +247,7 @@ class Runner:
         """
         from .callbacks import ExportVerificationError, NonFiniteLossError, TrainingInterrupted
         from .regularisation import describe_techniques
+        from .report.end_of_training import report_at_end
         from .resume import restore, set_epoch_offset
 
         cfg = self.config
@@ -269,7 +271,7 @@ class Runner:
         if checkpoint_folder:
             say(f"hapi_runner: resuming after epoch {done} of {cfg.epochs} from {checkpoint_folder}")
         if done >= cfg.epochs:
-            return self._finish_trained_run(done)
+            return report_at_end(self, self._finish_trained_run(done))
         started = time.perf_counter()
         try:
             self.model.fit(
@@ -283,7 +285,7 @@ class Runner:
             raise
         finally:
             self.graceful_stop.uninstall()
-        return self._write_results(time.perf_counter() - started, resumed_from=done)
+        return report_at_end(self, self._write_results(time.perf_counter() - started, resumed_from=done))
 
     def evaluate(self, data=None, batch_size: Optional[int] = None) -> Dict[str, float]:
         """Loss, top-1 and top-5 on ``data`` (an ImageDataset; default: the eval set), every sample once.

@@ -55,6 +55,7 @@ def tiny_config(data_root, tmp_path, **overrides):
     values = dict(
         dataset=dataset, data_dir=str(data_root / dataset) if dataset in ("mnist", "fashion-mnist", "cifar10", "cifar100") else None,
         download=False, epochs=1, batch_size=16, save_dir=str(tmp_path / "run"), verbose=0, threads="1",
+        report=False,  # the end-of-training report has tests of its own (test_report.py); a page per tiny run costs ~3 s
     )
     values.update(overrides)
     return TrainConfig(**values)

@@ -57,6 +57,62 @@ def test_evaluate_best_checkpoint_and_another_dataset_of_the_same_shape(trained,
     assert json.loads(out)["dataset"] == "fashion-mnist"
 
 
+def scores_from_confusion(confusion):
+    """Precision, recall and F1 per class, computed here from the counts alone."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    hits, predicted, actual = np.diag(confusion), confusion.sum(axis=0), confusion.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(hits), where=precision + recall > 0)
+    return precision, recall, f1, actual
+
+
+def test_evaluate_reports_precision_recall_f1_per_class(trained, capsys):
+    code, out, _ = cli(capsys, ["evaluate", trained.run_dir, "--json"])
+    assert code == 0
+    result = json.loads(out)
+    precision, recall, f1, support = scores_from_confusion(result["confusion_matrix"])
+    assert result["precision"] == pytest.approx(precision.tolist()) and result["recall"] == pytest.approx(recall.tolist())
+    assert result["f1"] == pytest.approx(f1.tolist()) and result["support"] == support.astype(int).tolist()
+    assert result["macro"]["f1"] == pytest.approx(f1.mean()) and result["binary"] is None
+    assert result["class_names"] == trained.eval_data.class_names
+    code, out, _ = cli(capsys, ["evaluate", trained.run_dir])
+    rows = [line.split() for line in out.splitlines() if line.split() and line.split()[0] in result["class_names"]]
+    assert code == 0 and "precision  recall" in out and len(rows) == 10
+    assert [float(r[3]) for r in rows] == pytest.approx(f1.tolist(), abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def two_classes():
+    """A two-class dataset shape (1x28x28, classes 0 and 1), for ``--dataset synthetic --synthetic-like pairs``."""
+    from hapi_runner.datasets import registry
+
+    spec = registry.DatasetSpec("pairs", 1, 28, 2, (0.5,), (0.25,), "embedded", class_names=("dark", "bright"))
+    registry.DATASETS["pairs"] = spec
+    yield spec
+    del registry.DATASETS["pairs"]
+
+
+def test_two_classes_get_roc_auc_sensitivity_and_specificity(two_classes, data_root, tmp_path, capsys):
+    runner = Runner(tiny_config(data_root, tmp_path, dataset="synthetic", synthetic_like="pairs", synthetic_size=128,
+                                batch_size=16, visualdl=False))
+    runner.fit()
+    capsys.readouterr()
+    code, out, _ = cli(capsys, ["evaluate", runner.run_dir, "--json"])
+    assert code == 0
+    result = json.loads(out)
+    (tn, fp), (fn, tp) = result["confusion_matrix"]
+    binary = result["binary"]
+    assert binary["positive_class"] == 1 and "roc" not in binary
+    assert binary["sensitivity"] == pytest.approx(tp / (tp + fn)) and binary["specificity"] == pytest.approx(tn / (tn + fp))
+    assert 0.0 <= binary["roc_auc"] <= 1.0 and len(result["f1"]) == 2
+    saved = json.loads(open(f"{runner.run_dir}/results.json").read())["class_metrics"]
+    assert saved["confusion_matrix"] == result["confusion_matrix"] and "roc" not in saved["binary"]
+    assert saved["binary"]["roc_auc"] == pytest.approx(binary["roc_auc"], abs=1e-6)
+    code, out, _ = cli(capsys, ["evaluate", runner.run_dir])
+    assert code == 0 and f"ROC-AUC {binary['roc_auc']:.4f}, sensitivity {binary['sensitivity']:.4f}" in out
+
+
 @pytest.mark.parametrize("argv, match", [
     (["evaluate", "/nonexistent/run"], "does not exist"),
     (["evaluate", "{run}", "--dataset", "cifar10"], "the model was trained on mnist"),

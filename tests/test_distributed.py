@@ -236,6 +236,9 @@ def test_the_distributed_evaluation_equals_a_single_process_evaluate(launched):
     assert logged["acc_top5"] == single["acc_top5"]
     # The loss is averaged over both ranks' real samples: each rank's own (what hapi logs) is a different figure.
     assert logged["loss"] == pytest.approx(single["loss"], rel=1e-5)
+    # Rank 0 alone predicted every evaluation image for the report, once, as evaluate does.
+    assert read_json(os.path.join(run, "results.json"))["class_metrics"]["confusion_matrix"] == single["confusion_matrix"]
+    assert os.path.isfile(os.path.join(run, "report.html")) and launched["resumed"].out.count("hapi_runner: report: ") == 1
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 # A seconds-long run: LeNet on 64 synthetic MNIST-shaped images, one thread, nothing printed per step.
 T = ("--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64", "--epochs", "1",
      "--batch-size", "32", "--verbose", "0", "--threads", "1")
-LEAN = ("--no-export", "--no-visualdl")
+LEAN = ("--no-export", "--no-visualdl", "--no-report")
 RUN = ("--save-dir", "{tmp}/run")  # where a row's run would go; rows that must change nothing check it stays absent
 MNIST = ("--dataset", "mnist", "--data-dir", "{tmp}/data", "--no-download", "--epochs", "1", "--batch-size", "16",
          "--verbose", "0", "--threads", "1", *LEAN, *RUN)
@@ -272,6 +272,19 @@ def corrupt_params(*epochs):
 
 def damaged_config_json(ctx):
     (ctx.run_copy() / "config.json").write_text("{not json")
+
+
+def without_checkpoints(ctx):
+    shutil.rmtree(ctx.run_copy() / "checkpoints")
+
+
+def written_by_a_live_process(ctx):
+    """A checkpoint folder half-written by a process that is still running (this test's parent)."""
+    (ctx.run_copy() / "checkpoints" / f".tmp-epoch_3-{os.getppid()}").mkdir()
+
+
+def without_results(ctx):
+    (ctx.run_copy() / "results.json").unlink()
 
 
 def network_built_in_python(ctx):
@@ -619,6 +632,15 @@ ROWS = [
     Row("export-onnx-without-paddle2onnx", ("export", "{shared}", "--format", "onnx"), 1,
         "--format onnx needs paddle2onnx: pip install 'hapi-runner[onnx]'", without_paddle2onnx, unchanged=True),
     Row("export-unknown-format", ("export", "{shared}", "--format", "tflite"), 2, "argument --format: invalid choice: 'tflite'", unchanged=True),
+    # report and compare
+    Row("report-not-a-run", ("report", "{tmp}"), 2, "'{tmp}' has no config.json, so it is not a hapi_runner run folder", unchanged=True),
+    Row("report-no-checkpoint", ("report", "{run}"), 2,
+        "has no checkpoint (no checkpoints/epoch_N/state.json), so there are no weights to evaluate", without_checkpoints, unchanged=True),
+    Row("report-still-training", ("report", "{run}"), 2, "is still training (process", written_by_a_live_process, unchanged=True),
+    Row("report-unfinished", ("report", "{run}"), 2, "has no results.json: its training is still going or was killed before the end",
+        without_results, unchanged=True),
+    Row("report-max-images-negative", ("report", "{shared}", "--max-images", "-1"), 2, "max_images must be >= 0, got -1", unchanged=True),
+    Row("compare-one-run", ("compare", "{shared}"), 2, "compare needs two run folders or more, got 1", unchanged=True),
 ]
 
 

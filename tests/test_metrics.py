@@ -149,3 +149,22 @@ def test_agrees_with_sklearn():
     binary = labels[:100] % 2
     scores = np.round(probs[:100, 1], 2)
     assert metrics.roc_auc(binary == 1, scores) == pytest.approx(sk.roc_auc_score(binary, scores))
+
+
+def test_the_text_table_has_a_row_per_class_and_the_binary_line():
+    labels = [0, 1, 1, 0, 1]
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
+    report = metrics.classification_report(labels, probs, ["neg", "pos"])
+    lines = metrics.format_per_class(report, ["neg", "pos"]).splitlines()
+    assert lines[0].split() == ["class", "precision", "recall", "F1", "support"]
+    assert lines[1].split() == ["neg", "0.5000", "0.5000", "0.5000", "2"] and lines[2].split()[-1] == "3"
+    assert lines[3].split()[0] == "macro" and len(lines) == 5
+    assert lines[4] == "positive class pos: ROC-AUC 0.8333, sensitivity 0.6667, specificity 0.5000"
+    assert len({len(line) for line in lines[:3]}) == 1  # the columns line up
+
+
+def test_without_roc_points_keeps_the_rates_and_leaves_the_report_whole():
+    report = metrics.classification_report([0, 1, 1, 0], np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]]))
+    kept = metrics.without_roc_points(report)
+    assert "roc" not in kept["binary"] and kept["binary"]["roc_auc"] == report["binary"]["roc_auc"]
+    assert "roc" in report["binary"] and metrics.without_roc_points(metrics.classification_report([0, 2], np.eye(3)[[0, 2]]))["binary"] is None

@@ -303,18 +303,198 @@ def test_a_real_browser_renders_the_page(report_page, tmp_path):
     assert len(colours) > 50  # text, plots, the blue matrix, grey images
 
 
-def test_the_end_of_training_call_from_a_runner(tmp_path):
-    """What Runner.fit does once results.json is written: the eval set and its probabilities, no second load."""
-    from hapi_runner import Runner, TrainConfig
+def quick_train_args(run: Path, *extra: str):
+    """A seconds-long run: LeNet on 96 synthetic MNIST-shaped images (24 to evaluate), batches of 8."""
+    return ["--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "96", "--epochs", "1",
+            "--batch-size", "8", "--threads", "1", "--verbose", "0", "--no-visualdl", "--no-export", "--save-dir", str(run), *extra]
 
-    runner = Runner(TrainConfig(dataset="fashion-mnist-mini", epochs=1, threads="1", verbose=0, visualdl=False,
-                                export=False, save_dir=str(tmp_path / "run")))
-    runner.fit()
-    predictions = Predictions.from_dataset(runner.eval_data, runner.predict(), source="final weights")
-    result = build_report(runner.run_dir, predictions, checkpoint="last")
-    page = Path(result["path"]).read_text(encoding="utf-8")
-    assert result["metrics"]["accuracy"] == pytest.approx(json.loads((tmp_path / "run" / "results.json").read_text())["final_eval"]["acc_top1"], abs=1e-6)
-    assert "No exported model" in page and "final weights" in page
+
+def test_the_end_of_training_writes_the_report_and_per_class_figures(tmp_path, capsys):
+    from hapi_runner import Runner, TrainConfig
+    from hapi_runner.metrics import classification_report
+
+    runner = Runner(TrainConfig(dataset="synthetic", synthetic_like="mnist", synthetic_size=96, epochs=1, batch_size=8,
+                                threads="1", verbose=0, visualdl=False, export=False, save_dir=str(tmp_path / "run")))
+    results = runner.fit()
+    page = tmp_path / "run" / "report.html"
+    assert results["report"] == str(page)
+    assert f"hapi_runner: report: {page}" in capsys.readouterr().out.splitlines()
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    metrics = saved["class_metrics"]
+    expected = classification_report(runner.eval_data.labels, runner.predict())  # hapi's own predict, for comparison
+    assert metrics["confusion_matrix"] == expected["confusion_matrix"] and metrics["f1"] == pytest.approx(expected["f1"])
+    assert metrics["accuracy"] == pytest.approx(saved["final_eval"]["acc_top1"], abs=1e-6)
+    assert metrics["num_samples"] == 24 and metrics["binary"] is None and saved["report"] == str(page)
+    parser = parse(page)
+    assert sum(int(r[4]) for r in parser.rows["per-class"]) == 24
+    assert "predicted at the end of training" in page.read_text(encoding="utf-8") and "No exported model" in page.read_text(encoding="utf-8")
+
+
+def test_a_report_that_cannot_be_written_leaves_the_training_result(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from hapi_runner.cli import main
+    from hapi_runner.report import end_of_training
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "report.html"))
+
+    monkeypatch.setattr(end_of_training, "build_report", full_disk)
+    assert main(quick_train_args(tmp_path / "run", "--json")) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "report.html not written (OSError: [Errno 28] No space left on device" in warnings[0]
+    assert "the training result stands" in warnings[0] and "hapi-runner error" not in err
+    printed = json.loads(out[out.index("{"):])
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["final_eval"] == printed["final_eval"] and saved["class_metrics"]["num_samples"] == 24
+    assert "report" not in saved and not (tmp_path / "run" / "report.html").exists()
+
+
+def test_a_costly_pass_is_skipped_with_one_line_saying_how_to_make_it(tmp_path, monkeypatch, capsys):
+    from hapi_runner.cli import main
+    from hapi_runner.report import end_of_training
+
+    monkeypatch.setattr(end_of_training, "pass_budget", lambda train_seconds: 0.0)
+    assert main(quick_train_args(tmp_path / "run")) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "report" in line]
+    assert len(lines) == 1 and lines[0].startswith("hapi_runner: report skipped: it needs one more pass over 24 images (~")
+    assert lines[0].endswith(f"run hapi-runner report {tmp_path / 'run'}")
+    assert not (tmp_path / "run" / "report.html").exists()
+    assert "class_metrics" not in json.loads((tmp_path / "run" / "results.json").read_text())
+
+
+def test_no_report_makes_no_pass(tmp_path, monkeypatch, capsys):
+    from hapi_runner.cli import main
+    from hapi_runner.report import end_of_training
+
+    monkeypatch.setattr(end_of_training, "predict_within", None)  # called, it would raise
+    assert main(quick_train_args(tmp_path / "run", "--no-report")) == 0
+    assert "hapi_runner: report" not in capsys.readouterr().out and not (tmp_path / "run" / "report.html").exists()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["report"] is False
+
+
+@pytest.mark.parametrize("train_seconds, budget", [(None, 10.0), (3.0, 10.0), (100.0, 10.0), (1000.0, 100.0)])
+def test_the_pass_may_take_ten_seconds_or_a_tenth_of_the_training(train_seconds, budget):
+    from hapi_runner.report.end_of_training import pass_budget
+
+    assert pass_budget(train_seconds) == pytest.approx(budget)
+
+
+def test_the_cli_commands_report_and_compare(tiny_run, tmp_path, capsys, monkeypatch):
+    from hapi_runner.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(tiny_run), "--threads", "1", "--no-download", "--max-images", "4", "--output", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"report: {tmp_path / 'r.html'} (checkpoint epoch 1, top-1 ") and (tmp_path / "r.html").is_file()
+    assert main(["compare", str(tiny_run), str(tiny_run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["curves"] == str(tmp_path / "compare.png") and len(result["runs"]) == 2 and result["differing"] == {}
+    assert main(["compare", str(tiny_run), str(tiny_run)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"evaluation curves: {tmp_path / 'compare.png'}")
+
+
+def test_an_image_folder_evaluation_gets_its_per_class_table_and_gallery(tiny_run, tmp_path):
+    """Files of several sizes and modes: predicted as the folder pipeline feeds them, shown as its evaluation crop."""
+    import paddle
+
+    from folder_images import class_tree
+    from hapi_runner.datasets import make_loader
+    from hapi_runner.datasets.folder import load_folder_splits
+    from hapi_runner.models import build_model
+    from hapi_runner.report.end_of_training import predict_within
+    from hapi_runner.report.predictions import CroppedImages
+
+    class_tree(tmp_path / "tree", per_class=8)
+    val = load_folder_splits(str(tmp_path / "tree"), image_size=28, channels=1, val_split=0.5, seed=1,
+                             cache_root=str(tmp_path / "cache")).val
+    paddle.seed(0)
+    network = build_model("lenet", 3, 1, 28)
+    probs, _ = predict_within(network, val, 5, budget=1e9)
+    model = paddle.Model(network, paddle.static.InputSpec([None, 1, 28, 28], "float32", "image"))
+    model.prepare()
+    logits = np.asarray(model.predict(make_loader(val, 5, shuffle=False), verbose=0, stack_outputs=True)[0])
+    assert probs == pytest.approx(Predictions.from_logits(val.labels, logits).probs, abs=1e-5)
+    predictions = Predictions.from_dataset(val, probs, source="image folder")
+    assert isinstance(predictions.images, CroppedImages) and predictions.images[0].shape == (28, 28)
+    result = build_report(str(tiny_run), predictions, max_images=4, correct_per_class=1, output=str(tmp_path / "r.html"))
+    parser = parse(tmp_path / "r.html")
+    assert sorted(r[0] for r in parser.rows["per-class"]) == ["bag", "coat", "dress"]
+    wrong = int((predictions.predicted != predictions.labels).sum())
+    assert len(parser.tiles.get("mistakes", [])) == min(4, wrong) and result["metrics"]["num_samples"] == len(val)
+    from PIL import Image
+
+    for uri in embedded_images(parser):
+        with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as picture:
+            picture.verify()
+
+
+def test_a_network_from_a_file_resized_inputs_gets_its_report_at_the_end_and_again(tmp_path, capsys):
+    from hapi_runner.cli import main
+
+    run = tmp_path / "run"
+    assert main(quick_train_args(run, "--model", str(ROOT / "examples" / "lenet5.py") + ":LeNet5", "--image-size", "32")) == 0
+    assert f"hapi_runner: report: {run / 'report.html'}" in capsys.readouterr().out
+    at_end = json.loads((run / "results.json").read_text())["class_metrics"]
+    assert main(["report", str(run), "--checkpoint", "last", "--threads", "1", "--output", str(tmp_path / "again.html"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["metrics"]
+    assert again["confusion_matrix"] == at_end["confusion_matrix"]  # the same weights, the same 32x32 images
+    parser = parse(tmp_path / "again.html")
+    assert "LeNet5" in (tmp_path / "again.html").read_text(encoding="utf-8") and len(parser.rows["per-class"]) == 10
+    from PIL import Image
+
+    thumbnail = next(attrs["src"] for tag, attrs in parser.tags if tag == "img" and attrs.get("class") == "thumb")
+    with Image.open(io.BytesIO(base64.b64decode(thumbnail.split(",", 1)[1]))) as picture:
+        assert picture.size == (96, 96)  # a 32x32 input shown 3x: the resized image the network saw (28x28 shows as 112)
+
+
+def test_a_network_built_in_python_gets_its_report_and_is_passed_again_for_another(tmp_path, capsys):
+    import paddle
+
+    from hapi_runner import Runner, TrainConfig
+    from hapi_runner.cli import main
+
+    class Tiny(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.fc = paddle.nn.Linear(28 * 28, 10)
+
+        def forward(self, x):
+            return self.fc(paddle.flatten(x, 1))
+
+    config = TrainConfig(dataset="synthetic", synthetic_like="mnist", synthetic_size=96, epochs=1, batch_size=8, threads="1",
+                         verbose=0, visualdl=False, export=False, save_dir=str(tmp_path / "run"))
+    results = Runner(config, network=Tiny()).fit()
+    assert results["report"] == str(tmp_path / "run" / "report.html") and "&lt;python object: Tiny&gt;" in Path(results["report"]).read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "run")]) == 2
+    assert "network built in Python (<python object: Tiny>)" in capsys.readouterr().err
+    predictions = run_predictions(str(tmp_path / "run"), "last", threads="1", network=Tiny())
+    result = build_report(str(tmp_path / "run"), predictions, checkpoint="last", output=str(tmp_path / "again.html"))
+    assert result["metrics"]["confusion_matrix"] == results["class_metrics"]["confusion_matrix"]
+
+
+def test_a_run_on_an_image_folder_gets_its_report_at_the_end_and_again(tmp_path, capsys):
+    from folder_images import class_tree
+    from hapi_runner.cli import main
+
+    class_tree(tmp_path / "images", 10)
+    class_tree(tmp_path / "images", 3, split="val", offset=30, nested=False, junk=False)
+    run = tmp_path / "run"
+    assert main(["--dataset", "folder", "--data-dir", str(tmp_path / "images"), "--image-size", "28", "--epochs", "1",
+                 "--batch-size", "8", "--threads", "1", "--verbose", "0", "--no-visualdl", "--no-export", "--save-dir", str(run)]) == 0
+    assert f"hapi_runner: report: {run / 'report.html'}" in capsys.readouterr().out
+    at_end = json.loads((run / "results.json").read_text())["class_metrics"]
+    assert at_end["class_names"] == ["bag", "coat", "dress"] and at_end["num_samples"] == 9
+    assert main(["report", str(run), "--checkpoint", "last", "--threads", "1", "--output", str(tmp_path / "again.html"), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["metrics"]
+    assert again["confusion_matrix"] == at_end["confusion_matrix"]
+    for page in (run / "report.html", tmp_path / "again.html"):
+        parser = parse(page)
+        assert sorted(r[0] for r in parser.rows["per-class"]) == ["bag", "coat", "dress"]
+        assert sum(len(tiles) for tiles in parser.tiles.values()) > 0  # mistakes or correct ones, cropped as evaluated
+        assert "validation images" in page.read_text(encoding="utf-8")
 
 
 def test_model_view_pads_like_the_transform_and_drops_grey_channel():

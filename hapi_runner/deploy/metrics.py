@@ -1,7 +1,8 @@
-"""Loss, top-1, top-5, per-class accuracy and the confusion matrix from logits, and the matrix as CSV and PNG.
+"""Loss, top-1, top-5 and the per-class figures from logits, and the confusion matrix as CSV and PNG.
 
 Both engines of ``hapi-runner evaluate`` hand their logits here, so dygraph
-and ``paddle.inference`` figures come from the same arithmetic.
+and ``paddle.inference`` figures come from the same arithmetic. The confusion
+matrix and the per-class scores come from :mod:`hapi_runner.metrics`, as the report's do.
 """
 
 from __future__ import annotations
@@ -9,15 +10,32 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from ..metrics import classification_report, without_roc_points
 from ..utils import atomic_write_bytes, atomic_write_text
 
 
-def metrics_from_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> Dict[str, Any]:
-    """Cross-entropy loss, top-1, top-5, per-class accuracy and the confusion matrix (rows: true class)."""
+def metrics_from_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int,
+                        class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Loss, top-1, top-5, per-class accuracy, and :func:`hapi_runner.metrics.classification_report`'s figures.
+
+    Args:
+        logits: ``[N, num_classes]`` network outputs.
+        labels: ``[N]`` true class indices.
+        num_classes: the classes the network tells apart.
+        class_names: one per class. Defaults to ``class_<i>``.
+
+    Returns:
+        ``loss`` (cross-entropy), ``acc_top1``, ``acc_top5``, ``num_samples``,
+        ``per_class_accuracy`` (None for a class without samples),
+        ``class_names``, and the report's ``confusion_matrix`` (rows: true
+        class), ``precision``, ``recall``, ``f1``, ``support``, ``macro``,
+        ``weighted``, ``most_confused``, ``notes`` and, for two classes,
+        ``binary`` (ROC-AUC, sensitivity, specificity; without the ROC points).
+    """
     logits = logits.astype(np.float64)
     labels = labels.astype(np.int64).ravel()
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -25,17 +43,18 @@ def metrics_from_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int
     loss = float(-log_probs[np.arange(len(labels)), labels].mean())
     k = min(5, logits.shape[1])
     topk = np.argsort(-logits, axis=1)[:, :k]
-    predicted = topk[:, 0]
-    confusion = np.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-    per_class_total = confusion.sum(axis=1)
-    per_class = np.where(per_class_total > 0, np.diag(confusion) / np.maximum(per_class_total, 1), np.nan)
+    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
+    report = without_roc_points(classification_report(labels, np.exp(log_probs), names))
+    support = np.asarray(report["support"])
     return {
         "loss": loss,
-        "acc_top1": float((predicted == labels).mean()),
+        "acc_top1": float((topk[:, 0] == labels).mean()),
         "acc_top5": float((topk == labels[:, None]).any(axis=1).mean()),
         "num_samples": int(len(labels)),
-        "per_class_accuracy": [None if np.isnan(v) else float(v) for v in per_class],
-        "confusion_matrix": confusion.tolist(),
+        "per_class_accuracy": [float(r) if n else None for r, n in zip(report["recall"], support)],
+        "class_names": names,
+        **{key: report[key] for key in ("confusion_matrix", "precision", "recall", "f1", "support", "macro", "weighted",
+                                        "most_confused", "notes", "binary")},
     }
 
 

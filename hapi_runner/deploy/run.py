@@ -240,9 +240,10 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
             :func:`load_run`). Defaults to None.
 
     Returns:
-        ``loss``, ``acc_top1``, ``acc_top5``, ``images_per_second``,
-        ``num_samples``, ``per_class_accuracy``, ``confusion_matrix``, and
-        where the CSV/PNG of the confusion matrix were written.
+        :func:`hapi_runner.deploy.metrics.metrics_from_logits`'s figures (loss,
+        top-1/top-5, per-class precision, recall, F1 and support, the confusion
+        matrix; ROC-AUC, sensitivity and specificity for two classes),
+        ``images_per_second``, and where the CSV/PNG of the confusion matrix were written.
     """
     check_choice("engine", engine, ENGINES)
     run = load_run(run_dir, checkpoint=checkpoint or "last", threads=threads, device=device, network=network)
@@ -250,7 +251,7 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
     logits, seconds, engine_name = _timed_logits(
         run, data, engine=engine, batch_size=batch_size or run.config.batch_size,
         explicit_checkpoint=checkpoint is not None, threads=threads, device=device, tensorrt=tensorrt)
-    result = metrics_from_logits(logits, data.labels, run.spec.num_classes)
+    result = metrics_from_logits(logits, data.labels, run.spec.num_classes, data.class_names)
     result.update(images_per_second=len(data) / seconds if seconds > 0 else None, seconds=seconds, engine=engine_name,
                   dataset=data.spec.name, checkpoint=run.checkpoint, epoch=run.epoch, weights=run.weights,
                   synthetic=data.synthetic)

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from ..checks import check_int
 from ..errors import UsageError
-from ..metrics import classification_report
+from ..metrics import classification_report, without_roc_points
 from ..utils import atomic_write_text
 from . import sections
 from .figures import require_drawing
@@ -74,6 +74,5 @@ def build_report(run_dir: str, predictions: Optional[Predictions] = None, *, che
     page = document(title, f"hapi_runner report of {os.path.abspath(run_dir)}", parts)
     path = output or os.path.join(run_dir, REPORT)
     atomic_write_text(path, page)
-    if evaluation is not None and evaluation["binary"] is not None:
-        evaluation["binary"] = {k: v for k, v in evaluation["binary"].items() if k != "roc"}
-    return {"path": path, "checkpoint_epoch": chosen["epoch"], "metrics": evaluation}
+    return {"path": path, "checkpoint_epoch": chosen["epoch"],
+            "metrics": without_roc_points(evaluation) if evaluation is not None else None}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..checks import check_int, check_path, parse_device, parse_threads
 from .build import MAX_IMAGES, build_report
 from .compare import compare_runs, format_comparison
 
@@ -37,11 +38,14 @@ def build_compare_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from ..checks import check_int
     from .evaluation import run_predictions
     from .run_folder import read_run
 
     check_int("max_images", args.max_images, 0)
+    args.device = parse_device(args.device)
+    if args.threads is not None:
+        args.threads = parse_threads(args.threads)
+    check_path("data_dir", args.data_dir)
     read_run(args.run)  # a folder that is not a finished run is refused before Paddle loads
     predictions = run_predictions(args.run, args.checkpoint, threads=args.threads, device=args.device,
                                   data_dir=args.data_dir, download=args.download)

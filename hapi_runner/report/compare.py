@@ -11,8 +11,8 @@ from . import figures
 from .run_folder import RunFolder, read_run
 
 COMPARE_PNG = "compare.png"
-# Where a run was written says nothing about how it was trained.
-_NOT_SETTINGS = ("save_dir", "output_root", "overwrite", "resume", "verbose")
+# Where a run was written, and what it printed or wrote at the end, say nothing about how it was trained.
+_NOT_SETTINGS = ("save_dir", "output_root", "overwrite", "resume", "verbose", "report")
 
 
 def _best(rows: Sequence[Dict[str, Any]], key: str, lowest: bool = False) -> Optional[float]:

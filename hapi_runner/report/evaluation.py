@@ -7,17 +7,19 @@ code that rebuilds a network from a run folder.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from .predictions import Predictions
 
 
 def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional[str] = None, device: str = "cpu",
-                    data_dir: Optional[str] = None, download: bool = True, batch_size: Optional[int] = None) -> Predictions:
+                    data_dir: Optional[str] = None, download: bool = True, batch_size: Optional[int] = None,
+                    network: Any = None) -> Predictions:
     """Loads ``checkpoint``'s weights and evaluates them on the run's evaluation set, every image once.
 
     The evaluation set is the one training used: the test split, or for a
-    run trained with ``val_split`` the same seeded part held out of train.
+    run trained with ``val_split`` the same seeded part held out of train,
+    resized as training resized it (``image_size``).
 
     Args:
         run_dir: a run folder.
@@ -28,6 +30,9 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
         data_dir: where the evaluation files are. Defaults to the run's.
         download: allow Paddle's download. Defaults to True.
         batch_size: Defaults to the run's.
+        network: the network, for a run trained on one built in Python
+            (``Runner(config, network=net)``), which config.json cannot
+            rebuild. Defaults to None: rebuilt from the run's config.json.
     """
     import os
 
@@ -35,13 +40,13 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
 
     if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
         checkpoint = "last"
-    run = load_run(run_dir, checkpoint=checkpoint, threads=threads, device=device)
+    run = load_run(run_dir, checkpoint=checkpoint, threads=threads, device=device, network=network)
     config = run.config
-    if config.val_split:
-        from ..runner import build_datasets
-
-        config = config.replace(data_dir=data_dir or config.data_dir, download=download)
-        data = build_datasets(config, out_size=run.input_shape[-1])[1]
+    if run.folder is not None:  # an image folder's validation part, as training chose it
+        data = eval_dataset(run, None, data_dir, download)
+        split = "validation images"
+    elif config.val_split:
+        data = _held_out(config, run.input_shape[-1], data_dir, download)
         split = f"the {config.val_split:g} of train held out for evaluation"
     else:
         data = eval_dataset(run, None, data_dir, download)
@@ -50,3 +55,17 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     probs = Predictions.from_logits(data.labels, logits).probs
     source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
     return Predictions.from_dataset(data, probs, source)
+
+
+def _held_out(config, out_size: int, data_dir: Optional[str], download: bool):
+    """The part of train a ``val_split`` run evaluated on: the same seeded choice, without augmentation."""
+    from ..datasets import load_dataset, split_for_validation
+
+    train = load_dataset(config.dataset, "train", data_dir or config.data_dir, augment=False, out_size=out_size,
+                         seed=config.seed, download=download, synthetic_like=config.synthetic_like,
+                         synthetic_size=config.synthetic_size, normalize=config.normalize)
+    if config.image_size is not None:
+        from ..datasets.resize import resize_dataset
+
+        resize_dataset(train, out_size)
+    return split_for_validation(train, config.val_split, config.seed)[1]

@@ -20,7 +20,8 @@ class Predictions:
         probs: class probabilities ``[N, C]`` (rows summing to 1).
         images: uint8 ``[N, H, W, C]`` (C = 1 or 3) or ``[N, H, W]``: the
             images as the model saw them before normalisation, for the
-            gallery. None leaves the gallery out. Defaults to None.
+            gallery; or a :class:`CroppedImages`, which makes them one at a
+            time. None leaves the gallery out. Defaults to None.
         class_names: one name per class. Defaults to ``class_<i>``.
         source: a line saying where the predictions come from, e.g.
             ``checkpoint epoch_3 on the test split``. Defaults to "".
@@ -40,7 +41,10 @@ class Predictions:
         self.class_names = [str(name) for name in self.class_names]
         if len(self.class_names) != classes:
             raise UsageError(f"{len(self.class_names)} class names for {classes} classes of probabilities; give one name per class.")
-        if self.images is not None:
+        if isinstance(self.images, CroppedImages):
+            if len(self.images) != len(self.labels):
+                raise UsageError(f"{len(self.images)} images for {len(self.labels)} labels; give one image per label.")
+        elif self.images is not None:
             self.images = _check_images(np.asarray(self.images), len(self.labels))
 
     @property
@@ -63,9 +67,36 @@ class Predictions:
 
     @classmethod
     def from_dataset(cls, dataset, probs, source: str = "") -> "Predictions":
-        """Predictions for a hapi_runner ImageDataset (uint8 ``[N, C, H, W]`` images, padded as its transform pads them)."""
-        return cls(dataset.labels, probs, model_view(dataset.images, getattr(dataset.transform, "out_size", None)),
-                   dataset.class_names, source)
+        """Predictions for a hapi_runner ImageDataset, its images shown as its (augmentation-free) transform makes them.
+
+        Built-in datasets hold uint8 ``[N, C, H, W]`` arrays, padded here as
+        their transform pads them; image folders hold decoded files of any
+        size, cropped one at a time when the gallery shows them.
+        """
+        if hasattr(dataset.transform, "crops"):
+            images = CroppedImages(dataset)
+        else:
+            images = model_view(dataset.images, getattr(dataset.transform, "out_size", None))
+        return cls(dataset.labels, probs, images, dataset.class_names, source)
+
+
+class CroppedImages:
+    """The images of an image-folder dataset as its evaluation crop makes them, one per access (never all at once).
+
+    Indexing gives uint8 ``[S, S, 3]``, or ``[S, S]`` for grey images.
+    """
+
+    def __init__(self, dataset):
+        self.images = dataset.images
+        transform = dataset.transform
+        self.transform = transform.evaluation() if getattr(transform, "train", False) else transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        crop = self.transform.crops([self.images[int(index)]])[0]
+        return crop[..., 0] if crop.shape[-1] == 1 else crop
 
 
 def model_view(images: np.ndarray, out_size: Optional[int] = None) -> np.ndarray:

@@ -13,19 +13,17 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import rundir
+from ..checkpoint_format import CHECKPOINTS, STATE_FILE, epoch_folders, epoch_name
 from ..config import TrainConfig
 from ..errors import HapiRunnerError, UsageError
 from ..utils import alive, is_atomic_temp, writer_pid
 
 METRICS = "metrics.csv"
 EXPORT_REPORT = os.path.join("inference", "export_report.json")
-CHECKPOINTS = "checkpoints"
-_EPOCH_FOLDER = re.compile(r"epoch_(\d+)")
 
 
 @dataclass
@@ -127,13 +125,13 @@ def read_checkpoints(folder: str) -> List[Dict[str, Any]]:
     if not os.path.isdir(folder):
         return []
     found = []
-    for name in os.listdir(folder):
-        match = _EPOCH_FOLDER.fullmatch(name)
-        state_path = os.path.join(folder, name, "state.json")
-        if not match or not os.path.isfile(state_path):
+    for epoch in epoch_folders(folder):
+        path = os.path.join(folder, epoch_name(epoch))
+        state_path = os.path.join(path, STATE_FILE)
+        if not os.path.isfile(state_path):
             continue
         state = _read_json(state_path)
-        found.append({"epoch": int(match.group(1)), "folder": os.path.join(folder, name),
+        found.append({"epoch": epoch, "folder": path,
                       "monitor": state.get("monitor") or {}, "saved_at": state.get("saved_at"),
                       "complete": bool(state.get("complete", True))})
     return sorted(found, key=lambda c: c["epoch"])
