@@ -95,7 +95,7 @@ def two_classes():
 
 def test_two_classes_get_roc_auc_sensitivity_and_specificity(two_classes, data_root, tmp_path, capsys):
     runner = Runner(tiny_config(data_root, tmp_path, dataset="synthetic", synthetic_like="pairs", synthetic_size=128,
-                                batch_size=16, visualdl=False))
+                                batch_size=16, visualdl=False, report=True))  # class_metrics in results.json come with the report pass
     runner.fit()
     capsys.readouterr()
     code, out, _ = cli(capsys, ["evaluate", runner.run_dir, "--json"])
