@@ -199,7 +199,7 @@ def test_the_printed_resume_command_finishes_the_run(capsys, tmp_path, monkeypat
     undo = stop_in_epoch(monkeypatch, stop_at)
     code, _, err = run_main(capsys, [*LEAN_RUN, "--epochs", str(epochs), "--lr", "0.02", "--save-dir", str(run)])
     assert code == 130
-    command = one_error_line(err).split("continue with: python train.py ", 1)[1].rstrip(".").split()
+    command = one_error_line(err).split("continue with: python train.py ", 1)[1].split()  # copied as printed, to the end of the line
     assert command == ["--resume", str(run)]
     undo()
     code, out, err = run_main(capsys, command)

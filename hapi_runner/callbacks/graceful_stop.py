@@ -86,4 +86,4 @@ class GracefulStop(RunCallback):
         if self.signum is None:
             return
         name = signal.Signals(self.signum).name
-        raise TrainingInterrupted(f"stopped by {name} at {where}; {self.resume_hint}.", self.signum)
+        raise TrainingInterrupted(f"stopped by {name} at {where}; {self.resume_hint}", self.signum)  # no full stop: the hint may end in a command to copy
