@@ -351,11 +351,18 @@ def test_a_network_built_in_python_trains_and_is_passed_again_to_evaluate(tmp_pa
 
 
 @pytest.mark.slow
-def test_a_forward_paddle_cannot_convert_keeps_the_training(tmp_path, capsys):
+def test_a_forward_paddle_cannot_convert_keeps_the_training(tmp_path):
+    import subprocess
+    import sys
+
     run = tmp_path / "run"
     model = write_net(tmp_path, "mynet.py", NOT_CONVERTIBLE) + ":HostRoundTrip"
-    assert main(["train", "--model", model, *QUICK, "--save-dir", str(run)]) == 0
-    err = capsys.readouterr().err
+    # A process of its own, as a user's run is: Paddle words a second failed conversion of the same forward
+    # in one process differently (without the source line), so an earlier test's conversion would change this one.
+    done = subprocess.run([sys.executable, "-m", "hapi_runner", "train", "--model", model, *QUICK, "--save-dir", str(run)],
+                          capture_output=True, text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.returncode == 0, done.stderr
+    err = done.stderr
     warning = [line for line in err.splitlines() if "could not export HostRoundTrip" in line]
     line = NOT_CONVERTIBLE.splitlines().index(next(l for l in NOT_CONVERTIBLE.splitlines() if "x.numpy()" in l)) + 1
     assert len(warning) == 1 and f"(at {tmp_path / 'mynet.py'}:{line})" in warning[0]
