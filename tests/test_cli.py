@@ -174,7 +174,7 @@ def test_the_datasets_that_read_a_folder_come_from_the_registry(monkeypatch):
 
 
 LEAN_RUN = ["--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64", "--batch-size", "32",
-            "--verbose", "0", "--threads", "1", "--no-export", "--no-visualdl"]
+            "--verbose", "0", "--threads", "1", "--no-export", "--no-visualdl", "--no-report"]
 
 
 def stop_in_epoch(monkeypatch, epoch):

@@ -14,7 +14,8 @@ from hapi_runner.config import TrainConfig, from_mapping, load_config_file
 from hapi_runner.datasets.registry import DATASETS, folder_datasets, synthetic_choices
 from hapi_runner.errors import UsageError
 
-TINY = ["--threads", "1", "--epochs", "1", "--image-size", "28", "--batch-size", "32", "--verbose", "0", "--no-visualdl"]
+TINY = ["--threads", "1", "--epochs", "1", "--image-size", "28", "--batch-size", "32", "--verbose", "0", "--no-visualdl",
+        "--no-report"]
 
 
 def train(*args):
@@ -242,7 +243,8 @@ def write_embedded_as_folders(root):
 def test_the_embedded_set_as_a_folder_reaches_the_built_in_accuracy(tmp_path):
     """Same network, recipe and seed; the folder fed at the images' own size (no crop, no resize) and its own statistics."""
     write_embedded_as_folders(tmp_path / "fm")
-    recipe = ["--threads", "1", "--epochs", "5", "--lr-schedule", "cosine", "--verbose", "0", "--no-export", "--no-visualdl"]
+    recipe = ["--threads", "1", "--epochs", "5", "--lr-schedule", "cosine", "--verbose", "0", "--no-export", "--no-visualdl",
+              "--no-report"]
     assert main(["--dataset", "fashion-mnist-mini", *recipe, "--save-dir", str(tmp_path / "builtin")]) == 0
     assert main(["--dataset", "folder", "--data-dir", str(tmp_path / "fm"), "--image-size", "28", "--channels", "1",
                  "--normalize-stats", "data", "--no-augment", "--eval-crop-pct", "1.0", *recipe,

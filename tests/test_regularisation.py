@@ -16,7 +16,7 @@ from hapi_runner.deploy.run import evaluate_run, load_run
 pytestmark = pytest.mark.slow
 
 TINY = dict(dataset="synthetic", synthetic_like="mnist", synthetic_size=64, epochs=1, threads="1", batch_size=32,
-            verbose=0, visualdl=False, export=False)
+            verbose=0, visualdl=False, export=False, report=False)
 FLAGS = ("--epochs", "1", "--threads", "1", "--batch-size", "32", "--verbose", "0", "--no-visualdl")
 SYNTHETIC = ("--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64")
 

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.smoke, pytest.mark.slow]  # smoke: also run against Pa
 SYNTH = ["--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64", "--batch-size", "32",
          "--verbose", "0", "--threads", "1"]
 # What most tests do not look at; each costs time (the export runs paddle.jit.save and paddle.inference).
-LEAN = ["--no-export", "--no-visualdl"]
+LEAN = ["--no-export", "--no-visualdl", "--no-report"]
 # metrics.csv columns that depend on the computation alone, not on the clock.
 DETERMINISTIC = ["epoch", "train_loss", "train_acc_top1", "train_acc_top5", "eval_loss", "eval_acc_top1",
                  "eval_acc_top5", "lr"]

@@ -13,7 +13,7 @@ from hapi_runner.errors import HapiRunnerError, UsageError
 from usernets import FACTORY, IMPORT_ERROR, LENET5, NO_ARGUMENTS, NOT_CONVERTIBLE, RESNET, write_net
 
 QUICK = ["--threads", "1", "--epochs", "1", "--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64",
-         "--batch-size", "32", "--verbose", "0", "--no-visualdl"]
+         "--batch-size", "32", "--verbose", "0", "--no-visualdl", "--no-report"]
 
 
 def build(model, **kwargs):
