@@ -18,12 +18,12 @@ parameter); ``--backbone-lr-mult F`` trains the rest at F times the rate
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Dict, List, Tuple
 
 from .errors import HapiRunnerError, UsageError
 from .models import MODELS
+from .utils import md5_of
 
 IMAGENET = "imagenet"
 # Our model name -> (paddle.vision.models module, key of its model_urls).
@@ -68,11 +68,11 @@ def imagenet_weights(model: str, download: bool = True) -> str:
 
     url, md5 = imagenet_source(model)
     path = os.path.join(paddle_download.WEIGHTS_HOME, os.path.basename(url))
-    if os.path.isfile(path) and _md5(path) == md5:
+    if os.path.isfile(path) and md5_of(path) == md5:
         return path
     where = (f"put {os.path.basename(url)} (from {url}, md5 {md5}) at {path}, or pass --pretrained PATH")
     if os.path.isfile(path):
-        where = f"{path} is damaged (md5 {_md5(path)}, not {md5}): delete it and run again online, or {where}"
+        where = f"{path} is damaged (md5 {md5_of(path)}, not {md5}): delete it and run again online, or {where}"
     if not download:
         raise HapiRunnerError(f"ImageNet weights for {model} are not in Paddle's cache and --no-download is set; {where}.")
     try:
@@ -82,14 +82,6 @@ def imagenet_weights(model: str, download: bool = True) -> str:
     except (OSError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise HapiRunnerError(f"ImageNet weights for {model} could not be downloaded ({type(exc).__name__}: {reason}); {where}.") from exc
-
-
-def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def classifier_name(network) -> str:

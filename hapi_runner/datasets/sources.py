@@ -10,7 +10,6 @@ every header and size, and is much faster than Paddle's per-record parser.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from importlib import resources
 from typing import List, Optional, Tuple
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..checks import check_choice
 from ..errors import DataFileError, UsageError
+from ..utils import md5_of
 from .formats import read_cifar, read_mnist_split
 from .pipeline import BatchTransform, ImageDataset
 from .registry import DATASETS, DatasetSpec, spec_for
@@ -116,14 +116,6 @@ def _read_split(spec: DatasetSpec, split: str, data_dir: Optional[str], download
         raise (_cache_checksum_error(exc, paths, spec, split) or exc) from None
 
 
-def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cache_checksum_error(exc: DataFileError, paths: List[str], spec: DatasetSpec, split: str) -> Optional[DataFileError]:
     """A clearer error when an unreadable file sits in Paddle's cache and fails Paddle's published MD5.
 
@@ -146,7 +138,7 @@ def _cache_checksum_error(exc: DataFileError, paths: List[str], spec: DatasetSpe
         if expected is None or not os.path.isfile(path):
             continue
         try:
-            actual = _md5(path)
+            actual = md5_of(path)
         except OSError:  # unreadable: the reader's own message says so
             continue
         if actual == expected:
