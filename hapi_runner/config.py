@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import rundir
 from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
                      check_recipe_args, check_text, is_int, parse_device, parse_size, parse_threads, suggest)
-from .datasets.registry import DATASETS, PIPELINES, folder_datasets, synthetic_choices
+from .datasets.registry import AUGMENTATIONS, DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from .errors import HapiRunnerError, UsageError
 from .model_names import check_model, is_user_model, run_name
 from .recipes import ABOUT, RECIPES, recipe_values
@@ -113,6 +113,10 @@ class TrainConfig:
     class_weights: Optional[str] = _data(None, "auto: weight the loss by inverse class frequency of the training set "
                                                "(mean weight 1)", choices=CLASS_WEIGHTS, means="every class weighs 1")
     augment: bool = _data(True, "turn off the training augmentation (random crop and flip on Cifar, random resized crop and flip on folders)")
+    train_augment: Optional[str] = _data(None, "built-in datasets: the training augmentation, in place of the dataset's own: "
+                                               "'flip' (random horizontal flip), 'crop-flip' (4-pixel-padded random crop and "
+                                               "flip) or 'none'", choices=AUGMENTATIONS,
+                                         means="crop-flip on Cifar, none on the MNIST family")
     normalize: bool = _data(True, "feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
     download: bool = _data(True, "never download; fail if the files are not found")
     stem: str = _data("default", "'cifar': 3x3 stride-1 first conv, no max-pool (ResNets)", choices=STEMS, means="paddle.vision's")
@@ -232,6 +236,8 @@ class TrainConfig:
             check_choice("recipe", self.recipe, sorted(RECIPES))
         if self.mode is not None:
             check_choice("mode", self.mode, ("min", "max"))
+        if self.train_augment is not None:
+            check_choice("train_augment", self.train_augment, AUGMENTATIONS)
 
     def _check_counts(self) -> None:
         """The integer fields: counts, frequencies, epochs and the seed."""
@@ -297,6 +303,11 @@ class TrainConfig:
         if self.model_kwargs and not is_user_model(self.model):
             raise UsageError(f"model_kwargs apply to a --model FILE.py:NAME or package.module:NAME network, not to "
                              f"{self.model}; drop --model-kwargs.")
+        if self.train_augment is not None and self.dataset == "folder":
+            raise UsageError("--train-augment applies to the built-in datasets; a folder trains with random resized crops "
+                             "and flips: drop --train-augment (--no-augment turns them off).")
+        if self.train_augment not in (None, "none") and not self.augment:
+            raise UsageError(f"--train-augment {self.train_augment} and --no-augment contradict each other: drop one of them.")
         self._check_folder_options()
 
     def _check_folder_options(self) -> None:

@@ -39,7 +39,7 @@ def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
         return splits.train, splits.val
     common = dict(data_dir=config.data_dir, download=config.download, out_size=out_size, seed=config.seed,
                   synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size, normalize=config.normalize)
-    train = load_dataset(config.dataset, "train", augment=config.augment, **common)
+    train = load_dataset(config.dataset, "train", augment=config.augment, augment_mode=config.train_augment, **common)
     if config.image_size is not None and out_size is not None:
         from .datasets.resize import resize_dataset
 

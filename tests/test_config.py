@@ -78,6 +78,9 @@ def test_missing_config_file(tmp_path):
     ({"gpu": True, "device": "cpu"}, "contradict"),
     ({"lr_schedule": "multistep", "lr_step_epochs": [5, 2]}, "increasing"),
     ({"lr_gamma": 1.5}, "lr_gamma must be > 0.0 and < 1.0"),
+    ({"train_augment": "mirror"}, "train_augment 'mirror' is not known; choose one of: none, flip, crop-flip"),
+    ({"train_augment": "flip", "augment": False}, "--train-augment flip and --no-augment contradict"),
+    ({"train_augment": "flip", "dataset": "folder", "data_dir": "."}, "--train-augment applies to the built-in datasets"),
 ])
 def test_bad_values_name_the_field(values, match):
     with pytest.raises(UsageError, match=match):

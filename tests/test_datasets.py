@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hapi_runner import DataFileError
+from hapi_runner.errors import UsageError
 from hapi_runner.datasets import BatchTransform, load_dataset, make_loader, split_for_validation
 from hapi_runner.datasets import sources
 
@@ -163,3 +164,37 @@ def test_a_cifar_archive_without_its_names_loads_with_the_published_ones(tmp_pat
     assert train.class_names == test.class_names == list(CIFAR10_CLASSES)
     np.testing.assert_array_equal(test.images, written["x_test"])
     assert [r.levelname for r in caplog.records if "cifar-10-python.tar.gz" in r.getMessage()] == ["WARNING"]
+
+
+def test_flip_mirrors_about_half_and_never_shifts():
+    t = BatchTransform(mean=(0.0,), std=(1.0,), augment="flip", seed=4)
+    image = np.random.default_rng(1).integers(1, 255, size=(1, 1, 6, 6)).astype(np.uint8)
+    out = np.round(t(np.repeat(image, 2000, axis=0)) * 255).astype(np.uint8)[:, 0]
+    plain = (out == image[0, 0]).all(axis=(1, 2))
+    mirrored = (out == image[0, 0][:, ::-1]).all(axis=(1, 2))
+    assert (plain ^ mirrored).all()  # every output is the image or its mirror, nothing else
+    assert 0.46 < mirrored.mean() < 0.54
+
+
+def test_augment_mode_replaces_the_datasets_own_augmentation(data_root):
+    mnist_like = load_dataset("fashion-mnist-mini", "train")
+    flipped = load_dataset("fashion-mnist-mini", "train", augment_mode="crop-flip")
+    cifar_plain = load_dataset("cifar10", "train", str(data_root / "cifar10"), download=False, augment_mode="none")
+    test = load_dataset("fashion-mnist-mini", "test", augment_mode="flip")
+    assert (mnist_like.transform.augment, flipped.transform.augment, cifar_plain.transform.augment) == ("none", "crop-flip", "none")
+    assert test.transform.augment == "none"  # a test split is never augmented
+
+
+def test_augment_mode_checks():
+    with pytest.raises(UsageError, match="choose one of: none, flip, crop-flip"):
+        load_dataset("fashion-mnist-mini", "train", augment_mode="mirror")
+    with pytest.raises(UsageError, match="applies to the built-in datasets"):
+        load_dataset("folder", "train", "/nonexistent", augment_mode="flip")
+
+
+def test_train_augment_reaches_the_runners_training_set_only(data_root, tmp_path):
+    from hapi_runner import Runner
+    from conftest import tiny_config
+
+    runner = Runner(tiny_config(data_root, tmp_path, dataset="fashion-mnist-mini", train_augment="crop-flip", model="lenet"))
+    assert runner.train_data.transform.augment == "crop-flip" and runner.eval_data.transform.augment == "none"

@@ -20,10 +20,7 @@ from paddle.io import Dataset, DistributedBatchSampler
 
 from ..checks import check_choice
 from .mixing import MixingCollate
-from .registry import PIPELINES
-
-# The training augmentations a DatasetSpec may name (its ``augment``).
-AUGMENTATIONS = ("none", "crop-flip")
+from .registry import AUGMENTATIONS, PIPELINES
 
 # The label of an evaluation filler (see eval_batch_sampler): paddle.nn.CrossEntropyLoss's default ignore_index.
 FILLER_LABEL = -100
@@ -36,8 +33,9 @@ class BatchTransform:
         mean, std: per-channel statistics on the 0-1 scale.
         out_size: side of the output; smaller inputs are zero-padded around
             the centre (MNIST's 28 to VGG's 32). Defaults to the input side.
-        augment: ``none``, or ``crop-flip`` (pad 4, random crop, random
-            horizontal flip: the usual Cifar recipe). Defaults to ``none``.
+        augment: ``none``; ``flip`` (random horizontal flip); or
+            ``crop-flip`` (pad 4, random crop, random horizontal flip: the
+            usual Cifar recipe). Defaults to ``none``.
         seed: base of the random state. Defaults to 0.
         randaugment: a :class:`hapi_runner.datasets.randaugment.RandAugment`
             run on the uint8 images before the crop and flip. Defaults to None.
@@ -71,6 +69,8 @@ class BatchTransform:
             images = self.randaugment(images, self.rng)
         if self.augment == "crop-flip":
             images = self._crop_flip(images)
+        elif self.augment == "flip":
+            images = self._flip(images)
         images = images.astype(np.float32) * self.scale + self.shift
         return images if self.erasing is None else self.erasing(images, self.rng)
 
@@ -81,6 +81,10 @@ class BatchTransform:
         before = (self.out_size - size) // 2
         after = self.out_size - size - before
         return np.pad(images, ((0, 0), (0, 0), (before, after), (before, after)))
+
+    def _flip(self, images: np.ndarray) -> np.ndarray:
+        flips = self.rng.random(images.shape[0]) < 0.5
+        return np.where(flips[:, None, None, None], images[..., ::-1], images)
 
     def _crop_flip(self, images: np.ndarray, pad: int = 4) -> np.ndarray:
         batch, _, height, width = images.shape

@@ -39,6 +39,10 @@ MNIST_FILES = {
 # How images become batches (hapi_runner.datasets.pipeline): numpy transforms per batch, or per image.
 PIPELINES = ("batched", "per-sample")
 
+# The training augmentations of the in-memory datasets (hapi_runner.datasets.pipeline.BatchTransform): a
+# DatasetSpec's ``augment`` names its own, and --train-augment may choose another.
+AUGMENTATIONS = ("none", "flip", "crop-flip")
+
 
 @dataclass(frozen=True)
 class DatasetSpec:

@@ -21,7 +21,7 @@ from ..errors import DataFileError, UsageError
 from ..utils import md5_of
 from .formats import read_cifar, read_mnist_split
 from .pipeline import BatchTransform, ImageDataset
-from .registry import DATASETS, DatasetSpec, spec_for
+from .registry import AUGMENTATIONS, DATASETS, DatasetSpec, spec_for
 
 PADDLE_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "paddle", "dataset")
 
@@ -164,7 +164,7 @@ def _synthetic_split(spec: DatasetSpec, split: str, size: int, seed: int):
 
 
 def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None, *, augment: Optional[bool] = None,
-                 out_size: Optional[int] = None, seed: int = 0, download: bool = True,
+                 augment_mode: Optional[str] = None, out_size: Optional[int] = None, seed: int = 0, download: bool = True,
                  synthetic_like: str = "cifar10", synthetic_size: int = 1024, normalize: bool = True,
                  image_size: Optional[int] = None, **folder_options) -> ImageDataset:
     """Loads one split of a dataset into memory.
@@ -176,6 +176,9 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None
         augment: apply the dataset's training augmentation (random crop and
             flip for Cifar; none for the MNIST family). Defaults to True for
             ``train`` and False for ``test``.
+        augment_mode: the augmentation ``augment`` applies, one of
+            ``hapi_runner.datasets.pipeline.AUGMENTATIONS``, in place of the
+            dataset's own. Defaults to the dataset's own.
         out_size: pad images to this side (e.g. 32 for VGG on MNIST).
             Defaults to the dataset's own size.
         seed: seed of the augmentation and of synthetic data. Defaults to 0.
@@ -198,6 +201,10 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None
     if spec.format == "folder":
         from .folder import load_folder
 
+        if augment_mode is not None:
+            raise UsageError(f"augment_mode '{augment_mode}' applies to the built-in datasets; a folder trains with random "
+                             f"resized crops and flips (augment=False turns them off).")
+
         train = split == "train" and augment is not False
         return load_folder(split, data_dir, image_size=image_size or 224, seed=seed, augment=train, **folder_options)
     if image_size is not None or folder_options:
@@ -209,7 +216,9 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None
         images, labels, classes = _read_split(spec, split, data_dir, download)
     if augment is None:
         augment = split == "train"
-    mode = spec.augment if augment else "none"
+    if augment_mode is not None:
+        check_choice("augment_mode", augment_mode, AUGMENTATIONS)
+    mode = (augment_mode or spec.augment) if augment else "none"
     transform = BatchTransform(spec.mean, spec.std, out_size=out_size, augment=mode, seed=seed)
     return ImageDataset(images, labels, classes, spec, transform, synthetic=spec.format == "synthetic")
 
