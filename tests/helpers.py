@@ -30,6 +30,11 @@ def vectors(n=64, seed=0, features=16, classes=4):
     return ArrayDataset(x, y)
 
 
+def points(n=20, seed=0):
+    """Three features and two classes: small enough to check a step by hand."""
+    return vectors(n, seed=seed, features=3, classes=2)
+
+
 class ImageSet(paddle.io.Dataset):
     """Random images whose brightness depends on the label, so a tiny model learns something."""
 

@@ -9,6 +9,7 @@ import pytest
 from hapi_runner.accumulation import optimizer_stepped, optimizer_steps_per_epoch
 from hapi_runner.callbacks.step_lr import OptimizerStepLR
 from hapi_runner.errors import UsageError
+from helpers import points
 from hapi_runner.optim import build_grad_clip, build_optimizer
 
 
@@ -91,23 +92,9 @@ def test_optimizer_step_arithmetic():
     assert optimizer_steps_per_epoch(7, 3) == 3 and optimizer_steps_per_epoch(6, 3) == 2 and optimizer_steps_per_epoch(5, 1) == 5
 
 
-class Points(paddle.io.Dataset):
-    def __init__(self, n):
-        super().__init__()
-        rng = np.random.default_rng(1)
-        self.x = rng.normal(size=(n, 3)).astype(np.float32)
-        self.y = rng.integers(0, 2, size=(n, 1)).astype(np.int64)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
-
-
 def test_hapi_accumulation_applies_the_sum_of_the_batches_gradients():
     """fit(accumulate_grad_batches=2) takes one SGD step with the sum of two batches' mean gradients."""
-    data = Points(8)
+    data = points(8, seed=1)
     net = two_layers()
     loss = paddle.nn.CrossEntropyLoss()
     expected = params(net)
@@ -150,7 +137,7 @@ def test_the_schedule_counts_optimizer_steps_only_with_optimizer_step_lr(own_cal
     model.prepare(opt, paddle.nn.CrossEntropyLoss())
     record = LrAtStep()
     callbacks = [record, OptimizerStepLR()] if own_callback else [record]
-    model.fit(Points(batches * 2), batch_size=2, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks,
+    model.fit(points(batches * 2, seed=1), batch_size=2, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks,
               accumulate_grad_batches=k)
     if own_callback:
         assert lr.last_epoch == epochs * steps == 6

@@ -6,20 +6,7 @@ import pytest
 
 from hapi_runner.callbacks.ema import ModelEMA, ema_decay
 from hapi_runner.errors import UsageError
-
-
-class Points(paddle.io.Dataset):
-    def __init__(self, n=20, seed=0):
-        super().__init__()
-        rng = np.random.default_rng(seed)
-        self.x = rng.normal(size=(n, 3)).astype(np.float32)
-        self.y = rng.integers(0, 2, size=(n, 1)).astype(np.int64)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
+from helpers import points
 
 
 def make_model(seed=0, momentum=0.9):
@@ -56,7 +43,7 @@ class Recorder(paddle.callbacks.Callback):
 
 
 def fit(model, callbacks, epochs, accumulate=1):
-    model.fit(Points(), Points(8, seed=1), batch_size=4, epochs=epochs, shuffle=False, verbose=0,
+    model.fit(points(), points(8, seed=1), batch_size=4, epochs=epochs, shuffle=False, verbose=0,
               callbacks=callbacks, accumulate_grad_batches=accumulate)
 
 
