@@ -12,6 +12,8 @@ Benchmarks (``--only`` takes these names):
     evaluation   evaluate --engine dygraph vs --engine inference (and onnxruntime, torch) for ResNet-50
     accuracy     time to 90% test top-1: LeNet on real Fashion-MNIST, --recipe fast and --recipe seed
     recipes      final test top-1 of LeNet's --recipe accurate on real Fashion-MNIST, and the recipe without each technique
+    resnet18     --recipe accurate-resnet18 on real Fashion-MNIST: test top-1 after each epoch and the hours it took
+                 (about 2 h; run only when named with --only)
     throughput   training images/s of ResNet-18/50 at batch 64 and 256 (and the torch peers)
 
 Every measurement runs in a new process and is repeated; tables give the
@@ -147,9 +149,15 @@ def worker_cmd(name: str, **kwargs) -> str:
     return f"python -m bench.workers {name} '{json.dumps(kwargs)}'"
 
 
-def train(flags: List[str], folder: str) -> Tuple[dict, List[dict]]:
+def train(flags: List[str], folder: str, timeout: int = 1800) -> Tuple[dict, List[dict]]:
     """train.py with ``flags`` into ``folder``: (results.json, metrics.csv rows)."""
-    run([sys.executable, "train.py", *flags, "--verbose", "0", "--no-visualdl", "--save-dir", folder, "--overwrite"])
+    run([sys.executable, "train.py", *flags, "--verbose", "0", "--no-visualdl", "--save-dir", folder, "--overwrite"],
+        timeout=timeout)
+    return read_run(folder)
+
+
+def read_run(folder: str) -> Tuple[dict, List[dict]]:
+    """A finished run's (results.json, metrics.csv rows)."""
     with open(os.path.join(folder, "results.json")) as fh:
         results = json.load(fh)
     with open(os.path.join(folder, "metrics.csv")) as fh:
@@ -476,6 +484,44 @@ def bench_recipes(ctx: Context) -> str:
             f"weights where the run keeps them.")
 
 
+RESNET18_TARGET, RESNET18_HOURS = 0.95, 2.5
+
+
+def resnet18_flags(data_dir: str) -> List[str]:
+    """The run of --recipe accurate-resnet18: one thread, so that the machine's other core stays free for other work."""
+    return ["--recipe", "accurate-resnet18", "--dataset", "fashion-mnist", "--data-dir", data_dir, "--no-download",
+            "--threads", "1", "--no-export", "--no-report"]
+
+
+def resnet18_table(results: dict, rows: List[dict], command: str, load: float) -> str:
+    """Test top-1 after each epoch of a finished --recipe accurate-resnet18 run, and the verdict on its target."""
+    body = table(["epoch", "learning rate at its end", "train top-1", "test top-1 (EMA weights)", "training minutes",
+                  "images/s"],
+                 [[r["epoch"], f"{float(r['lr']):.4f}", f"{float(r['train_acc_top1']):.4f}",
+                   f"{float(r['eval_acc_top1']):.4f}" if r.get("eval_acc_top1") else "-", f"{float(r['seconds']) / 60:.1f}",
+                   f"{float(r['images_per_second']):.1f}"] for r in rows])
+    top1, hours = results["final_eval"]["acc_top1"], results["total_seconds"] / 3600
+    met = top1 >= RESNET18_TARGET and hours <= RESNET18_HOURS
+    if met:
+        verdict = "met"
+    elif top1 >= RESNET18_TARGET:
+        verdict = f"not met: {top1:.4f}, but in {hours:.2f} h, over the {RESNET18_HOURS} h"
+    else:
+        verdict = f"not met: {top1:.4f} in {hours:.2f} h, {(RESNET18_TARGET - top1) * 100:.2f} points short"
+    return (f"{body}\n\n`--recipe accurate-resnet18`: target {RESNET18_TARGET} test top-1 within {RESNET18_HOURS} h, "
+            f"**{verdict}**. {results['epochs_run']} epochs, {hours:.2f} h from start to end "
+            f"({results['train_seconds'] / 3600:.2f} h of training passes, the rest evaluations), one thread; other load "
+            f"before the start: {load:.2f} cores. Command: `{command}`.")
+
+
+def bench_resnet18(ctx: Context) -> str:
+    """--recipe accurate-resnet18 on the real Fashion-MNIST, once (about 2 hours on 2 cores)."""
+    load = other_load(2.0)
+    flags = resnet18_flags(ctx.data_dir)
+    results, rows = train(flags, ctx.folder("resnet18"), timeout=int(RESNET18_HOURS * 3600 * 1.5))
+    return resnet18_table(results, rows, train_cmd(flags), load)
+
+
 def bench_throughput(ctx: Context) -> str:
     rows = []
     for model in ("resnet18", "resnet50"):
@@ -517,8 +563,11 @@ BENCHMARKS: Dict[str, Callable[[Context], str]] = {
     "accuracy": bench_accuracy,
     "throughput": bench_throughput,
     "recipes": bench_recipes,
+    "resnet18": bench_resnet18,
 }
-NEEDS_FASHION_MNIST = ("overhead", "metrics", "accuracy", "recipes")
+NEEDS_FASHION_MNIST = ("overhead", "metrics", "accuracy", "recipes", "resnet18")
+# Run only when --only names them: a run of hours.
+ONLY_WHEN_NAMED = ("resnet18",)
 
 
 def machine_section(args, command: str, seconds: float, loads: List[float], retry_seconds: float) -> str:
@@ -565,7 +614,7 @@ def main(argv=None) -> int:
     args.repeats = args.repeats or (1 if args.quick else 3)
     retries = args.retries if args.retries is not None else (0 if args.quick else 2)
     write = not args.no_write and (not args.quick or args.write_docs)
-    names = args.only or list(BENCHMARKS)
+    names = args.only or [name for name in BENCHMARKS if name not in ONLY_WHEN_NAMED]
     if any(n in NEEDS_FASHION_MNIST for n in names) and not os.path.isfile(os.path.join(args.data_dir, "train-images-idx3-ubyte.gz")):
         print(f"bench: Fashion-MNIST files not found in {args.data_dir}; apt-get install dataset-fashion-mnist or pass "
               f"--data-dir (needed by {', '.join(n for n in names if n in NEEDS_FASHION_MNIST)})", file=sys.stderr)
