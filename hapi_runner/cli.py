@@ -113,7 +113,8 @@ def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 
 def build_summary_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    add_config_flags(parser, ["model", "dataset", "synthetic_like", "stem", "model_kwargs", "image_size"])
+    add_config_flags(parser, ["model", "dataset", "synthetic_like", "stem", "model_kwargs", "image_size", "data_dir",
+                              "train_list", "channels"])
     parser.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON, without the layer table")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -12,6 +12,7 @@ activations and max-pools zero).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Dict, Sequence
 
 import numpy as np
@@ -76,6 +77,10 @@ def summarize(config, print_table: bool = True) -> Dict[str, object]:
     from .networks import build_network, network_input_size
 
     spec = spec_for(config.dataset, config.synthetic_like)
+    if spec.format == "folder":
+        from .datasets.folder import folder_class_names
+
+        spec = replace(spec, num_classes=len(folder_class_names(config)), channels=config.channels or spec.channels)
     size = network_input_size(config, spec.size)
     network = build_network(config, spec.num_classes, spec.channels, size)
     shape = [spec.channels, size, size]

@@ -235,3 +235,17 @@ def test_resume_latest_reads_the_newest_run_of_the_model_and_dataset(tmp_path):
             (run / "checkpoints" / "epoch_1").mkdir(parents=True)
     config = TrainConfig.for_resume(output_root=str(root))
     assert config.epochs == 8 and config.save_dir.endswith("run_002")
+
+
+def test_summary_of_a_folder_reads_its_classes_and_channels(capsys, tmp_path):
+    from folder_images import class_tree
+
+    class_tree(tmp_path / "images", 1, classes=("bag", "coat", "dress", "shirt"), junk=False)
+    argv = ["summary", "--model", "lenet", "--dataset", "folder", "--data-dir", str(tmp_path / "images"), "--channels", "1",
+            "--image-size", "28", "--json"]
+    code, out, _ = run_main(capsys, argv)
+    report = json.loads(out)
+    assert code == 0 and report["input_shape"] == [1, 28, 28]
+    assert report["total_params"] == 61_610 - 6 * 85  # LeNet's last layer: 84 x 4 + 4 in place of 84 x 10 + 10
+    code, _, err = run_main(capsys, argv[:5] + ["--image-size", "28"])
+    assert code == 2 and "needs --data-dir DIR" in err

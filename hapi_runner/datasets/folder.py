@@ -247,6 +247,11 @@ def folder_options(config, num_workers: int = 0) -> Dict[str, object]:
                 augment=config.augment, crop_pct=config.eval_crop_pct)
 
 
+def folder_class_names(config) -> List[str]:
+    """The class names a folder run of ``config`` would train on, from its folders or list alone (nothing is decoded)."""
+    return _file_sets(config.data_dir, config.train_list, config.val_list)[0].class_names
+
+
 def folder_splits_for(config, num_workers: int = 0) -> FolderSplits:
     """The :class:`FolderSplits` of a ``TrainConfig`` of ``dataset="folder"`` (see :func:`folder_options`).
 
