@@ -498,7 +498,7 @@ def resnet18_flags(data_dir: str) -> List[str]:
             "--threads", "1", "--no-export", "--no-report"]
 
 
-def resnet18_table(results: dict, rows: List[dict], command: str, load: float) -> str:
+def resnet18_table(results: dict, rows: List[dict], command: str, conditions: str) -> str:
     """Test top-1 after each epoch of a finished --recipe accurate-resnet18 run, and the verdict on its target."""
     body = table(["epoch", "learning rate at its end", "train top-1", "test top-1 (EMA weights)", "training minutes",
                   "images/s"],
@@ -515,8 +515,8 @@ def resnet18_table(results: dict, rows: List[dict], command: str, load: float) -
         verdict = f"not met: {top1:.4f} in {hours:.2f} h, {(RESNET18_TARGET - top1) * 100:.2f} points short"
     return (f"{body}\n\n`--recipe accurate-resnet18`: target {RESNET18_TARGET} test top-1 within {RESNET18_HOURS} h, "
             f"**{verdict}**. {results['epochs_run']} epochs, {hours:.2f} h from start to end "
-            f"({results['train_seconds'] / 3600:.2f} h of training passes, the rest evaluations), one thread; other load "
-            f"before the start: {load:.2f} cores. Command: `{command}`.")
+            f"({results['train_seconds'] / 3600:.2f} h of training passes, the rest evaluations), one thread; "
+            f"{conditions}. Command: `{command}`.")
 
 
 def bench_resnet18(ctx: Context) -> str:
@@ -524,7 +524,7 @@ def bench_resnet18(ctx: Context) -> str:
     load = other_load(2.0)
     flags = resnet18_flags(ctx.data_dir)
     results, rows = train(flags, ctx.folder("resnet18"), timeout=int(RESNET18_HOURS * 3600 * 1.5))
-    return resnet18_table(results, rows, train_cmd(flags), load)
+    return resnet18_table(results, rows, train_cmd(flags), f"other load before the start: {load:.2f} cores")
 
 
 def bench_throughput(ctx: Context) -> str:

@@ -87,10 +87,10 @@ def test_resnet18_table_reports_each_epoch_and_judges_the_target():
     rows = [{"epoch": "1", "lr": "0.1", "train_acc_top1": "0.8", "eval_acc_top1": "0.9", "seconds": "1800", "images_per_second": "33.3"},
             {"epoch": "2", "lr": "0.0", "train_acc_top1": "0.93", "eval_acc_top1": "0.9412", "seconds": "1860", "images_per_second": "32.3"}]
     results = {"final_eval": {"acc_top1": 0.9412}, "total_seconds": 2 * 3600, "train_seconds": 3660, "epochs_run": 2}
-    text = bench_run.resnet18_table(results, rows, "python train.py X", 0.1)
+    text = bench_run.resnet18_table(results, rows, "python train.py X", "quiet")
     assert "| 2 | 0.0000 | 0.9300 | 0.9412 | 31.0 | 32.3 |" in text
-    assert "**not met: 0.9412 in 2.00 h, 0.88 points short**" in text and "`python train.py X`" in text
+    assert "**not met: 0.9412 in 2.00 h, 0.88 points short**" in text and "`python train.py X`" in text and "; quiet." in text
     slow = dict(results, final_eval={"acc_top1": 0.951}, total_seconds=3 * 3600)
-    assert "**not met: 0.9510, but in 3.00 h, over the 2.5 h**" in bench_run.resnet18_table(slow, rows, "c", 0.0)
-    assert "**met**" in bench_run.resnet18_table(dict(results, final_eval={"acc_top1": 0.951}), rows, "c", 0.0)
+    assert "**not met: 0.9510, but in 3.00 h, over the 2.5 h**" in bench_run.resnet18_table(slow, rows, "c", "quiet")
+    assert "**met**" in bench_run.resnet18_table(dict(results, final_eval={"acc_top1": 0.951}), rows, "c", "quiet")
     assert "resnet18" not in [n for n in bench_run.BENCHMARKS if n not in bench_run.ONLY_WHEN_NAMED]
