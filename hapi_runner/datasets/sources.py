@@ -177,7 +177,7 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None
             flip for Cifar; none for the MNIST family). Defaults to True for
             ``train`` and False for ``test``.
         augment_mode: the augmentation ``augment`` applies, one of
-            ``hapi_runner.datasets.pipeline.AUGMENTATIONS``, in place of the
+            ``hapi_runner.datasets.registry.AUGMENTATIONS``, in place of the
             dataset's own. Defaults to the dataset's own.
         out_size: pad images to this side (e.g. 32 for VGG on MNIST).
             Defaults to the dataset's own size.
@@ -204,7 +204,6 @@ def load_dataset(name: str, split: str = "train", data_dir: Optional[str] = None
         if augment_mode is not None:
             raise UsageError(f"augment_mode '{augment_mode}' applies to the built-in datasets; a folder trains with random "
                              f"resized crops and flips (augment=False turns them off).")
-
         train = split == "train" and augment is not False
         return load_folder(split, data_dir, image_size=image_size or 224, seed=seed, augment=train, **folder_options)
     if image_size is not None or folder_options:
