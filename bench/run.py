@@ -436,8 +436,8 @@ ABLATION = [
 # Evaluates a run's training weights (model.pdparams) instead of its EMA weights (ema.pdparams).
 TRAINING_WEIGHTS = """
 import json, sys
-from hapi_runner.deploy.run import eval_dataset, load_run, run_logits
-from hapi_runner.deploy.metrics import metrics_from_logits
+from hapi_runner.deploy.tasks import eval_dataset, load_run, run_logits
+from hapi_runner.deploy.scoring import metrics_from_logits
 run = load_run(sys.argv[1], threads="1", ema=False)
 data = eval_dataset(run, None, sys.argv[2], False)
 print(json.dumps({"acc_top1": metrics_from_logits(run_logits(run, data, 256), data.labels, run.spec.num_classes)["acc_top1"]}))

@@ -14,15 +14,15 @@ from .config import TrainConfig  # noqa: E402  (Paddle-free)
 from .errors import DataFileError, HapiRunnerError, UsageError  # noqa: E402
 
 _LAZY = {
-    "Runner": "runner",
-    "build_datasets": "runner",
-    "build_model": "models",
-    "load_pretrained": "models",
-    "MODELS": "models",
-    "build_optimizer": "optim",
+    "Runner": "training.runner",
+    "build_datasets": "training.runner",
+    "build_model": "model.builtin",
+    "load_pretrained": "model.builtin",
+    "MODELS": "model.builtin",
+    "build_optimizer": "training.optim",
     "load_dataset": "datasets",
     "DATASETS": "datasets",
-    "summarize": "summary",
+    "summarize": "model.summary",
     "InferenceModel": "deploy",
     "callbacks": None,
     "deploy": None,

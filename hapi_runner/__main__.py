@@ -1,5 +1,5 @@
 """``python -m hapi_runner train|summary ...``"""
 
-from .cli import entry_point
+from .cli.app import entry_point
 
 entry_point()

@@ -235,7 +235,7 @@ def remap_optimizer_state(state: dict, saved_names: dict, current_names: dict) -
 
 
 def scaled_lr_of(model):
-    """The :class:`hapi_runner.optim.ScaledLR` driving ``model``'s optimizer, or None without an optimizer.
+    """The :class:`hapi_runner.training.optim.ScaledLR` driving ``model``'s optimizer, or None without an optimizer.
 
     ``build_optimizer`` always gives one; an optimizer made elsewhere with a
     float or a plain LRScheduler has it wrapped in a ScaledLR (scale 1) here,
@@ -243,7 +243,7 @@ def scaled_lr_of(model):
     can lower it. Wrapping a float adds an ``LR_Scheduler`` entry to the
     optimizer's state from then on.
     """
-    from .optim import ScaledLR
+    from .training.optim import ScaledLR
 
     opt = optimizer_of(model)
     if opt is None:
@@ -274,11 +274,11 @@ def drop_persistent_workers(loader) -> None:
 def lr_schedule_name(model) -> Optional[str]:
     """The class name of the schedule behind the optimizer's rate, None for a constant rate.
 
-    Looks through :class:`hapi_runner.optim.ScaledLR`, which wraps every rate
+    Looks through :class:`hapi_runner.training.optim.ScaledLR`, which wraps every rate
     ``build_optimizer`` makes, so ``cosine`` and ``constant`` runs stay apart
     (``type(lr_scheduler_of(model)).__name__`` is ``ScaledLR`` for both).
     """
-    from .optim import ScaledLR
+    from .training.optim import ScaledLR
 
     lr = lr_scheduler_of(model)
     if isinstance(lr, ScaledLR):

@@ -16,9 +16,9 @@ import pytest
 
 from hapi_runner.callbacks.base import MonitorCallback, RunCallback
 from hapi_runner.callbacks.checkpoint import ModelCheckpoint
-from hapi_runner.checkpoint_format import epoch_folders, epoch_of, link_target, sha256_file
+from hapi_runner.runfolder.checkpoint_format import epoch_folders, epoch_of, link_target, sha256_file
 from hapi_runner.errors import UsageError
-from hapi_runner.resume import find_checkpoint, load_checkpoint
+from hapi_runner.runfolder.resume import find_checkpoint, load_checkpoint
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
@@ -285,7 +285,7 @@ WRITER = textwrap.dedent("""
     import numpy as np
     import paddle
     from hapi_runner.callbacks.checkpoint import ModelCheckpoint
-    from hapi_runner.resume import find_checkpoint, restore, set_epoch_offset
+    from hapi_runner.runfolder.resume import find_checkpoint, restore, set_epoch_offset
 
     directory = sys.argv[1]
     net = paddle.nn.Sequential(paddle.nn.Linear(128, 512), paddle.nn.Linear(512, 128))  # ~0.5 MB per file
@@ -348,7 +348,7 @@ def test_a_writer_killed_at_any_instant_leaves_a_loadable_checkpoint(tmp_path):
 
 def test_a_resume_with_another_monitor_keeps_the_step_counts(tmp_path, caplog):
     from hapi_runner.callbacks.visualdl import VisualDLLogger
-    from hapi_runner.resume import restore, set_epoch_offset
+    from hapi_runner.runfolder.resume import restore, set_epoch_offset
 
     pytest.importorskip("visualdl")
     logger = VisualDLLogger(str(tmp_path / "visualdl"), log_freq=1)

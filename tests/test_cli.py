@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from hapi_runner import TrainConfig
-from hapi_runner.cli import main
+from hapi_runner.cli.app import main
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
@@ -211,7 +211,7 @@ def test_the_printed_resume_command_finishes_the_run(capsys, tmp_path, monkeypat
 
 
 def test_flags_given_with_resume_override_the_runs_config(tmp_path):
-    from hapi_runner.config import resolve_layers
+    from hapi_runner.config.train_config import resolve_layers
 
     run = tmp_path / "run"
     (run / "checkpoints" / "epoch_1").mkdir(parents=True)

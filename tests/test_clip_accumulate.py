@@ -6,11 +6,11 @@ import numpy as np
 import paddle
 import pytest
 
-from hapi_runner.accumulation import optimizer_stepped, optimizer_steps_per_epoch
+from hapi_runner.training.accumulation import optimizer_stepped, optimizer_steps_per_epoch
 from hapi_runner.callbacks.step_lr import OptimizerStepLR
 from hapi_runner.errors import UsageError
 from helpers import points
-from hapi_runner.optim import build_grad_clip, build_optimizer
+from hapi_runner.training.optim import build_grad_clip, build_optimizer
 
 
 def config(**overrides):
@@ -153,7 +153,7 @@ def test_the_schedule_counts_optimizer_steps_only_with_optimizer_step_lr(own_cal
 
 
 def test_recipe_defaults_are_all_off():
-    from hapi_runner.checks import check_recipe_args
+    from hapi_runner.config.checks import check_recipe_args
 
     assert check_recipe_args() == {"label_smoothing": 0.0, "mixup": 0.0, "cutmix": 0.0, "mix_prob": 1.0, "randaugment": None,
                                    "random_erasing": 0.0, "ema": None, "clip_grad": None, "accumulate_grad_batches": 1}
@@ -174,7 +174,7 @@ def test_recipe_defaults_are_all_off():
     (dict(accumulate_grad_batches=2.0), r"accumulate_grad_batches must be an integer"),
 ])
 def test_bad_recipe_settings_are_refused_in_one_line(kwargs, match):
-    from hapi_runner.checks import check_recipe_args
+    from hapi_runner.config.checks import check_recipe_args
 
     with pytest.raises(UsageError, match=match) as info:
         check_recipe_args(**kwargs)

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from hapi_runner import TrainConfig, UsageError
-from hapi_runner.cli import build_parser, config_from_args
-from hapi_runner.config import field_names, from_mapping, load_config_file
+from hapi_runner.cli.app import build_parser, config_from_args
+from hapi_runner.config.train_config import field_names, from_mapping, load_config_file
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
@@ -120,7 +120,7 @@ def test_parse_errors_keep_their_cause(tmp_path, name, text, cause):
 
 
 def train_help(capsys):
-    from hapi_runner.cli import main
+    from hapi_runner.cli.app import main
 
     assert main(["train", "--help"]) == 0
     return capsys.readouterr().out
@@ -159,7 +159,7 @@ def test_help_follows_a_changed_default(capsys, monkeypatch):
 def test_every_field_has_one_flag_and_switches_are_named_by_their_default():
     import dataclasses
 
-    from hapi_runner.cli import flag_of
+    from hapi_runner.cli.app import flag_of
 
     parser = build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
@@ -181,14 +181,14 @@ def test_every_field_has_one_flag_and_switches_are_named_by_their_default():
     (["evaluate", "RUN", "--batch-size", "two"], "argument --batch-size: invalid int value"),
 ])
 def test_other_commands_check_the_options_they_share_with_train_as_train_does(capsys, argv, match):
-    from hapi_runner.cli import main
+    from hapi_runner.cli.app import main
 
     assert main(argv) == 2
     assert match in capsys.readouterr().err
 
 
 def test_predict_threads_takes_n_or_auto(monkeypatch, capsys):
-    from hapi_runner import cli
+    from hapi_runner.cli import app as cli
     from hapi_runner.deploy import predict
 
     seen = []

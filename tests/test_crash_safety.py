@@ -38,7 +38,7 @@ def start_training(run_dir, epochs=40):
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
-    from hapi_runner.resume import find_checkpoint, load_checkpoint
+    from hapi_runner.runfolder.resume import find_checkpoint, load_checkpoint
 
     run = tmp_path / "run"
     proc = start_training(run)
@@ -61,7 +61,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data_root, tmp_p
 
     from hapi_runner import HapiRunnerError, Runner
     from hapi_runner.callbacks import checkpoint
-    from hapi_runner.resume import find_checkpoint, load_checkpoint
+    from hapi_runner.runfolder.resume import find_checkpoint, load_checkpoint
 
     runner = Runner(tiny_config(data_root, tmp_path, epochs=2, export=False, visualdl=False))
     real_save = paddle.save

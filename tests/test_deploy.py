@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import tiny_config
 from hapi_runner import Runner
-from hapi_runner.cli import main
+from hapi_runner.cli.app import main
 
 pytestmark = [pytest.mark.smoke, pytest.mark.slow]  # smoke: also run against Paddle 2.6 by .ci/run
 

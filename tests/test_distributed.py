@@ -18,11 +18,11 @@ import numpy as np
 import paddle
 import pytest
 
-from hapi_runner import distributed
+from hapi_runner.training import distributed
 from hapi_runner.datasets.pipeline import FILLER_LABEL, BatchTransform, ImageDataset, eval_batch_sampler, make_loader
-from hapi_runner.environment import resolve_threads
-from hapi_runner.losses import ExactEvalCrossEntropy
-from hapi_runner.runner import _EpochSeeder
+from hapi_runner.training.environment import resolve_threads
+from hapi_runner.training.losses import ExactEvalCrossEntropy
+from hapi_runner.training.runner import _EpochSeeder
 from helpers import read_json, read_rows  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hapi_runner.environment import resolve_threads
+from hapi_runner.training.environment import resolve_threads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,8 +31,8 @@ def test_explicit_and_small_model_thread_counts(setting, model, expected, monkey
 
 def test_auto_uses_every_core_for_bigger_models_unless_the_user_exported_a_count():
     cores = run_python("import os; print(len(os.sched_getaffinity(0)))")
-    assert run_python("from hapi_runner.environment import resolve_threads as r; print(r('auto', 'resnet18'))") == cores
-    assert run_python("from hapi_runner.environment import resolve_threads as r; print(r('auto', 'resnet18'))",
+    assert run_python("from hapi_runner.training.environment import resolve_threads as r; print(r('auto', 'resnet18'))") == cores
+    assert run_python("from hapi_runner.training.environment import resolve_threads as r; print(r('auto', 'resnet18'))",
                       env_extra={"OMP_NUM_THREADS": "7"}) == "7"
 
 

@@ -1,6 +1,6 @@
 """The bad input catalogue: one row per entry of docs/errors.md, each a real CLI run in-process.
 
-Every row builds its bad input under tmp_path, calls ``hapi_runner.cli.main``, and checks the exit code, that
+Every row builds its bad input under tmp_path, calls ``hapi_runner.cli.app.main``, and checks the exit code, that
 stderr holds exactly one ``hapi-runner: error:`` line (or, for a warning row, a ``hapi_runner: WARNING:``
 line and no error) with the row's phrase and no traceback, and, where the row says so, that nothing already
 on disk changed.
@@ -28,7 +28,7 @@ import pytest
 
 from datafiles import cifar_archive_members, idx_bytes, write_cifar_archive, write_idx, write_mnist_files, write_tar_gz
 from folder_images import class_tree, truncated_png
-from hapi_runner.cli import main
+from hapi_runner.cli.app import main
 from usernets import FACTORY, IMPORT_ERROR, LENET5, NOT_CONVERTIBLE
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
@@ -253,7 +253,7 @@ def disk_full(ctx):
 
 
 def disk_full_at_checkpoint(ctx):
-    from hapi_runner import checkpoint_format
+    from hapi_runner.runfolder import checkpoint_format
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

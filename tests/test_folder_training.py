@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from folder_images import ROOT, class_tree, fashion, truncated_png, write_image
-from hapi_runner.checks import parse_size
-from hapi_runner.cli import main
-from hapi_runner.config import TrainConfig, from_mapping, load_config_file
+from hapi_runner.config.checks import parse_size
+from hapi_runner.cli.app import main
+from hapi_runner.config.train_config import TrainConfig, from_mapping, load_config_file
 from hapi_runner.datasets.registry import DATASETS, folder_datasets, synthetic_choices
 from hapi_runner.errors import UsageError
 
@@ -116,7 +116,7 @@ def test_rank_0_decodes_the_folder_before_the_other_ranks_read_it(tree, monkeypa
 # -- class weights ------------------------------------------------------------------------------------------
 
 def test_inverse_frequency_weights_have_mean_one():
-    from hapi_runner.class_weights import inverse_frequency
+    from hapi_runner.training.class_weights import inverse_frequency
 
     assert inverse_frequency([0] * 30 + [1] * 10, 2) == pytest.approx([0.5, 1.5])
     assert inverse_frequency([0, 0, 2], 3) == pytest.approx([0.6, 1.2, 1.2])
@@ -135,7 +135,7 @@ def test_class_weights_auto_weights_a_3_to_1_folder_and_records_them(tmp_path):
 
 def test_class_weights_auto_on_a_built_in_dataset_reach_the_loss():
     from hapi_runner import Runner
-    from hapi_runner.losses import SmoothedCrossEntropy
+    from hapi_runner.training.losses import SmoothedCrossEntropy
 
     runner = Runner(TrainConfig(dataset="synthetic", synthetic_like="mnist", synthetic_size=64, threads="1",
                                 class_weights="auto", export=False, visualdl=False))
@@ -178,7 +178,7 @@ def test_a_folder_run_trains_resumes_evaluates_exports_and_predicts(tree, tmp_pa
 def test_predict_prepares_an_image_exactly_as_evaluation_did(tree, tmp_path):
     from hapi_runner.deploy import InferenceModel
     from hapi_runner.deploy.predict import decode_for
-    from hapi_runner.deploy.run import eval_dataset, load_run
+    from hapi_runner.deploy.tasks import eval_dataset, load_run
 
     run = tmp_path / "run"
     train("--data-dir", tree, "--save-dir", run, "--channels", "3")

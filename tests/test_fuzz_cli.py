@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hapi_runner.cli import PROG, build_parser, build_train_parser, config_from_args, main
-from hapi_runner.config import TrainConfig, field_names, from_mapping, load_config_file
+from hapi_runner.cli.app import PROG, build_parser, build_train_parser, config_from_args, main
+from hapi_runner.config.train_config import TrainConfig, field_names, from_mapping, load_config_file
 from hapi_runner.errors import HapiRunnerError, UsageError
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -126,9 +126,9 @@ class StubRunner:
 
 @pytest.fixture
 def no_training(monkeypatch):
-    import hapi_runner.runner
+    import hapi_runner.training.runner
 
-    monkeypatch.setattr(hapi_runner.runner, "Runner", StubRunner)
+    monkeypatch.setattr(hapi_runner.training.runner, "Runner", StubRunner)
 
 
 @FUZZ

@@ -16,14 +16,14 @@ import paddle
 import pytest
 from paddle import nn
 
-from hapi_runner import environment
+from hapi_runner.training import environment
 from hapi_runner.deploy.export import compare_logits, export_agrees, export_model, float32_network
 from hapi_runner.deploy.inference import InferenceModel, check_tensorrt_format, create_predictor
 from hapi_runner.deploy.layout import build_sidecar
 from hapi_runner.errors import HapiRunnerError, UsageError
 from hapi_runner.callbacks.checkpoint import ModelCheckpoint
 from hapi_runner.paddle_compat import GRAD_SCALER_KEY, evaluate_under_amp
-from hapi_runner.resume import restore
+from hapi_runner.runfolder.resume import restore
 
 SHAPE = [1, 8, 8]
 LAUNCHER_ENV = ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM", "PADDLE_LOCAL_SIZE", "FLAGS_selected_gpus")

@@ -6,7 +6,7 @@ import pytest
 
 from hapi_runner.datasets.pipeline import FILLER_LABEL
 from hapi_runner.errors import UsageError
-from hapi_runner.losses import SmoothedCrossEntropy, build_loss
+from hapi_runner.training.losses import SmoothedCrossEntropy, build_loss
 
 C = 5
 

@@ -1,4 +1,4 @@
-"""hapi_runner.metrics against hand computations, known small cases, and scikit-learn where it is installed."""
+"""hapi_runner.training.metrics against hand computations, known small cases, and scikit-learn where it is installed."""
 
 import importlib.util
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from hapi_runner import metrics
+from hapi_runner.training import metrics
 from hapi_runner.errors import UsageError
 
 

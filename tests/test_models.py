@@ -5,7 +5,7 @@ import paddle
 import pytest
 
 from hapi_runner import HapiRunnerError, UsageError
-from hapi_runner.models import MODELS, build_model, describe_pretrained, input_size, load_pretrained
+from hapi_runner.model.builtin import MODELS, build_model, describe_pretrained, input_size, load_pretrained
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 

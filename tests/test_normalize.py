@@ -5,7 +5,7 @@ import pytest
 
 from hapi_runner import TrainConfig
 from hapi_runner.datasets import load_dataset, spec_for
-from hapi_runner.recipes import recipe_values
+from hapi_runner.config.recipes import recipe_values
 
 
 def test_raw_pixels_reach_the_model_unchanged():

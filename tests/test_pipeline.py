@@ -7,7 +7,7 @@ import pytest
 from hapi_runner import TrainConfig
 from hapi_runner.datasets import DATASETS, BatchTransform, ImageDataset, make_loader
 from hapi_runner.datasets.pipeline import _BatchCollate, _SampleCollate
-from hapi_runner.environment import amp_configs, configure_gpu_flags, default_num_workers
+from hapi_runner.training.environment import amp_configs, configure_gpu_flags, default_num_workers
 from hapi_runner.paddle_compat import amp_dtype_of, set_amp_dtype
 
 SIDE = 8

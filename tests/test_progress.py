@@ -5,7 +5,7 @@ import paddle
 import pytest
 
 from hapi_runner.callbacks import RunProgress
-from hapi_runner.resume import set_epoch_offset
+from hapi_runner.runfolder.resume import set_epoch_offset
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hapi_runner.cli import build_parser
+from hapi_runner.cli.app import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 
 from hapi_runner import TrainConfig, UsageError
-from hapi_runner.cli import build_parser, config_from_args, main
-from hapi_runner.config import field_names, from_mapping
-from hapi_runner.recipes import ABOUT, FAST, RECIPES, SEED, recipe_values
+from hapi_runner.cli.app import build_parser, config_from_args, main
+from hapi_runner.config.train_config import field_names, from_mapping
+from hapi_runner.config.recipes import ABOUT, FAST, RECIPES, SEED, recipe_values
 
 
 def parse(argv):

@@ -9,9 +9,9 @@ import pytest
 from paddle.optimizer import lr as lrs
 
 from hapi_runner.callbacks.reduce_lr import ReduceLROnPlateau
-from hapi_runner.config import TrainConfig
+from hapi_runner.config.train_config import TrainConfig
 from hapi_runner.errors import UsageError
-from hapi_runner.optim import ScaledLR, build_optimizer
+from hapi_runner.training.optim import ScaledLR, build_optimizer
 from hapi_runner.paddle_compat import current_lr, lr_schedule_name, scaled_lr_of
 from helpers import linear_model, vectors
 

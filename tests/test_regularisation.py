@@ -9,9 +9,9 @@ import paddle
 import pytest
 
 from hapi_runner import Runner, TrainConfig
-from hapi_runner.checkpoint_format import load_checkpoint
-from hapi_runner.cli import main
-from hapi_runner.deploy.run import evaluate_run, load_run
+from hapi_runner.runfolder.checkpoint_format import load_checkpoint
+from hapi_runner.cli.app import main
+from hapi_runner.deploy.tasks import evaluate_run, load_run
 
 pytestmark = pytest.mark.slow
 

@@ -311,7 +311,7 @@ def quick_train_args(run: Path, *extra: str):
 
 def test_the_end_of_training_writes_the_report_and_per_class_figures(tmp_path, capsys):
     from hapi_runner import Runner, TrainConfig
-    from hapi_runner.metrics import classification_report
+    from hapi_runner.training.metrics import classification_report
 
     runner = Runner(TrainConfig(dataset="synthetic", synthetic_like="mnist", synthetic_size=96, epochs=1, batch_size=8,
                                 threads="1", verbose=0, visualdl=False, export=False, save_dir=str(tmp_path / "run")))
@@ -333,7 +333,7 @@ def test_the_end_of_training_writes_the_report_and_per_class_figures(tmp_path, c
 def test_a_report_that_cannot_be_written_leaves_the_training_result(tmp_path, monkeypatch, capsys):
     import errno
 
-    from hapi_runner.cli import main
+    from hapi_runner.cli.app import main
     from hapi_runner.report import end_of_training
 
     def full_disk(*args, **kwargs):
@@ -352,7 +352,7 @@ def test_a_report_that_cannot_be_written_leaves_the_training_result(tmp_path, mo
 
 
 def test_a_costly_pass_is_skipped_with_one_line_saying_how_to_make_it(tmp_path, monkeypatch, capsys):
-    from hapi_runner.cli import main
+    from hapi_runner.cli.app import main
     from hapi_runner.report import end_of_training
 
     monkeypatch.setattr(end_of_training, "pass_budget", lambda train_seconds: 0.0)
@@ -365,7 +365,7 @@ def test_a_costly_pass_is_skipped_with_one_line_saying_how_to_make_it(tmp_path, 
 
 
 def test_no_report_makes_no_pass(tmp_path, monkeypatch, capsys):
-    from hapi_runner.cli import main
+    from hapi_runner.cli.app import main
     from hapi_runner.report import end_of_training
 
     monkeypatch.setattr(end_of_training, "predict_within", None)  # called, it would raise
@@ -382,7 +382,7 @@ def test_the_pass_may_take_ten_seconds_or_a_tenth_of_the_training(train_seconds,
 
 
 def test_the_cli_commands_report_and_compare(tiny_run, tmp_path, capsys, monkeypatch):
-    from hapi_runner.cli import main
+    from hapi_runner.cli.app import main
 
     monkeypatch.chdir(tmp_path)
     assert main(["report", str(tiny_run), "--threads", "1", "--no-download", "--max-images", "4", "--output", str(tmp_path / "r.html")]) == 0
@@ -402,7 +402,7 @@ def test_an_image_folder_evaluation_gets_its_per_class_table_and_gallery(tiny_ru
     from folder_images import class_tree
     from hapi_runner.datasets import make_loader
     from hapi_runner.datasets.folder import load_folder_splits
-    from hapi_runner.models import build_model
+    from hapi_runner.model.builtin import build_model
     from hapi_runner.report.end_of_training import predict_within
     from hapi_runner.report.predictions import CroppedImages
 
@@ -431,7 +431,7 @@ def test_an_image_folder_evaluation_gets_its_per_class_table_and_gallery(tiny_ru
 
 
 def test_a_network_from_a_file_resized_inputs_gets_its_report_at_the_end_and_again(tmp_path, capsys):
-    from hapi_runner.cli import main
+    from hapi_runner.cli.app import main
 
     run = tmp_path / "run"
     assert main(quick_train_args(run, "--model", str(ROOT / "examples" / "lenet5.py") + ":LeNet5", "--image-size", "32")) == 0
@@ -453,7 +453,7 @@ def test_a_network_built_in_python_gets_its_report_and_is_passed_again_for_anoth
     import paddle
 
     from hapi_runner import Runner, TrainConfig
-    from hapi_runner.cli import main
+    from hapi_runner.cli.app import main
 
     class Tiny(paddle.nn.Layer):
         def __init__(self):
@@ -477,7 +477,7 @@ def test_a_network_built_in_python_gets_its_report_and_is_passed_again_for_anoth
 
 def test_a_run_on_an_image_folder_gets_its_report_at_the_end_and_again(tmp_path, capsys):
     from folder_images import class_tree
-    from hapi_runner.cli import main
+    from hapi_runner.cli.app import main
 
     class_tree(tmp_path / "images", 10)
     class_tree(tmp_path / "images", 3, split="val", offset=30, nested=False, junk=False)
@@ -523,7 +523,7 @@ def test_thumbnails_grow_by_whole_factors_with_nearest_neighbour():
 
 
 def test_the_report_package_does_not_import_paddle():
-    code = "import sys, hapi_runner.report, hapi_runner.metrics; print('paddle' in sys.modules)"
+    code = "import sys, hapi_runner.report, hapi_runner.training.metrics; print('paddle' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

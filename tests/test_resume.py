@@ -1,4 +1,4 @@
-"""hapi_runner.resume: finding, verifying and restoring checkpoints, and a resumed fit that matches an unbroken one."""
+"""hapi_runner.runfolder.resume: finding, verifying and restoring checkpoints, and a resumed fit that matches an unbroken one."""
 
 import json
 import logging
@@ -10,13 +10,13 @@ import paddle
 import pytest
 
 from hapi_runner.callbacks.checkpoint import ModelCheckpoint
-from hapi_runner.checkpoint_format import link_target, sha256_file
+from hapi_runner.runfolder.checkpoint_format import link_target, sha256_file
 from hapi_runner.datasets.pipeline import BatchTransform, ImageDataset, make_loader
 from hapi_runner.errors import HapiRunnerError, UsageError
-from hapi_runner import rundir
-from hapi_runner.resume import (CheckpointError, ResumePoint, find_checkpoint, load_checkpoint, load_weights,
+from hapi_runner.runfolder import layout as rundir
+from hapi_runner.runfolder.resume import (CheckpointError, ResumePoint, find_checkpoint, load_checkpoint, load_weights,
                                 restore, set_epoch_offset)
-from hapi_runner.runner import _EpochSeeder
+from hapi_runner.training.runner import _EpochSeeder
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 

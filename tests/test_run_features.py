@@ -17,9 +17,9 @@ import pytest
 
 from conftest import tiny_config
 from hapi_runner import Runner
-from hapi_runner.checkpoint_format import link_target
-from hapi_runner.cli import main
-from hapi_runner.resume import find_checkpoint, load_checkpoint
+from hapi_runner.runfolder.checkpoint_format import link_target
+from hapi_runner.cli.app import main
+from hapi_runner.runfolder.resume import find_checkpoint, load_checkpoint
 from helpers import read_json, read_rows  # noqa: E402
 
 pytestmark = [pytest.mark.smoke, pytest.mark.slow]  # smoke: also run against Paddle 2.6 by .ci/run

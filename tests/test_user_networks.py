@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hapi_runner import TrainConfig
-from hapi_runner.cli import main
+from hapi_runner.cli.app import main
 from hapi_runner.errors import HapiRunnerError, UsageError
 from usernets import FACTORY, IMPORT_ERROR, LENET5, NO_ARGUMENTS, NOT_CONVERTIBLE, RESNET, write_net
 
@@ -17,7 +17,7 @@ QUICK = ["--threads", "1", "--epochs", "1", "--dataset", "synthetic", "--synthet
 
 
 def build(model, **kwargs):
-    from hapi_runner.user_models import build_user_network
+    from hapi_runner.model.user import build_user_network
 
     return build_user_network(model, 10, 1, kwargs)
 
@@ -65,7 +65,7 @@ def test_model_kwargs_need_a_network_of_ones_own():
 
 
 def test_run_folders_are_named_after_the_file_and_name():
-    from hapi_runner.model_names import run_name
+    from hapi_runner.model.names import run_name
 
     assert run_name("nets/my net.py:LeNet5", "mnist") == "my net.LeNet5-mnist"
     assert run_name("pkg.nets:ResNet", "cifar10") == "pkg.nets.ResNet-cifar10"
@@ -124,7 +124,7 @@ def test_a_network_that_cannot_be_built_is_one_line(tmp_path, text, spec, kwargs
 # -- the forward pass before training -----------------------------------------------
 
 def test_a_forward_that_fails_names_the_shapes_and_the_fix(tmp_path):
-    from hapi_runner.networks import check_forward
+    from hapi_runner.model.build import check_forward
 
     network = build(write_net(tmp_path, "net.py", LENET5) + ":LeNet5")
     with pytest.raises(UsageError, match=r"fails on a \[2, 1, 28, 28\] input \(ValueError: .*pass --image-size 32"):
@@ -133,7 +133,7 @@ def test_a_forward_that_fails_names_the_shapes_and_the_fix(tmp_path):
 
 
 def test_an_output_of_another_shape_is_refused(tmp_path):
-    from hapi_runner.networks import check_forward
+    from hapi_runner.model.build import check_forward
 
     network = build(write_net(tmp_path, "net.py", FACTORY) + ":make_net")
     with pytest.raises(UsageError, match=r"maps a \[2, 1, 28, 28\] input to \[2, 10\], not \[2, 7\]"):
@@ -155,7 +155,7 @@ def test_resize_images_is_bilinear_and_keeps_flat_images_flat():
 
 
 def test_an_image_size_below_a_built_in_models_minimum_is_refused():
-    from hapi_runner.networks import network_input_size
+    from hapi_runner.model.build import network_input_size
 
     assert network_input_size(TrainConfig(model="vgg11", image_size=64), 28) == 64
     assert network_input_size(TrainConfig(model="vgg11"), 28) == 32
@@ -169,14 +169,14 @@ def test_an_image_size_below_a_built_in_models_minimum_is_refused():
 @pytest.mark.parametrize("name, classifier", [("resnet18", "fc"), ("vgg11", "classifier"), ("mobilenet_v3_small", "classifier"),
                                               ("lenet", "fc"), ("shufflenet_v2_x1_0", "_fc")])
 def test_the_classifier_of_each_family(name, classifier):
-    from hapi_runner.finetune import classifier_name
-    from hapi_runner.models import build_model
+    from hapi_runner.model.finetune import classifier_name
+    from hapi_runner.model.builtin import build_model
 
     assert classifier_name(build_model(name, 10, 1, 32)) == classifier
 
 
 def test_the_classifier_of_a_user_network_is_the_last_linear_or_its_named_layer(tmp_path):
-    from hapi_runner.finetune import classifier_name
+    from hapi_runner.model.finetune import classifier_name
 
     network = build(write_net(tmp_path, "net.py", LENET5) + ":LeNet5")
     assert classifier_name(network) == "fc2"
@@ -188,7 +188,7 @@ def test_the_classifier_of_a_user_network_is_the_last_linear_or_its_named_layer(
 
 
 def test_freeze_and_lr_mult_mark_the_backbone(tmp_path):
-    from hapi_runner.finetune import apply_finetuning
+    from hapi_runner.model.finetune import apply_finetuning
 
     path = write_net(tmp_path, "net.py", LENET5) + ":LeNet5"
     frozen = build(path)
@@ -217,7 +217,7 @@ def _cache_resnet18(home, monkeypatch):
     import paddle
     from paddle.vision.models import resnet18
 
-    from hapi_runner import finetune
+    from hapi_runner.model import finetune
 
     url, _ = finetune.imagenet_source("resnet18")
     paddle.seed(1)
@@ -229,14 +229,14 @@ def _cache_resnet18(home, monkeypatch):
 
 
 def test_imagenet_weights_come_from_paddles_cache(weights_home, monkeypatch):
-    from hapi_runner.finetune import imagenet_weights
+    from hapi_runner.model.finetune import imagenet_weights
 
     path = _cache_resnet18(weights_home, monkeypatch)
     assert imagenet_weights("resnet18", download=False) == str(path)
 
 
 def test_imagenet_weights_not_cached_offline_say_where_to_put_them(weights_home):
-    from hapi_runner.finetune import imagenet_weights
+    from hapi_runner.model.finetune import imagenet_weights
 
     expected = f"put resnet18.pdparams (from https://paddle-hapi.bj.bcebos.com/models/resnet18.pdparams, md5 " \
                f"cf548f46534aa3560945be4b95cd11c4) at {weights_home / 'resnet18.pdparams'}, or pass --pretrained PATH"
@@ -246,7 +246,7 @@ def test_imagenet_weights_not_cached_offline_say_where_to_put_them(weights_home)
 
 
 def test_a_damaged_cached_file_is_named(weights_home):
-    from hapi_runner.finetune import imagenet_weights
+    from hapi_runner.model.finetune import imagenet_weights
 
     (weights_home / "resnet34.pdparams").write_bytes(b"half a file")
     with pytest.raises(HapiRunnerError, match="resnet34.pdparams is damaged"):
@@ -255,7 +255,7 @@ def test_a_damaged_cached_file_is_named(weights_home):
 
 @pytest.mark.parametrize("model", ["lenet", "vgg11", "x.py:Net"])
 def test_models_without_published_weights_are_refused(model):
-    from hapi_runner.finetune import imagenet_source
+    from hapi_runner.model.finetune import imagenet_source
 
     with pytest.raises(UsageError, match="publishes no ImageNet weights for .*Pass --pretrained PATH"):
         imagenet_source(model)

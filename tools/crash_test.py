@@ -82,7 +82,7 @@ def run_once(run_dir, epochs, kill_after=None):
 def check_run(run_dir, epochs):
     """Every problem found in a finished run folder (an empty list when all is well)."""
     from hapi_runner.deploy import InferenceModel
-    from hapi_runner.resume import find_checkpoint, load_checkpoint
+    from hapi_runner.runfolder.resume import find_checkpoint, load_checkpoint
 
     problems = []
     try:

@@ -8,7 +8,7 @@ from .checkpoint import ModelCheckpoint
 from .curves import Curves
 from .early_stopping import EarlyStopping
 from .ema import ModelEMA
-from .export import ExportVerificationError, StaticExport, export_model
+from .static_export import ExportVerificationError, StaticExport, export_model
 from .graceful_stop import GracefulStop, TrainingInterrupted
 from .history import History
 from .loss_mean import LossMean

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from paddle.callbacks import Callback
 
-from ..checks import check_int, check_number, check_optional_number
+from ..config.checks import check_int, check_number, check_optional_number
 from ..errors import UsageError
 from ..utils import metric_logs, split_monitor
 

@@ -1,7 +1,7 @@
 """ModelCheckpoint: when a run writes a resumable checkpoint, and which one ``best`` is.
 
 What a checkpoint looks like on disk, and how it is written without ever
-leaving a half one, is :mod:`hapi_runner.checkpoint_format`'s job; this
+leaving a half one, is :mod:`hapi_runner.runfolder.checkpoint_format`'s job; this
 callback decides when to save and what goes into ``state.json``.
 """
 
@@ -13,8 +13,8 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
-from .. import checkpoint_format as fmt
-from ..checks import check_bool, check_int
+from ..runfolder import checkpoint_format as fmt
+from ..config.checks import check_bool, check_int
 from ..errors import HapiRunnerError, UsageError
 from ..paddle_compat import (lr_schedule_name, optimizer_of, optimizer_state_with_scaler, parameter_names,
                              rng_state_for_checkpoint)
@@ -114,7 +114,7 @@ class ModelCheckpoint(MonitorCallback):
     def sources(self) -> Dict[str, Any]:
         """Every object whose state a checkpoint holds, by name: this callback (``checkpoint``) and ``state_sources``.
 
-        Pass this to :func:`hapi_runner.resume.restore`.
+        Pass this to :func:`hapi_runner.runfolder.resume.restore`.
         """
         return {SELF_SOURCE: self, **{k: v for k, v in self.state_sources.items() if v is not self}}
 

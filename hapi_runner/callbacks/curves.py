@@ -7,7 +7,7 @@ import io
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..checks import check_int
+from ..config.checks import check_int
 from ..errors import UsageError
 from ..paddle_compat import is_main_process
 from ..utils import atomic_write_bytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional
 
-from ..checks import check_bool
+from ..config.checks import check_bool
 from ..paddle_compat import clear_stop_request, request_stop
 from ..utils import fmt_value
 from .base import MonitorCallback, check_epochs

@@ -1,7 +1,7 @@
 """ModelEMA: an exponential moving average of the network's weights, evaluated, kept as best and exported.
 
 After every optimizer step (with gradient accumulation, only after the
-batches that stepped it; see :mod:`hapi_runner.accumulation`) every float
+batches that stepped it; see :mod:`hapi_runner.training.accumulation`) every float
 tensor of the network's ``state_dict`` (parameters and buffers such as
 BatchNorm's running statistics) updates its shadow copy:
 
@@ -34,9 +34,9 @@ from typing import Any, Dict, Iterator, Optional
 import numpy as np
 import paddle
 
-from ..accumulation import accumulate_of, optimizer_stepped
-from ..checkpoint_format import EMA_FILE
-from ..checks import check_bool, check_number
+from ..training.accumulation import accumulate_of, optimizer_stepped
+from ..runfolder.checkpoint_format import EMA_FILE
+from ..config.checks import check_bool, check_number
 from ..errors import HapiRunnerError
 from .base import RunCallback
 

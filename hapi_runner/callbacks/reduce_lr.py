@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List, Optional
 
-from ..checks import check_number
+from ..config.checks import check_number
 from ..errors import UsageError
 from ..paddle_compat import scaled_lr_of
 from ..utils import fmt_value
@@ -20,7 +20,7 @@ class ReduceLROnPlateau(MonitorCallback):
     Unlike ``paddle.callbacks.ReduceLROnPlateau``, which does nothing when the
     optimizer's rate is an LRScheduler, this works for a constant rate and
     for any schedule (cosine, step, warm-up...): it lowers the ``scale`` of
-    the :class:`hapi_runner.optim.ScaledLR` that ``build_optimizer`` puts in
+    the :class:`hapi_runner.training.optim.ScaledLR` that ``build_optimizer`` puts in
     front of every rate (an optimizer built elsewhere gets one wrapped
     around its rate at the start of ``fit``). A schedule keeps its shape,
     only lower. The scale is part of the optimizer state, so it is saved

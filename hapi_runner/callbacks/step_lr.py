@@ -13,7 +13,7 @@ from __future__ import annotations
 from paddle.callbacks import LRScheduler
 from paddle.optimizer.lr import LRScheduler as Schedule
 
-from ..accumulation import accumulate_of, optimizer_stepped
+from ..training.accumulation import accumulate_of, optimizer_stepped
 
 
 class OptimizerStepLR(LRScheduler):

@@ -28,7 +28,7 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-from ..checks import check_int
+from ..config.checks import check_int
 from ..errors import UsageError
 from ..paddle_compat import current_lr, is_main_process
 from ..utils import metric_logs

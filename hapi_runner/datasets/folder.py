@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..checks import check_bool, check_choice, check_int, check_number, check_path, parse_size
-from ..distributed import on_main
+from ..config.checks import check_bool, check_choice, check_int, check_number, check_path, parse_size
+from ..training.distributed import on_main
 from ..errors import DataFileError, UsageError
 from .folder_scan import FileSet, find_folders, read_file_list, scan_class_folders, stratified_split
 from .folder_transform import CROP_PCT, CropTransform, imagenet_stats, resize_short_for, stats_from_sums

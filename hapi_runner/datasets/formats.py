@@ -23,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from hapi_runner.checks import check_choice
+from hapi_runner.config.checks import check_choice
 from hapi_runner.datasets.registry import CIFAR10_CLASSES, CIFAR100_CLASSES
 from hapi_runner.errors import DataFileError
 

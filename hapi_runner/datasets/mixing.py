@@ -11,7 +11,7 @@ probability ``switch_prob``, else Mixup. The targets are
 ``lam * onehot(y) + (1 - lam) * onehot(y_flipped)``, float32 ``[N, C]``,
 for every batch (an unmixed one gets one-hot rows), so the label tensor
 keeps one shape and dtype through an epoch. Label smoothing is the loss's
-job (:mod:`hapi_runner.losses`), not done here.
+job (:mod:`hapi_runner.training.losses`), not done here.
 
 Mixing is linear, so it gives the same result before or after the affine
 normalisation; it runs on the normalised float batch the collate returns.

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 from paddle.io import Dataset, DistributedBatchSampler
 
-from ..checks import check_choice
+from ..config.checks import check_choice
 from .mixing import MixingCollate
 from .registry import AUGMENTATIONS, PIPELINES
 

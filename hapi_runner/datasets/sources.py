@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..checks import check_choice
+from ..config.checks import check_choice
 from ..errors import DataFileError, UsageError
 from ..utils import md5_of
 from .formats import read_cifar, read_mnist_split

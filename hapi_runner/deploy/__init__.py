@@ -29,10 +29,10 @@ _LAZY = {
     "recover_export": "export",
     "export_onnx": "onnx",
     "predict_files": "predict",
-    "metrics_from_logits": "metrics",
-    "load_run": "run",
-    "evaluate_run": "run",
-    "export_run": "run",
+    "metrics_from_logits": "scoring",
+    "load_run": "tasks",
+    "evaluate_run": "tasks",
+    "export_run": "tasks",
 }
 
 __all__ = list(_LAZY)

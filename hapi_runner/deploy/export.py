@@ -35,7 +35,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..checks import is_number
+from ..config.checks import is_number
 from ..errors import HapiRunnerError, UsageError
 from ..utils import DIR_MODE, dead_litter, fsync_dir, remove_path, writer_suffix, write_json
 from .inference import InferenceModel

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..checks import device_kind_index
+from ..config.checks import device_kind_index
 from ..errors import HapiRunnerError, UsageError
 from .layout import SIDECAR, find_model_files, graph_format, load_sidecar
 

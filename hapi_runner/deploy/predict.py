@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..checks import check_int
+from ..config.checks import check_int
 from ..errors import HapiRunnerError, UsageError
 from .inference import InferenceModel
 from .layout import SIDECAR

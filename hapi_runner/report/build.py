@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional
 
-from ..checks import check_int
+from ..config.checks import check_int
 from ..errors import UsageError
-from ..metrics import classification_report, without_roc_points
+from ..training.metrics import classification_report, without_roc_points
 from ..utils import atomic_write_text
 from . import sections
 from .figures import require_drawing
 from .page import document
 from .predictions import Predictions
-from .run_folder import read_run, resolve_checkpoint
+from ..runfolder.finished import read_run, resolve_checkpoint
 
 REPORT = "report.html"
 MAX_IMAGES = 24
@@ -42,7 +42,7 @@ def build_report(run_dir: str, predictions: Optional[Predictions] = None, *, che
 
     Returns:
         ``path`` (the page), ``checkpoint_epoch``, and ``metrics`` (the
-        :func:`hapi_runner.metrics.classification_report` of the
+        :func:`hapi_runner.training.metrics.classification_report` of the
         predictions without the ROC points, or None).
 
     Raises:

@@ -1,6 +1,6 @@
 """The ``hapi-runner report`` and ``hapi-runner compare`` commands: their parsers and what they run.
 
-``hapi_runner.cli`` adds them with ``build_report_parser(sub.add_parser("report", ...))``
+``hapi_runner.cli.app`` adds them with ``build_report_parser(sub.add_parser("report", ...))``
 and ``build_compare_parser(...)``, and maps the names to :func:`run_report`
 and :func:`run_compare`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..checks import check_int, check_path, parse_device, parse_threads
+from ..config.checks import check_int, check_path, parse_device, parse_threads
 from .build import MAX_IMAGES, build_report
 from .compare import compare_runs, format_comparison
 
@@ -39,7 +39,7 @@ def build_compare_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 def run_report(args: argparse.Namespace) -> int:
     from .evaluation import run_predictions
-    from .run_folder import read_run
+    from ..runfolder.finished import read_run
 
     check_int("max_images", args.max_images, 0)
     args.device = parse_device(args.device)

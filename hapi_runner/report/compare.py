@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..errors import UsageError
 from ..utils import atomic_write_bytes
 from . import figures
-from .run_folder import RunFolder, read_run
+from ..runfolder.finished import RunFolder, read_run
 
 COMPARE_PNG = "compare.png"
 # Where a run was written, and what it printed or wrote at the end, say nothing about how it was trained.

@@ -22,10 +22,10 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from .. import rundir
-from ..distributed import is_main, say
+from ..runfolder import layout as rundir
+from ..training.distributed import is_main, say
 from ..errors import HapiRunnerError
-from ..metrics import classification_report, without_roc_points
+from ..training.metrics import classification_report, without_roc_points
 from ..utils import write_json
 from .build import build_report
 from .predictions import Predictions
@@ -106,7 +106,7 @@ def report_at_end(runner, results: Dict[str, Any]) -> Dict[str, Any]:
     Args:
         runner: the :class:`hapi_runner.Runner` whose ``fit`` wrote ``results``.
         results: what ``fit`` returns; gains ``class_metrics`` (the per-class
-            figures of :func:`hapi_runner.metrics.classification_report`, without
+            figures of :func:`hapi_runner.training.metrics.classification_report`, without
             the ROC points) and ``report`` (the page's path) when they are made.
 
     Returns:

@@ -36,7 +36,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     """
     import os
 
-    from ..deploy.run import eval_dataset, load_run, run_logits
+    from ..deploy.tasks import eval_dataset, load_run, run_logits
 
     if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
         checkpoint = "last"

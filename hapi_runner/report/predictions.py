@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import UsageError
-from ..metrics import check_inputs
+from ..training.metrics import check_inputs
 
 
 @dataclass

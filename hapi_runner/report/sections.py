@@ -9,7 +9,7 @@ import numpy as np
 from . import figures
 from .page import facts, fmt, img, notes, pct, sample, section, table
 from .predictions import Predictions
-from .run_folder import RunFolder, config_differences
+from ..runfolder.finished import RunFolder, config_differences
 
 
 def how_it_stopped(results: Dict[str, Any], planned: Optional[int]) -> str:

@@ -27,9 +27,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict
 
-from .checks import check_choice
-from .distributed import say
-from .errors import UsageError
+from ..config.checks import check_choice
+from ..training.distributed import say
+from ..errors import UsageError
 
 log = logging.getLogger("hapi_runner")
 
@@ -125,7 +125,7 @@ def _cifar_stem(model) -> None:
 
 def _set_input_channels(model, channels: int) -> None:
     """Rebuilds the first convolution when the data has other than 3 channels."""
-    from .paddle_compat import conv_groups, first_conv, rebuild_conv
+    from ..paddle_compat import conv_groups, first_conv, rebuild_conv
 
     parent, attr, conv = first_conv(model)
     if conv.weight.shape[1] * conv_groups(conv) != channels:
@@ -150,7 +150,7 @@ def load_pretrained(model, path: str) -> Dict[str, Any]:
         HapiRunnerError: the file cannot be read as a state dict, or shares
             no tensor with ``model``.
     """
-    from .errors import HapiRunnerError
+    from ..errors import HapiRunnerError
 
     source = _read_state_dict(path)
     new_state, report = _match_state(model.state_dict(), source)
@@ -166,7 +166,7 @@ def _read_state_dict(path: str) -> dict:
 
     import paddle
 
-    from .errors import HapiRunnerError
+    from ..errors import HapiRunnerError
 
     if not os.path.isfile(path):
         raise UsageError(f"pretrained weights '{path}' do not exist; pass the path of a .pdparams file.")

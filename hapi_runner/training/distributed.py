@@ -15,7 +15,7 @@ hapi_runner:
   includes the repeats and covers its own share alone. The evaluation loader
   (``make_loader(..., evaluation=True)``) puts a filler labelled
   :data:`~hapi_runner.datasets.pipeline.FILLER_LABEL` where a repeat would
-  be, and :class:`hapi_runner.losses.ExactEvalCrossEntropy` leaves fillers
+  be, and :class:`hapi_runner.training.losses.ExactEvalCrossEntropy` leaves fillers
   out and averages the loss over all ranks, so every rank logs the same,
   exact figure (and early stopping or LR-on-plateau decide alike).
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from typing import Callable, TypeVar
 
-from .errors import HapiRunnerError
+from ..errors import HapiRunnerError
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ def ensure_initialized() -> None:
     """Starts Paddle's parallel environment if this is a launched job and nobody has yet (``paddle.Model`` does)."""
     if not is_distributed():
         return
-    from .paddle_compat import parallel_env_initialized
+    from ..paddle_compat import parallel_env_initialized
 
     if not parallel_env_initialized():
         import paddle.distributed as dist

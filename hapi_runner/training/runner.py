@@ -16,24 +16,24 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import rundir
-from .config import TrainConfig, read_run_config
+from ..runfolder import layout as rundir
+from ..config.train_config import TrainConfig, read_run_config
 from .distributed import is_main, on_main, say, world_size
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
-from .errors import HapiRunnerError, UsageError
-from .fingerprint import run_fingerprint
-from .model_names import python_object_label, run_name
-from .utils import atomic_write_text, remove_litter, write_json
+from ..errors import HapiRunnerError, UsageError
+from ..runfolder.fingerprint import run_fingerprint
+from ..model.names import python_object_label, run_name
+from ..utils import atomic_write_text, remove_litter, write_json
 
 log = logging.getLogger("hapi_runner")
 
 
 def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
     """``(train, eval)`` ImageDatasets for ``config``; eval is a held-out part of train when ``val_split`` is set."""
-    from .datasets import load_dataset, split_for_validation
+    from ..datasets import load_dataset, split_for_validation
 
     if config.dataset == "folder":
-        from .datasets.folder import folder_splits_for
+        from ..datasets.folder import folder_splits_for
 
         splits = folder_splits_for(config)
         return splits.train, splits.val
@@ -41,14 +41,14 @@ def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
                   synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size, normalize=config.normalize)
     train = load_dataset(config.dataset, "train", augment=config.augment, augment_mode=config.train_augment, **common)
     if config.image_size is not None and out_size is not None:
-        from .datasets.resize import resize_dataset
+        from ..datasets.resize import resize_dataset
 
         resize_dataset(train, out_size)
     if config.val_split:
         return split_for_validation(train, config.val_split, config.seed)
     test = load_dataset(config.dataset, "test", augment=False, **common)
     if config.image_size is not None and out_size is not None:
-        from .datasets.resize import resize_dataset
+        from ..datasets.resize import resize_dataset
 
         resize_dataset(test, out_size)
     return train, test
@@ -114,8 +114,8 @@ class Runner:
         import paddle
 
         from .class_weights import inverse_frequency
-        from .models import load_pretrained
-        from .networks import build_network, check_forward
+        from ..model.builtin import load_pretrained
+        from ..model.build import build_network, check_forward
         from .optim import build_grad_clip, build_optimizer
         from .regularisation import add_training_augmentation, build_mixing, build_run_loss, steps_per_epoch
 
@@ -151,7 +151,7 @@ class Runner:
             amp_configs=amp_configs(self.amp, cfg.amp_dtype),
         )
         if self.amp:
-            from .paddle_compat import evaluate_under_amp, set_amp_dtype
+            from ..paddle_compat import evaluate_under_amp, set_amp_dtype
 
             set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
             evaluate_under_amp(self.model, self.amp, cfg.amp_dtype)
@@ -166,7 +166,7 @@ class Runner:
         A folder dataset's classes, channels and statistics are known once its
         files are read; its notes (the first says what was loaded) are printed.
         """
-        from .networks import network_input_size
+        from ..model.build import network_input_size
 
         cfg = self.config
         self.folder = None  # the FolderSplits of a folder dataset: notes, skipped files, preprocessing
@@ -175,7 +175,7 @@ class Runner:
             self.input_size = network_input_size(cfg, spec.size)
             self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
             return spec
-        from .datasets.folder import folder_splits_for
+        from ..datasets.folder import folder_splits_for
 
         self.folder = folder_splits_for(cfg, self.num_workers)
         self.train_data, self.eval_data = self.folder.train, self.folder.val
@@ -190,7 +190,7 @@ class Runner:
 
         ``mixing`` (a BatchMixing, training loaders only) makes its batches carry soft targets. Defaults to None.
         """
-        from .datasets import make_loader
+        from ..datasets import make_loader
 
         cfg = self.config
         return make_loader(dataset, batch_size or cfg.batch_size, shuffle=shuffle, num_workers=self.num_workers,
@@ -245,10 +245,10 @@ class Runner:
             TrainingInterrupted: SIGINT or SIGTERM; training stopped after the
                 batch in progress and the checkpoints are whole.
         """
-        from .callbacks import ExportVerificationError, NonFiniteLossError, TrainingInterrupted
+        from ..callbacks import ExportVerificationError, NonFiniteLossError, TrainingInterrupted
         from .regularisation import describe_techniques
-        from .report.end_of_training import report_at_end
-        from .resume import restore, set_epoch_offset
+        from ..report.end_of_training import report_at_end
+        from ..runfolder.resume import restore, set_epoch_offset
 
         cfg = self.config
         checkpoint_folder = self._open_run_dir()
@@ -293,8 +293,8 @@ class Runner:
         The loss is the mean over every sample, as in fit's evaluations:
         hapi's ``evaluate`` alone returns the last batch's.
         """
-        from .callbacks import LossMean
-        from .utils import metric_logs
+        from ..callbacks import LossMean
+        from ..utils import metric_logs
 
         loader = self.eval_loader if data is None and batch_size is None else \
             self.loader(data or self.eval_data, batch_size=batch_size, evaluation=True)
@@ -368,7 +368,7 @@ class Runner:
 
     def _choose_run_dir(self) -> Tuple[str, Optional[str]]:
         """``(run folder, checkpoint folder to resume from or None)``; a new folder is created."""
-        from .resume import find_checkpoint
+        from ..runfolder.resume import find_checkpoint
 
         cfg = self.config
         name = run_name(cfg.model, cfg.dataset)
@@ -395,7 +395,7 @@ class Runner:
         the built-in ones; the checkpoint after everything whose state it saves;
         the export last, because a failed check raises from ``on_train_end``.
         """
-        from .callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
+        from ..callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
                                 OptimizerStepLR, ReduceLROnPlateau, RunProgress, VisualDLLogger)
         from .regularisation import build_ema
 
@@ -442,8 +442,8 @@ class Runner:
 
     def _exporter(self):
         """The StaticExport of the run (its sidecar says how to prepare an image, and which weights), or None."""
-        from .callbacks import StaticExport
-        from .deploy.layout import build_sidecar
+        from ..callbacks import StaticExport
+        from ..deploy.layout import build_sidecar
 
         cfg = self.config
         if not cfg.export:
@@ -524,7 +524,7 @@ def _network_label(network) -> str:
 
 def _pretrained_path(config: TrainConfig) -> str:
     """The weights file of ``--pretrained``: a path as given, or paddle.vision's ImageNet file for ``imagenet``."""
-    from .finetune import IMAGENET, imagenet_weights
+    from ..model.finetune import IMAGENET, imagenet_weights
 
     if config.pretrained == IMAGENET and not os.path.exists(IMAGENET):
         return imagenet_weights(config.model, download=config.download)
@@ -535,7 +535,7 @@ def _finetuning(network, config: TrainConfig):
     """``(parameters to optimise, what fine-tuning did or None)``; says it in one line when it does anything."""
     if not config.freeze_backbone and config.backbone_lr_mult == 1.0:
         return network.parameters(), None
-    from .finetune import apply_finetuning, describe_finetuning
+    from ..model.finetune import apply_finetuning, describe_finetuning
 
     report = apply_finetuning(network, config.freeze_backbone, config.backbone_lr_mult)
     say(f"hapi_runner: {describe_finetuning(report)}")
@@ -543,7 +543,7 @@ def _finetuning(network, config: TrainConfig):
 
 
 def _spec(config: TrainConfig):
-    from .datasets import spec_for
+    from ..datasets import spec_for
 
     return spec_for(config.dataset, config.synthetic_like, config.normalize)
 

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any, Iterable, Optional, Tuple
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def suggest(value: Any, choices: Iterable[Any]) -> str:

@@ -12,8 +12,8 @@ import os
 from typing import Optional, Tuple
 
 from .distributed import launched, local_world_size
-from .errors import HapiRunnerError, UsageError
-from .paddle_compat import import_paddle_without_thread_warning, paddle_imported, set_cpu_threads, set_thread_env
+from ..errors import HapiRunnerError, UsageError
+from ..paddle_compat import import_paddle_without_thread_warning, paddle_imported, set_cpu_threads, set_thread_env
 
 log = logging.getLogger("hapi_runner")
 

@@ -1,7 +1,7 @@
 """Finding, checking and loading the checkpoints ``callbacks.ModelCheckpoint`` writes.
 
 The on-disk format itself (layout, ``state.json``, sha256 records, reading
-tensors back) is :mod:`hapi_runner.checkpoint_format`; this module decides
+tensors back) is :mod:`hapi_runner.runfolder.checkpoint_format`; this module decides
 which checkpoint to load and puts it into a model and its callbacks.
 
 Resuming a run (what ``Runner.fit`` does with ``--resume``)::
@@ -26,8 +26,8 @@ from .checkpoint_format import (CHECKPOINTS, EMA_FILE, LAST, OPT_FILE, PARAMS_FI
                                 epoch_folders, epoch_name, epoch_of, load_checkpoint, load_tensors, restore_rng_json,
                                 weight_files)
 from .checkpoint_format import short_path as _short
-from .errors import HapiRunnerError, UsageError
-from .paddle_compat import (lr_schedule_name, optimizer_of, parameter_names, remap_optimizer_state, restore_grad_scaler,
+from ..errors import HapiRunnerError, UsageError
+from ..paddle_compat import (lr_schedule_name, optimizer_of, parameter_names, remap_optimizer_state, restore_grad_scaler,
                             split_scaler_state)
 
 log = logging.getLogger("hapi_runner")

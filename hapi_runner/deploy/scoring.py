@@ -2,7 +2,7 @@
 
 Both engines of ``hapi-runner evaluate`` hand their logits here, so dygraph
 and ``paddle.inference`` figures come from the same arithmetic. The confusion
-matrix and the per-class scores come from :mod:`hapi_runner.metrics`, as the report's do.
+matrix and the per-class scores come from :mod:`hapi_runner.training.metrics`, as the report's do.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from ..metrics import classification_report, without_roc_points
+from ..training.metrics import classification_report, without_roc_points
 from ..utils import atomic_write_bytes, atomic_write_text
 
 
 def metrics_from_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int,
                         class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    """Loss, top-1, top-5, per-class accuracy, and :func:`hapi_runner.metrics.classification_report`'s figures.
+    """Loss, top-1, top-5, per-class accuracy, and :func:`hapi_runner.training.metrics.classification_report`'s figures.
 
     Args:
         logits: ``[N, num_classes]`` network outputs.

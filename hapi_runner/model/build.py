@@ -1,8 +1,8 @@
 """The network a config names, built for the data, and the forward pass checked before training.
 
 One entry point for every command that needs the network (train, evaluate,
-export, summary): a built-in model (:mod:`hapi_runner.models`), a network
-from the user's file or module (:mod:`hapi_runner.user_models`), or, for a
+export, summary): a built-in model (:mod:`hapi_runner.model.builtin`), a network
+from the user's file or module (:mod:`hapi_runner.model.user`), or, for a
 run whose network was built in Python, a one-line answer saying to pass it
 again.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from .errors import UsageError
-from .model_names import is_python_object, is_user_model
-from .models import MODELS, build_model, input_size
+from ..errors import UsageError
+from .names import is_python_object, is_user_model
+from .builtin import MODELS, build_model, input_size
 
 
 def network_input_size(config, dataset_size: int) -> int:
@@ -41,7 +41,7 @@ def build_network(config, num_classes: int, channels: int, size: int):
                          f"rebuild; build it again and pass it: Runner(config, network=net) to train, "
                          f"hapi_runner.deploy.evaluate_run(RUN, network=net) or export_run(RUN, network=net).")
     if is_user_model(config.model):
-        from .user_models import build_user_network
+        from .user import build_user_network
 
         return build_user_network(config.model, num_classes, channels, config.model_kwargs)
     return build_model(config.model, num_classes, channels, size, config.stem)

@@ -17,8 +17,8 @@ from typing import Any, Dict, Optional, Tuple
 
 from paddle.optimizer.lr import LRScheduler, ReduceOnPlateau
 
-from .checks import check_number, is_number
-from .errors import UsageError
+from ..config.checks import check_number, is_number
+from ..errors import UsageError
 
 
 class ScaledLR(LRScheduler):

@@ -7,7 +7,7 @@ import re
 from typing import Optional
 
 from .checkpoint_format import CHECKPOINTS, LAST, epoch_folders
-from .errors import UsageError
+from ..errors import UsageError
 
 RESULTS = "results.json"
 CONFIG = "config.json"
@@ -74,7 +74,7 @@ def create(path: str) -> str:
     return path
 
 
-# The two look-ups below read folder names only, without Paddle (hapi_runner.resume needs it), so a resumed run's
+# The two look-ups below read folder names only, without Paddle (hapi_runner.runfolder.resume needs it), so a resumed run's
 # config.json can be read before the thread count is chosen.
 
 def run_folder_of(path: str) -> Optional[str]:

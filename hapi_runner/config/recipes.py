@@ -1,6 +1,6 @@
 """Recipes: named, documented sets of hyper-parameters, kept as data.
 
-A recipe is a plain dict of :class:`~hapi_runner.config.TrainConfig` fields.
+A recipe is a plain dict of :class:`~hapi_runner.config.train_config.TrainConfig` fields.
 ``--recipe NAME`` lays it over the dataclass defaults, and a config file and
 the flags given still beat it::
 

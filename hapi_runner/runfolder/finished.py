@@ -16,9 +16,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import rundir
-from ..checkpoint_format import CHECKPOINTS, STATE_FILE, epoch_folders, epoch_name
-from ..config import TrainConfig
+from . import layout as rundir
+from .checkpoint_format import CHECKPOINTS, STATE_FILE, epoch_folders, epoch_name
+from ..config.train_config import TrainConfig
 from ..errors import HapiRunnerError, UsageError
 from ..utils import alive, is_atomic_temp, writer_pid
 

@@ -29,9 +29,9 @@ import paddle
 import paddle.nn.functional as F
 
 from . import distributed
-from .checks import check_number
-from .datasets.pipeline import FILLER_LABEL
-from .errors import UsageError
+from ..config.checks import check_number
+from ..datasets.pipeline import FILLER_LABEL
+from ..errors import UsageError
 
 
 def _target_rows(label, num_classes: int):

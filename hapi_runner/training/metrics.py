@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .checks import check_int
-from .errors import UsageError
+from ..config.checks import check_int
+from ..errors import UsageError
 
 
 def check_inputs(labels, probs) -> Tuple[np.ndarray, np.ndarray]:

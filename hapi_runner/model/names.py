@@ -1,9 +1,9 @@
 """What a ``model`` setting may say: a built-in name, a network in a file or a module, or one built in Python.
 
 The forms, checked here for their spelling only (the file is imported when
-the network is built, :mod:`hapi_runner.user_models`):
+the network is built, :mod:`hapi_runner.model.user`):
 
-* ``resnet18``: a key of :data:`hapi_runner.models.MODELS`;
+* ``resnet18``: a key of :data:`hapi_runner.model.builtin.MODELS`;
 * ``nets/mynet.py:Net``: ``Net`` in the Python file ``nets/mynet.py``;
 * ``mypackage.nets:Net``: ``Net`` in an importable module;
 * ``<python object: Net>``: what a run records of a network handed to
@@ -19,9 +19,9 @@ import os
 import re
 from typing import NamedTuple, Optional
 
-from .checks import check_choice
-from .errors import UsageError
-from .models import MODELS
+from ..config.checks import check_choice
+from ..errors import UsageError
+from .builtin import MODELS
 
 _IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE = re.compile(rf"{_IDENTIFIER}(\.{_IDENTIFIER})*")

@@ -5,7 +5,7 @@ A run folder holds everything needed: ``config.json`` rebuilds the network,
 :func:`load_run` rebuilds the network with a checkpoint's weights;
 :func:`evaluate_run` runs it (or its export) over a test split, every image
 exactly once, and :func:`export_run` exports it again. Both engines of
-``evaluate`` hand their logits to :mod:`hapi_runner.deploy.metrics`, so
+``evaluate`` hand their logits to :mod:`hapi_runner.deploy.scoring`, so
 dygraph and ``paddle.inference`` figures are comparable.
 """
 
@@ -22,16 +22,16 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..checkpoint_format import EMA_FILE
-from ..checks import check_choice
-from ..config import TrainConfig, read_run_config
+from ..runfolder.checkpoint_format import EMA_FILE
+from ..config.checks import check_choice
+from ..config.train_config import TrainConfig, read_run_config
 from ..errors import DataFileError, HapiRunnerError, UsageError
-from ..fingerprint import run_fingerprint
+from ..runfolder.fingerprint import run_fingerprint
 from ..utils import write_json
 from .export import export_model
 from .inference import InferenceModel
 from .layout import SIDECAR, build_sidecar, load_sidecar
-from .metrics import metrics_from_logits, write_confusion
+from .scoring import metrics_from_logits, write_confusion
 from .onnx import export_onnx, require_onnx
 
 log = logging.getLogger("hapi_runner")
@@ -91,13 +91,13 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
         ema: load the checkpoint's EMA weights where it has them (the ones
             the run evaluated and exported); False loads its training weights. Defaults to True.
     """
-    from ..environment import configure_threads, select_device
-    from ..resume import find_checkpoint, load_weights
+    from ..training.environment import configure_threads, select_device
+    from ..runfolder.resume import find_checkpoint, load_weights
 
     config = read_run_config(run_dir)
     configure_threads(threads or config.threads, config.model)
     from ..datasets import spec_for
-    from ..networks import build_network, network_input_size
+    from ..model.build import build_network, network_input_size
 
     select_device(device)
     folder = None
@@ -205,7 +205,7 @@ def _timed_logits(run: LoadedRun, data, *, engine: str, batch_size: int, explici
         started = time.perf_counter()
         logits = run_logits(run, data, batch_size)
         return logits, time.perf_counter() - started, "dygraph"
-    from ..environment import resolve_threads
+    from ..training.environment import resolve_threads
 
     predictor = InferenceModel(_inference_folder(run, explicit_checkpoint), device=device,
                                threads=resolve_threads(threads or run.config.threads, run.config.model),
@@ -240,7 +240,7 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
             :func:`load_run`). Defaults to None.
 
     Returns:
-        :func:`hapi_runner.deploy.metrics.metrics_from_logits`'s figures (loss,
+        :func:`hapi_runner.deploy.scoring.metrics_from_logits`'s figures (loss,
         top-1/top-5, per-class precision, recall, F1 and support, the confusion
         matrix; ROC-AUC, sensitivity and specificity for two classes),
         ``images_per_second``, and where the CSV/PNG of the confusion matrix were written.

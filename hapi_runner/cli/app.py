@@ -23,11 +23,11 @@ import typing
 import warnings
 from typing import Any, Dict, List, Optional
 
-from . import __version__
-from .checks import check_int, check_path, parse_device, parse_threads
-from .config import TrainConfig, load_config_file, resolve_layers
-from .errors import HapiRunnerError, UsageError
-from .report.commands import build_compare_parser, build_report_parser, run_compare, run_report
+from .. import __version__
+from ..config.checks import check_int, check_path, parse_device, parse_threads
+from ..config.train_config import TrainConfig, load_config_file, resolve_layers
+from ..errors import HapiRunnerError, UsageError
+from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
 COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare")
@@ -225,14 +225,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _list_models() -> str:
-    from .models import MODELS
+    from ..model.builtin import MODELS
 
     return "\n".join(f"{name:20s} {spec.family}" + (f" (inputs padded to {spec.min_size}x{spec.min_size} at least)" if spec.min_size > 28 else "")
                      for name, spec in sorted(MODELS.items()))
 
 
 def _list_datasets() -> str:
-    from .datasets import DATASETS
+    from ..datasets import DATASETS
 
     lines = []
     for name, spec in sorted(DATASETS.items()):
@@ -248,8 +248,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(_list_models() if args.list_models else _list_datasets())
         return 0
     config = config_from_args(args)
-    from .distributed import is_main
-    from .runner import Runner
+    from ..training.distributed import is_main
+    from ..training.runner import Runner
 
     runner = Runner(config)
     results = runner.fit()
@@ -265,8 +265,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_summary(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from .environment import configure_threads
-    from .summary import summarize
+    from ..training.environment import configure_threads
+    from ..model.summary import summarize
 
     configure_threads(config.threads, config.model)
     report = summarize(config, print_table=not args.json)
@@ -280,8 +280,8 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .deploy.run import evaluate_run
-    from .metrics import format_per_class
+    from ..deploy.tasks import evaluate_run
+    from ..training.metrics import format_per_class
 
     check_run_options(args)
     if args.tensorrt and args.engine != "inference":
@@ -301,7 +301,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .deploy.predict import predict_files
+    from ..deploy.predict import predict_files
 
     check_run_options(args)
     threads = None if args.threads in (None, "auto") else int(args.threads)  # auto: predict's own default, every core
@@ -317,7 +317,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .deploy.run import export_run
+    from ..deploy.tasks import export_run
 
     check_run_options(args)
     report = export_run(args.run, checkpoint=args.checkpoint, fmt=args.format, output=args.output, data_dir=args.data_dir,

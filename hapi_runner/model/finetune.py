@@ -21,9 +21,9 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Tuple
 
-from .errors import HapiRunnerError, UsageError
-from .models import MODELS
-from .utils import md5_of
+from ..errors import HapiRunnerError, UsageError
+from .builtin import MODELS
+from ..utils import md5_of
 
 IMAGENET = "imagenet"
 # Our model name -> (paddle.vision.models module, key of its model_urls).

@@ -24,8 +24,8 @@ import sys
 import traceback
 from typing import Any, Dict, List
 
-from .errors import UsageError
-from .model_names import UserModel, parse_user_model
+from ..errors import UsageError
+from .names import UserModel, parse_user_model
 
 CLASS_ARGS = ("num_classes", "class_dim")
 CHANNEL_ARGS = ("in_channels", "num_channels")

@@ -15,12 +15,12 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import rundir
+from ..runfolder import layout as rundir
 from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
                      check_recipe_args, check_text, is_int, parse_device, parse_size, parse_threads, suggest)
-from .datasets.registry import AUGMENTATIONS, DATASETS, PIPELINES, folder_datasets, synthetic_choices
-from .errors import HapiRunnerError, UsageError
-from .model_names import check_model, is_user_model, run_name
+from ..datasets.registry import AUGMENTATIONS, DATASETS, PIPELINES, folder_datasets, synthetic_choices
+from ..errors import HapiRunnerError, UsageError
+from ..model.names import check_model, is_user_model, run_name
 from .recipes import ABOUT, RECIPES, recipe_values
 
 OPTIMIZERS = ("momentum", "sgd", "adam", "adamw")
@@ -39,7 +39,7 @@ AMP_DTYPES = ("float16", "bfloat16")
 def _flags_of(group: str):
     """A field maker for one ``--help`` group: ``make(default, help, **flag)`` is a field whose metadata builds its flag.
 
-    The metadata a field's flag is built from (``hapi_runner.cli``):
+    The metadata a field's flag is built from (``hapi_runner.cli.app``):
 
     * ``group``, ``help``: the ``--help`` section and text; the help gets
       ``default: X`` appended, X taken from the field's default, never
@@ -368,7 +368,7 @@ class TrainConfig:
 
     @classmethod
     def from_recipe(cls, name: str, **overrides: Any) -> "TrainConfig":
-        """The defaults, then recipe ``name`` (``hapi_runner.recipes``), then ``overrides``.
+        """The defaults, then recipe ``name`` (``hapi_runner.config.recipes``), then ``overrides``.
 
         ``TrainConfig(recipe=name)`` only records the name; this (or
         ``--recipe`` on the command line) applies the recipe's values.
@@ -619,7 +619,7 @@ def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
 
 def _check_monitor(monitor: str) -> None:
     """The monitor must be a metric a run logs (checked before any folder is made)."""
-    from .utils import split_monitor
+    from ..utils import split_monitor
 
     _, name = split_monitor(monitor)
     if name not in RUN_METRICS:

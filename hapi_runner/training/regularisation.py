@@ -25,7 +25,7 @@ def build_mixing(config, num_classes: int):
     """The :class:`~hapi_runner.datasets.mixing.BatchMixing` of the training loader, or None when nothing is mixed."""
     if not config.mixes:
         return None
-    from .datasets.mixing import BatchMixing
+    from ..datasets.mixing import BatchMixing
 
     return BatchMixing(num_classes, mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, prob=config.mix_prob)
 
@@ -34,11 +34,11 @@ def add_training_augmentation(train_data, config) -> None:
     """Puts RandAugment and Random Erasing into the training set's transform (the evaluation set has its own)."""
     transform = train_data.transform
     if config.randaugment is not None:
-        from .datasets.randaugment import RandAugment
+        from ..datasets.randaugment import RandAugment
 
         transform.randaugment = RandAugment(config.randaugment)
     if config.random_erasing > 0:
-        from .datasets.erasing import RandomErasing
+        from ..datasets.erasing import RandomErasing
 
         transform.erasing = RandomErasing(config.random_erasing)
 
@@ -47,7 +47,7 @@ def build_ema(config):
     """The :class:`~hapi_runner.callbacks.ema.ModelEMA` of ``config``, or None without ``--ema``."""
     if config.ema is None:
         return None
-    from .callbacks.ema import ModelEMA
+    from ..callbacks.ema import ModelEMA
 
     return ModelEMA(config.ema)
 

@@ -73,12 +73,12 @@ def summarize(config, print_table: bool = True) -> Dict[str, object]:
     """
     import paddle
 
-    from .datasets import spec_for
-    from .networks import build_network, network_input_size
+    from ..datasets import spec_for
+    from .build import build_network, network_input_size
 
     spec = spec_for(config.dataset, config.synthetic_like)
     if spec.format == "folder":
-        from .datasets.folder import folder_class_names
+        from ..datasets.folder import folder_class_names
 
         spec = replace(spec, num_classes=len(folder_class_names(config)), channels=config.channels or spec.channels)
     size = network_input_size(config, spec.size)

@@ -23,7 +23,7 @@ EMA of its weights (``--ema``) adds them as ``ema.pdparams``, recorded
 like the other files, and evaluation and export load those.
 
 :class:`hapi_runner.callbacks.ModelCheckpoint` decides when to write;
-:mod:`hapi_runner.resume` reads back. Both go through this module alone.
+:mod:`hapi_runner.runfolder.resume` reads back. Both go through this module alone.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
-from .errors import HapiRunnerError
-from .utils import TMP_PREFIX, fsync_dir, remove_path, writer_suffix
+from ..errors import HapiRunnerError
+from ..utils import TMP_PREFIX, fsync_dir, remove_path, writer_suffix
 
 FORMAT = 1
 CHECKPOINTS = "checkpoints"

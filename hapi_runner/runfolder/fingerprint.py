@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
 
-from .config import TrainConfig
-from .model_names import is_user_model
+from ..config.train_config import TrainConfig
+from ..model.names import is_user_model
 
 
 def run_fingerprint(config: TrainConfig, input_shape: Sequence[int], num_classes: int, *, network: Optional[Any] = None,

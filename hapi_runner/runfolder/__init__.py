@@ -1,0 +1,1 @@
+"""A run's folder: its file names, the checkpoint format, resuming, and the network's fingerprint."""

@@ -1,0 +1,1 @@
+"""Training: the Runner over paddle.Model, optimizers and schedules, losses, threads and devices, processes."""
