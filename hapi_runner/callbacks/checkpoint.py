@@ -18,7 +18,7 @@ from ..config.checks import check_bool, check_int
 from ..errors import HapiRunnerError, UsageError
 from ..paddle_compat import (lr_schedule_name, optimizer_of, optimizer_state_with_scaler, parameter_names,
                              rng_state_for_checkpoint)
-from ..utils import remove_litter
+from ..runfolder.atomic import remove_litter
 from .base import MonitorCallback
 
 log = logging.getLogger("hapi_runner")

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..config.checks import check_int
 from ..errors import UsageError
 from ..paddle_compat import is_main_process
-from ..utils import atomic_write_bytes
+from ..runfolder.atomic import atomic_write_bytes
 from .base import RunCallback
 
 PANELS = (("loss", "Loss"), ("acc_top1", "Top-1 accuracy"))

@@ -31,7 +31,7 @@ from typing import Any, Dict, Optional
 from ..config.checks import check_int
 from ..errors import UsageError
 from ..paddle_compat import current_lr, is_main_process
-from ..utils import metric_logs
+from .logs import metric_logs
 from .base import RunCallback
 
 TRAIN_METRICS = ("loss", "acc_top1", "acc_top5")

@@ -619,7 +619,7 @@ def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
 
 def _check_monitor(monitor: str) -> None:
     """The monitor must be a metric a run logs (checked before any folder is made)."""
-    from ..utils import split_monitor
+    from .monitor import split_monitor
 
     _, name = split_monitor(monitor)
     if name not in RUN_METRICS:

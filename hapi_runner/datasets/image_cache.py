@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import DataFileError
-from ..utils import TMP_PREFIX, atomic_write_bytes, atomic_write_text, fsync_dir, remove_litter, remove_path, writer_suffix
+from ..runfolder.atomic import TMP_PREFIX, atomic_write_bytes, atomic_write_text, fsync_dir, remove_litter, remove_path, writer_suffix
 from . import image_decode as decoding
 
 CACHE_VERSION = 1

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..config.checks import is_number
 from ..errors import HapiRunnerError, UsageError
-from ..utils import DIR_MODE, dead_litter, fsync_dir, remove_path, writer_suffix, write_json
+from ..runfolder.atomic import DIR_MODE, dead_litter, fsync_dir, remove_path, writer_suffix, write_json
 from .inference import InferenceModel
 from .layout import MODEL_PREFIX, REPORT, SIDECAR, SIDECAR_VERSION, find_model_files, graph_format
 

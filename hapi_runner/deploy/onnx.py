@@ -7,8 +7,10 @@ real batch, as the Paddle export is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any, Dict, Optional, Sequence
@@ -16,8 +18,15 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from ..errors import HapiRunnerError
-from ..utils import stdout_to_stderr, write_json
-from .export import ExportVerificationError, compare_logits, dygraph_logits, export_agrees, export_model, float32_network
+from ..runfolder.atomic import write_json
+from .export import (
+    ExportVerificationError,
+    compare_logits,
+    dygraph_logits,
+    export_agrees,
+    export_model,
+    float32_network,
+)
 from .layout import SIDECAR, find_model_files
 
 ONNX_FILE = "model.onnx"
@@ -88,3 +97,18 @@ def export_onnx(network, directory: str, input_shape: Sequence[int], sidecar: Di
             f"(needed {min_top1_agreement:.2%}), largest logit difference {report['max_abs_diff']:.3g} (allowed {report['max_abs_diff_allowed']:.3g}); see {os.path.join(directory, REPORT)}."
         )
     return report
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Sends what C++ libraries print to stdout to stderr instead, so ``--json`` output stays clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):  # and Python-level prints
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -27,7 +27,7 @@ from ..config.checks import check_choice
 from ..config.train_config import TrainConfig, read_run_config
 from ..errors import DataFileError, HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
-from ..utils import write_json
+from ..runfolder.atomic import write_json
 from .export import export_model
 from .inference import InferenceModel
 from .layout import SIDECAR, build_sidecar, load_sidecar

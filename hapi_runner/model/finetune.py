@@ -23,7 +23,7 @@ from typing import Dict, List, Tuple
 
 from ..errors import HapiRunnerError, UsageError
 from .builtin import MODELS
-from ..utils import md5_of
+from ..datasets.sources import md5_of
 
 IMAGENET = "imagenet"
 # Our model name -> (paddle.vision.models module, key of its model_urls).

@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional
 from ..config.checks import check_int
 from ..errors import UsageError
 from ..training.metrics import classification_report, without_roc_points
-from ..utils import atomic_write_text
+from ..runfolder.atomic import atomic_write_text
 from . import sections
 from .figures import require_drawing
 from .page import document

@@ -6,7 +6,7 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import UsageError
-from ..utils import atomic_write_bytes
+from ..runfolder.atomic import atomic_write_bytes
 from . import figures
 from ..runfolder.finished import RunFolder, read_run
 

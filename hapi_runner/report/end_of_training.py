@@ -26,7 +26,7 @@ from ..runfolder import layout as rundir
 from ..training.distributed import is_main, say
 from ..errors import HapiRunnerError
 from ..training.metrics import classification_report, without_roc_points
-from ..utils import write_json
+from ..runfolder.atomic import write_json
 from .build import build_report
 from .predictions import Predictions
 

@@ -40,7 +40,7 @@ from typing import Any, Dict, Iterable, List, Optional
 import numpy as np
 
 from ..errors import HapiRunnerError
-from ..utils import TMP_PREFIX, fsync_dir, remove_path, writer_suffix
+from .atomic import TMP_PREFIX, fsync_dir, remove_path, writer_suffix
 
 FORMAT = 1
 CHECKPOINTS = "checkpoints"

@@ -3,7 +3,7 @@
 A run is reported once it has finished: ``results.json`` exists and no
 live process is writing into the folder. A writer is seen by the
 ``.tmp-*-<pid>`` names every atomic write and checkpoint uses (see
-:mod:`hapi_runner.utils`); a run without ``results.json`` and without a live
+:mod:`hapi_runner.runfolder.atomic`); a run without ``results.json`` and without a live
 writer was killed before its end, and ``--resume`` completes it. Either way
 the report is refused in one line rather than drawn from half a run.
 """
@@ -20,7 +20,7 @@ from . import layout as rundir
 from .checkpoint_format import CHECKPOINTS, STATE_FILE, epoch_folders, epoch_name
 from ..config.train_config import TrainConfig
 from ..errors import HapiRunnerError, UsageError
-from ..utils import alive, is_atomic_temp, writer_pid
+from .atomic import alive, is_atomic_temp, writer_pid
 
 METRICS = "metrics.csv"
 EXPORT_REPORT = os.path.join("inference", "export_report.json")

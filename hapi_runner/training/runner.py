@@ -23,7 +23,7 @@ from .environment import amp_configs, configure_gpu_flags, configure_threads, de
 from ..errors import HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
 from ..model.names import python_object_label, run_name
-from ..utils import atomic_write_text, remove_litter, write_json
+from ..runfolder.atomic import atomic_write_text, remove_litter, write_json
 
 log = logging.getLogger("hapi_runner")
 
@@ -294,7 +294,7 @@ class Runner:
         hapi's ``evaluate`` alone returns the last batch's.
         """
         from ..callbacks import LossMean
-        from ..utils import metric_logs
+        from ..callbacks.logs import metric_logs
 
         loader = self.eval_loader if data is None and batch_size is None else \
             self.loader(data or self.eval_data, batch_size=batch_size, evaluation=True)

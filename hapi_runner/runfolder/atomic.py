@@ -1,17 +1,19 @@
-"""Small helpers shared across the package: atomic files, writers' litter, log values."""
+"""Files that are whole or absent: atomic writes, strict JSON, and the litter a killed writer leaves.
+
+Every file of a run, of the decoded-image cache and of an export is written
+here: to a temporary name beside its target, flushed and fsynced, then
+renamed over it, so a crash leaves the old file or the new one, never half.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import sys
 import tempfile
-from typing import Any, Callable, Dict
+from typing import Any, Callable
 
 
 def _umask() -> int:
@@ -22,6 +24,8 @@ def _umask() -> int:
 
 # mkstemp creates files readable by the owner alone; results are for everyone the umask allows.
 FILE_MODE = 0o666 & ~_umask()
+
+
 DIR_MODE = 0o777 & ~_umask()
 
 
@@ -128,15 +132,6 @@ def fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
-def md5_of(path: str) -> str:
-    """The md5 hex digest of a file, read in 1 MiB blocks (the checksums paddle.vision publishes are md5)."""
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -164,64 +159,3 @@ def _json_default(obj):
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
-
-
-def scalar(value: Any):
-    """A log value as a float: hapi gives losses as one-element lists."""
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return None
-        value = value[0]
-    if hasattr(value, "item"):
-        value = value.item() if getattr(value, "size", 1) == 1 else float(value.ravel()[0])
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def metric_logs(logs: Dict[str, Any]) -> Dict[str, float]:
-    """The numeric metrics of a hapi log dict, without its bookkeeping keys."""
-    out = {}
-    for key, value in (logs or {}).items():
-        if key in ("step", "batch_size"):
-            continue
-        number = scalar(value)
-        if number is not None:
-            out[key] = number
-    return out
-
-
-def is_finite(value) -> bool:
-    return value is not None and math.isfinite(value)
-
-
-def fmt_value(value) -> str:
-    """A metric for a log line: 6 significant digits, or 'none'."""
-    return "none" if value is None else f"{value:.6g}"
-
-
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Sends what C++ libraries print to stdout to stderr instead, so ``--json`` output stays clean."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):  # and Python-level prints
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-MONITOR_PREFIXES = ("eval_", "val_", "train_")
-
-
-def split_monitor(monitor: str):
-    """``('eval'|'train', metric name)`` for a monitor such as ``acc_top1``, ``eval_loss`` or ``train_loss``."""
-    for prefix in MONITOR_PREFIXES:
-        if monitor.startswith(prefix):
-            return ("train" if prefix == "train_" else "eval"), monitor[len(prefix):]
-    return "eval", monitor
