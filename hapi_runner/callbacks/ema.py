@@ -35,7 +35,7 @@ import numpy as np
 import paddle
 
 from ..training.accumulation import accumulate_of, optimizer_stepped
-from ..runfolder.checkpoint_format import EMA_FILE
+from ..runfolder.layout import EMA_FILE
 from ..config.checks import check_bool, check_number
 from ..errors import HapiRunnerError
 from .base import RunCallback

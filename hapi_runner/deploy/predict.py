@@ -17,6 +17,7 @@ from ..config.checks import check_int
 from ..errors import HapiRunnerError, UsageError
 from .inference import InferenceModel
 from .layout import SIDECAR
+from ..runfolder.layout import INFERENCE
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".npy")
 
@@ -25,7 +26,7 @@ def resolve_model_dir(target: str) -> str:
     """An export folder from an export folder or a run folder (its ``inference/``)."""
     if not os.path.exists(target):
         raise UsageError(f"'{target}' does not exist; pass a run folder or its inference/ folder.")
-    for folder in (target, os.path.join(target, "inference")):
+    for folder in (target, os.path.join(target, INFERENCE)):
         if os.path.isfile(os.path.join(folder, SIDECAR)):
             return folder
     raise HapiRunnerError(f"'{target}' holds no exported model ({SIDECAR} not found there or in its inference/); "

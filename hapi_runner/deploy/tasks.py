@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..runfolder.checkpoint_format import EMA_FILE
+from ..runfolder.layout import EMA_FILE
 from ..config.checks import check_choice
 from ..config.train_config import TrainConfig, read_run_config
 from ..errors import DataFileError, HapiRunnerError, UsageError
@@ -33,6 +33,7 @@ from .inference import InferenceModel
 from .layout import SIDECAR, build_sidecar, load_sidecar
 from .scoring import metrics_from_logits, write_confusion
 from .onnx import export_onnx, require_onnx
+from ..runfolder.layout import RunPaths
 
 log = logging.getLogger("hapi_runner")
 
@@ -113,7 +114,7 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
         network = build_network(config, spec.num_classes, spec.channels, size)
     shape = [spec.channels, size, size]
     if checkpoint in ("last", "best"):
-        link = os.path.join(run_dir, "checkpoints", checkpoint)
+        link = RunPaths(run_dir).checkpoint(checkpoint)
         if not os.path.exists(link):
             raise UsageError(f"'{run_dir}' has no checkpoints/{checkpoint}; was it trained with hapi-runner train? Pass --checkpoint PATH.")
         checkpoint_folder = find_checkpoint(link)
@@ -186,7 +187,7 @@ def run_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
 
 def _inference_folder(run: LoadedRun, explicit_checkpoint: bool) -> str:
     """The run's exported graph if it holds these weights, else a fresh export of them."""
-    folder = os.path.join(run.run_dir, "inference")
+    folder = RunPaths(run.run_dir).inference
     sidecar_path = os.path.join(folder, SIDECAR)
     if os.path.isfile(sidecar_path):
         with open(sidecar_path, encoding="utf-8") as fh:
@@ -194,8 +195,8 @@ def _inference_folder(run: LoadedRun, explicit_checkpoint: bool) -> str:
         if not explicit_checkpoint or exported_epoch == run.epoch:
             return folder
     target = tempfile.mkdtemp(prefix="hapi-runner-export-")
-    export_model(run.network, os.path.join(target, "inference"), run.input_shape, run.sidecar())
-    return os.path.join(target, "inference")
+    export_model(run.network, RunPaths(target).inference, run.input_shape, run.sidecar())
+    return RunPaths(target).inference
 
 
 def _timed_logits(run: LoadedRun, data, *, engine: str, batch_size: int, explicit_checkpoint: bool,
@@ -317,7 +318,7 @@ def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", o
         require_onnx()
     run = load_run(run_dir, checkpoint=checkpoint, network=network, device=device)
     batch = _verify_batch(run, data_dir, download)
-    target = output or os.path.join(run_dir, "inference" if fmt == "paddle" else "onnx")
+    target = output or RunPaths(run_dir).export(fmt)
     before = describe_export(target)
     sidecar = dict(run.sidecar(), reason=f"checkpoint {checkpoint}")
     if fmt == "paddle":

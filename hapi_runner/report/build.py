@@ -14,8 +14,8 @@ from .figures import require_drawing
 from .page import document
 from .predictions import Predictions
 from ..runfolder.finished import read_run, resolve_checkpoint
+from ..runfolder.layout import REPORT
 
-REPORT = "report.html"
 MAX_IMAGES = 24
 CORRECT_PER_CLASS = 2
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .predictions import Predictions
+from ..runfolder.layout import BEST, RunPaths
 
 
 def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional[str] = None, device: str = "cpu",
@@ -38,7 +39,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
 
     from ..deploy.tasks import eval_dataset, load_run, run_logits
 
-    if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
+    if checkpoint == "best" and not os.path.exists(RunPaths(run_dir).checkpoint(BEST)):
         checkpoint = "last"
     run = load_run(run_dir, checkpoint=checkpoint, threads=threads, device=device, network=network)
     config = run.config

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, List, Optional
 
 
 def _umask() -> int:
@@ -119,6 +119,18 @@ def remove_litter(folder: str, is_temporary: Callable[[str], bool] = is_atomic_t
         fsync_dir(folder)
 
 
+def fsync_tree(folder: str) -> None:
+    """Flushes every file under ``folder``, and the folders themselves, to disk (what a library wrote unsynced)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                continue
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(root)
+
+
 def fsync_dir(folder: str) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -159,3 +171,62 @@ def _json_default(obj):
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
+
+
+ASIDE_RE = re.compile(re.escape(TMP_PREFIX) + r"old-(.+)-(\d+)$")
+
+
+def staging_dir(target: str) -> str:
+    """A new, empty folder beside ``target`` to build its replacement in (``.tmp-<name>-*-<pid>``, readable as the run is)."""
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.path.basename(target)}-", suffix=writer_suffix(), dir=parent)
+    os.chmod(folder, DIR_MODE)  # mkdtemp makes it private
+    return folder
+
+
+def replace_dir(source: str, target: str) -> None:
+    """Puts the finished folder ``source`` at ``target``, replacing what is there, durably.
+
+    Two renames: the old folder aside as ``.tmp-old-<name>-<pid>``, the new
+    one in, then the parent fsynced and the old folder removed. A crash
+    between the renames leaves the old folder aside, and
+    :func:`recover_litter` puts it back; a crash before them leaves the
+    staging folder, which it removes.
+    """
+    parent = os.path.dirname(os.path.abspath(target))
+    fsync_tree(source)
+    old = None
+    if os.path.lexists(target):
+        old = os.path.join(parent, f"{TMP_PREFIX}old-{os.path.basename(target)}{writer_suffix()}")
+        remove_path(old)
+        os.replace(target, old)
+    os.replace(source, target)
+    fsync_dir(parent)
+    if old:
+        remove_path(old)
+
+
+def recover_litter(folder: str, name: Optional[str] = None) -> List[str]:
+    """Undoes what writers killed mid-write left in ``folder``; returns the folders put back.
+
+    A folder set aside by :func:`replace_dir` goes back in place when its
+    target is missing (the kill fell between the two renames); every other
+    dead temporary file or folder is removed. A live writer's are left alone.
+
+    Args:
+        folder: where to look.
+        name: only the litter of this one target (``inference``), for a
+            folder that is not the package's own. Defaults to all.
+    """
+    ours = (lambda n: True) if name is None else (lambda n: n.startswith((f"{TMP_PREFIX}{name}-", f"{TMP_PREFIX}old-{name}-")))
+    restored = []
+    for entry in dead_litter(folder, lambda n: ASIDE_RE.match(n) is not None and ours(n)):
+        target = os.path.join(folder, ASIDE_RE.match(entry).group(1))
+        if not os.path.lexists(target):
+            os.replace(os.path.join(folder, entry), target)
+            restored.append(target)
+    remove_litter(folder, lambda n: is_atomic_temp(n) and ours(n))
+    if restored:
+        fsync_dir(folder)
+    return restored
