@@ -166,20 +166,23 @@ def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     add_run_option(parser, "data_dir", None, "the run's")
     add_run_option(parser, "download", True, "")
     add_run_option(parser, "batch_size", None, "the run's")
-    add_run_option(parser, "threads", None, "the run's")
-    add_run_option(parser, "device", "cpu", "cpu", help="cpu, gpu or gpu:N")
-    parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help="with --engine inference on a GPU: TensorRT at this precision")
+    _add_engine_options(parser, "the run's", "with --engine inference on a GPU")
     _add_common(parser, "print one JSON object")
     return parser
+
+
+def _add_engine_options(parser: argparse.ArgumentParser, threads_shown: str, tensorrt_when: str) -> None:
+    """``--threads``, ``--device`` and ``--tensorrt``, the options of every command that runs a trained network."""
+    add_run_option(parser, "threads", None, threads_shown)
+    add_run_option(parser, "device", "cpu", "cpu", help="cpu, gpu or gpu:N")
+    parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help=f"{tensorrt_when}: TensorRT at this precision")
 
 
 def build_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="RUN_OR_MODEL_DIR", help="a run folder or an exported model folder")
     parser.add_argument("images", metavar="IMAGE_OR_FOLDER", nargs="+", help="PNG, JPEG, BMP or .npy files, or folders of them")
     parser.add_argument("--top-k", type=int, default=5, help="classes per image; default 5")
-    add_run_option(parser, "threads", None, "auto (every core)")
-    add_run_option(parser, "device", "cpu", "cpu", help="cpu, gpu or gpu:N")
-    parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help="on a GPU: TensorRT at this precision")
+    _add_engine_options(parser, "auto (every core)", "on a GPU")
     _add_common(parser, "print a JSON list, one object per file")
     return parser
 

@@ -72,7 +72,17 @@ def cache_key(paths: Sequence[str], channels: int, side: int) -> str:
     return digest.hexdigest()[:32]
 
 
-class CachedImages:
+class _Images:
+    """Images by position: ``images[i]`` one array, ``images[a:b]`` or ``images[[i, j]]`` a list of them."""
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self.image(int(key))
+        positions = range(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64).ravel()
+        return [self.image(int(p)) for p in positions]
+
+
+class CachedImages(_Images):
     """Images of a cache, read through a memory map; indexing gives ``[H, W, C]`` views (a list for many)."""
 
     def __init__(self, folder: str, rows: np.ndarray, index: np.ndarray):
@@ -98,17 +108,11 @@ class CachedImages:
         offset, height, width, channels = self.index[self.rows[position]]
         return self.pixels[offset:offset + height * width * channels].reshape(height, width, channels)
 
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            return self.image(int(key))
-        positions = range(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64).ravel()
-        return [self.image(int(p)) for p in positions]
-
     def subset(self, indices) -> "CachedImages":
         return CachedImages(self.folder, self.rows[np.asarray(indices, dtype=np.int64)], self.index)
 
 
-class DecodingImages:
+class DecodingImages(_Images):
     """The same interface as :class:`CachedImages`, decoding the files on every access (no cache)."""
 
     def __init__(self, paths: Sequence[str], channels: int, side: int):
@@ -126,12 +130,6 @@ class DecodingImages:
         except decoding.DECODE_ERRORS as exc:
             raise DataFileError(f"{path}: cannot be decoded any more ({exc}); it changed since the run started: "
                                 f"restore it, or start again with skip_bad_images.") from exc
-
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            return self.image(int(key))
-        positions = range(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64).ravel()
-        return [self.image(int(p)) for p in positions]
 
     def subset(self, indices) -> "DecodingImages":
         return DecodingImages([self.paths[i] for i in np.asarray(indices, dtype=np.int64)], self.channels, self.side)

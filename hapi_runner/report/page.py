@@ -47,10 +47,10 @@ def img(png: bytes, alt: str, css: str = "plot") -> str:
     return f'<img class="{esc(css)}" alt="{esc(alt)}" src="{data_uri(png)}">'
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number for a table cell: floats to ``digits`` decimals, None as an en dash."""
+def fmt(value: Any, digits: int = 4, missing: str = "\u2013") -> str:
+    """A number for a table cell: floats to ``digits`` decimals, None as ``missing`` (an en dash)."""
     if value is None:
-        return "\u2013"
+        return missing
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
