@@ -77,7 +77,7 @@ class ModelCheckpoint(MonitorCallback):
             or None.
     """
 
-    def __init__(self, directory: str, save_freq: int = 1, keep_last: Optional[int] = None, monitor: str = "acc_top1",
+    def __init__(self, directory: str, *, save_freq: int = 1, keep_last: Optional[int] = None, monitor: str = "acc_top1",
                  mode: Optional[str] = None, min_delta: float = 0.0, fingerprint: Optional[Dict[str, Any]] = None,
                  state_sources: Optional[Dict[str, Any]] = None, is_writer: Optional[bool] = None, ema=None):
         super().__init__(monitor=monitor, mode=mode, min_delta=min_delta)

@@ -59,7 +59,7 @@ class EarlyStopping(MonitorCallback):
         >>> stopper.stopped_early, stopper.stop_reason
     """
 
-    def __init__(self, monitor: str = "acc_top1", mode: Optional[str] = None, patience: int = 5,
+    def __init__(self, monitor: str = "acc_top1", *, mode: Optional[str] = None, patience: int = 5,
                  min_delta: float = 0.0, baseline: Optional[float] = None, start_from_epoch: int = 0,
                  restore_best: bool = False):
         super().__init__(monitor, mode, min_delta, baseline)

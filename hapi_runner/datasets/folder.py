@@ -71,7 +71,8 @@ class FolderSplits:
     preprocessing: Dict[str, object] = field(default_factory=dict)
 
 
-def _check_options(image_size, channels, val_split, normalize_stats, skip_bad_images, cache_limit, num_workers, crop_pct):
+def _check_options(*, image_size, channels, val_split, normalize_stats, skip_bad_images, cache_limit, num_workers, crop_pct):
+    """The options of :func:`load_folder`, a public function: a caller of the Python API has no TrainConfig to check them."""
     check_int("image_size", image_size, minimum=8)
     check_choice("channels", channels, (1, 3))
     check_number("val_split", val_split, 0.0, 1.0, low_open=True, high_open=True)
@@ -190,7 +191,8 @@ def load_folder_splits(data_dir: Optional[str] = None, *, train_list: Optional[s
             skipped), an empty class folder, a single class, a validation
             class training lacks; one line each.
     """
-    _check_options(image_size, channels, val_split, normalize_stats, skip_bad_images, cache_limit, num_workers, crop_pct)
+    _check_options(image_size=image_size, channels=channels, val_split=val_split, normalize_stats=normalize_stats,
+                   skip_bad_images=skip_bad_images, cache_limit=cache_limit, num_workers=num_workers, crop_pct=crop_pct)
     check_bool("augment", augment)
     train_files, val_files = _file_sets(data_dir, train_list, val_list)
     decode = dict(cache_limit=cache_limit, num_workers=num_workers, root=cache_root, with_stats=normalize_stats == "data")

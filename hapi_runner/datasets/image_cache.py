@@ -209,7 +209,7 @@ def _probe_all(paths: Sequence[str], channels: int, side: int) -> Tuple[np.ndarr
     return index, bad
 
 
-def _run_pass(paths, index, bad, pixels_path, channels, side, num_workers, with_stats) -> Optional[np.ndarray]:
+def _run_pass(paths, index, bad, *, pixels_path, channels, side, num_workers, with_stats) -> Optional[np.ndarray]:
     """Decodes every readable file (into ``pixels_path`` when given); adds failures to ``bad``; returns the stats."""
     stats = np.zeros((len(paths), 2 * channels + 1), dtype=np.float64)
     todo = [(i, paths[i], *map(int, index[i, :3])) for i in range(len(paths)) if i not in bad]
@@ -261,7 +261,7 @@ def _stats_of_cache(folder: str, store: "CachedImages", bad: Dict[int, str], cha
     return stats
 
 
-def _build_cache(root, key, paths, index, bad, channels, side, num_workers, with_stats) -> Tuple[str, np.ndarray]:
+def _build_cache(root, key, paths, index, bad, *, channels, side, num_workers, with_stats) -> Tuple[str, np.ndarray]:
     """Decodes everything into a ``.tmp-`` folder and renames it to the cache; returns (folder, stats)."""
     final = os.path.join(root, f"folder-{key}")
     tmp = os.path.join(root, f"{TMP_PREFIX}folder-{key}{writer_suffix()}")
@@ -271,7 +271,8 @@ def _build_cache(root, key, paths, index, bad, channels, side, num_workers, with
         pixels_path = os.path.join(tmp, "pixels.u8")
         with open(pixels_path, "wb") as fh:
             fh.truncate(total)
-        stats = _run_pass(paths, index, bad, pixels_path if total else None, channels, side, num_workers, with_stats)
+        stats = _run_pass(paths, index, bad, pixels_path=pixels_path if total else None, channels=channels, side=side,
+                          num_workers=num_workers, with_stats=with_stats)
         with open(pixels_path, "rb+") as fh:
             os.fsync(fh.fileno())
         np.save(os.path.join(tmp, "index.npy"), index)
@@ -327,13 +328,15 @@ def decode_once(paths: Sequence[str], channels: int, side: int, *, cache_limit: 
     decodable = len(paths) - len(bad)
     if total > limit:
         why = "the cache_limit" if cache_limit is not None else "free disk less 10%"
-        stats = _run_pass(paths, index, bad, None, channels, side, num_workers, with_stats)
+        stats = _run_pass(paths, index, bad, pixels_path=None, channels=channels, side=side, num_workers=num_workers,
+                          with_stats=with_stats)
         note = (f"image cache of {format_bytes(total)} would not fit in {format_bytes(limit)} ({why}); "
                 f"decoding every epoch instead (slower)")
         return DecodeReport(DecodingImages(paths, channels, side), bad, stats, None, decodable, [note])
     remove_path(folder)  # a damaged cache under the key (it did not add up): replaced
     remove_litter(root)
-    folder, stats = _build_cache(root, key, paths, index, bad, channels, side, num_workers, with_stats)
+    folder, stats = _build_cache(root, key, paths, index, bad, channels=channels, side=side,
+                                 num_workers=num_workers, with_stats=with_stats)
     found = _read_cache(folder, len(paths), channels)
     if found is None:
         raise DataFileError(f"{folder}: the image cache just written cannot be read back; check the disk, "

@@ -186,7 +186,7 @@ class _SampleCollate:
         return default_collate_fn(samples)
 
 
-def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
+def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, *, num_workers: int = 0,
                 drop_last: bool = False, evaluation: bool = False, pipeline: str = "batched",
                 prefetch_factor: int = 2, persistent_workers: bool = False, use_shared_memory: bool = True,
                 mixing=None):

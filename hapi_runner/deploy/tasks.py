@@ -97,22 +97,14 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
 
     config = read_run_config(run_dir)
     configure_threads(threads or config.threads, config.model)
-    from ..datasets import spec_for
-    from ..model.build import build_network, network_input_size
+    from ..model.assembly import build_for, load_data
 
     select_device(device)
-    folder = None
-    if config.dataset == "folder":  # classes, channels and statistics come from the images, read again
-        from ..datasets.folder import folder_splits_for
-
-        folder = folder_splits_for(config)
-        spec = folder.train.spec
-    else:
-        spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
-    size = network_input_size(config, spec.size)
+    data = load_data(config, training=False, evaluation=False)  # a folder's classes and statistics come from its images
+    folder, spec = data.folder, data.spec
     if network is None:
-        network = build_network(config, spec.num_classes, spec.channels, size)
-    shape = [spec.channels, size, size]
+        network = build_for(config, data)
+    shape = data.input_shape
     if checkpoint in ("last", "best"):
         link = RunPaths(run_dir).checkpoint(checkpoint)
         if not os.path.exists(link):
@@ -134,7 +126,10 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
 
 def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str], download: bool):
     """The evaluation split of ``dataset`` (default: the run's own), checked to have the run's classes and channels."""
-    from ..datasets import DATASETS, load_dataset, spec_for
+    from dataclasses import replace
+
+    from ..datasets import DATASETS, spec_for
+    from ..model.assembly import load_split
 
     cfg = run.config
     name = dataset or cfg.dataset
@@ -145,14 +140,8 @@ def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str]
     if (spec.num_classes, spec.channels) != (run.spec.num_classes, run.spec.channels):
         raise UsageError(f"dataset {name} has {spec.num_classes} classes of {spec.channels}-channel images; "
                          f"the model was trained on {cfg.dataset} ({run.spec.num_classes} classes of {run.spec.channels}-channel images): pick a dataset of that shape.")
-    data = load_dataset(name, "test", data_dir or (cfg.data_dir if name == cfg.dataset else None), augment=False,
-                        out_size=run.input_shape[-1], seed=cfg.seed, download=download,
-                        synthetic_like=cfg.synthetic_like, synthetic_size=cfg.synthetic_size, normalize=cfg.normalize)
-    if cfg.image_size is not None:
-        from ..datasets.resize import resize_dataset
-
-        resize_dataset(data, run.input_shape[-1])
-    return data
+    other = replace(cfg, dataset=name, data_dir=data_dir or (cfg.data_dir if name == cfg.dataset else None), download=download)
+    return load_split(other, "test", run.input_shape[-1], False)
 
 
 def _folder_eval_dataset(run: LoadedRun, name: str, data_dir: Optional[str]):

@@ -36,8 +36,10 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
             rebuild. Defaults to None: rebuilt from the run's config.json.
     """
     import os
+    from dataclasses import replace
 
     from ..deploy.tasks import eval_dataset, load_run, run_logits
+    from ..model.assembly import load_data
 
     if checkpoint == "best" and not os.path.exists(RunPaths(run_dir).checkpoint(BEST)):
         checkpoint = "last"
@@ -47,7 +49,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
         data = eval_dataset(run, None, data_dir, download)
         split = "validation images"
     elif config.val_split:
-        data = _held_out(config, run.input_shape[-1], data_dir, download)
+        data = load_data(replace(config, data_dir=data_dir or config.data_dir, download=download), training=False).eval
         split = f"the {config.val_split:g} of train held out for evaluation"
     else:
         data = eval_dataset(run, None, data_dir, download)
@@ -56,17 +58,3 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     probs = Predictions.from_logits(data.labels, logits).probs
     source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
     return Predictions.from_dataset(data, probs, source)
-
-
-def _held_out(config, out_size: int, data_dir: Optional[str], download: bool):
-    """The part of train a ``val_split`` run evaluated on: the same seeded choice, without augmentation."""
-    from ..datasets import load_dataset, split_for_validation
-
-    train = load_dataset(config.dataset, "train", data_dir or config.data_dir, augment=False, out_size=out_size,
-                         seed=config.seed, download=download, synthetic_like=config.synthetic_like,
-                         synthetic_size=config.synthetic_size, normalize=config.normalize)
-    if config.image_size is not None:
-        from ..datasets.resize import resize_dataset
-
-        resize_dataset(train, out_size)
-    return split_for_validation(train, config.val_split, config.seed)[1]

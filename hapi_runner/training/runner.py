@@ -28,30 +28,12 @@ from ..runfolder.atomic import atomic_write_text, recover_litter, write_json
 log = logging.getLogger("hapi_runner")
 
 
-def build_datasets(config: TrainConfig, out_size: Optional[int] = None):
+def build_datasets(config: TrainConfig):
     """``(train, eval)`` ImageDatasets for ``config``; eval is a held-out part of train when ``val_split`` is set."""
-    from ..datasets import load_dataset, split_for_validation
+    from ..model.assembly import load_data
 
-    if config.dataset == "folder":
-        from ..datasets.folder import folder_splits_for
-
-        splits = folder_splits_for(config)
-        return splits.train, splits.val
-    common = dict(data_dir=config.data_dir, download=config.download, out_size=out_size, seed=config.seed,
-                  synthetic_like=config.synthetic_like, synthetic_size=config.synthetic_size, normalize=config.normalize)
-    train = load_dataset(config.dataset, "train", augment=config.augment, augment_mode=config.train_augment, **common)
-    if config.image_size is not None and out_size is not None:
-        from ..datasets.resize import resize_dataset
-
-        resize_dataset(train, out_size)
-    if config.val_split:
-        return split_for_validation(train, config.val_split, config.seed)
-    test = load_dataset(config.dataset, "test", augment=False, **common)
-    if config.image_size is not None and out_size is not None:
-        from ..datasets.resize import resize_dataset
-
-        resize_dataset(test, out_size)
-    return train, test
+    data = load_data(config)
+    return data.train, data.eval
 
 
 class _EpochSeeder:
@@ -115,7 +97,8 @@ class Runner:
 
         from .class_weights import inverse_frequency
         from ..model.builtin import load_pretrained
-        from ..model.build import build_network, check_forward
+        from ..model.assembly import build_for
+        from ..model.build import check_forward
         from .optim import build_grad_clip, build_optimizer
         from .regularisation import add_training_augmentation, build_mixing, build_run_loss, steps_per_epoch
 
@@ -128,7 +111,7 @@ class Runner:
         spec = self._load_data()
         add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
-        self.network = network if network is not None else build_network(cfg, spec.num_classes, spec.channels, self.input_size)
+        self.network = network if network is not None else build_for(cfg, self.data)
         self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
         check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
         parameters, self.finetuning = _finetuning(self.network, cfg)
@@ -166,23 +149,15 @@ class Runner:
         A folder dataset's classes, channels and statistics are known once its
         files are read; its notes (the first says what was loaded) are printed.
         """
-        from ..model.build import network_input_size
+        from ..model.assembly import load_data
 
-        cfg = self.config
-        self.folder = None  # the FolderSplits of a folder dataset: notes, skipped files, preprocessing
-        if cfg.dataset != "folder":
-            spec = _spec(cfg)
-            self.input_size = network_input_size(cfg, spec.size)
-            self.train_data, self.eval_data = build_datasets(cfg, out_size=self.input_size)
-            return spec
-        from ..datasets.folder import folder_splits_for
-
-        self.folder = folder_splits_for(cfg, self.num_workers)
-        self.train_data, self.eval_data = self.folder.train, self.folder.val
-        self.input_size = self.train_data.spec.size
-        for note in self.folder.notes:
+        data = load_data(self.config, num_workers=self.num_workers)
+        self.train_data, self.eval_data, self.input_size = data.train, data.eval, data.input_size
+        self.folder = data.folder  # the FolderSplits of a folder dataset: notes, skipped files, preprocessing
+        for note in (data.folder.notes if data.folder else []):
             say(f"hapi_runner: {note}")
-        return self.train_data.spec
+        self.data = data
+        return data.spec
 
     def loader(self, dataset, shuffle: bool = False, batch_size: Optional[int] = None, evaluation: bool = False,
                mixing=None):
@@ -246,13 +221,35 @@ class Runner:
                 batch in progress and the checkpoints are whole.
         """
         from ..callbacks import ExportVerificationError, NonFiniteLossError, TrainingInterrupted
-        from .regularisation import describe_techniques
         from ..report.end_of_training import report_at_end
-        from ..runfolder.resume import restore, set_epoch_offset
 
         cfg = self.config
         checkpoint_folder = self._open_run_dir()
         ordered = self._callbacks(callbacks or [])
+        done = self._begin(checkpoint_folder, ordered)
+        if done >= cfg.epochs:
+            return report_at_end(self, self._finish_trained_run(done))
+        started = time.perf_counter()
+        try:
+            self.model.fit(
+                self.train_loader, self.eval_loader, epochs=cfg.epochs - done, eval_freq=cfg.eval_freq,
+                log_freq=cfg.log_freq, verbose=self.verbose, callbacks=ordered,
+                accumulate_grad_batches=cfg.accumulate_grad_batches,
+            )
+        except (NonFiniteLossError, ExportVerificationError, TrainingInterrupted) as exc:
+            reason = {"error": type(exc).__name__, "message": str(exc), **(getattr(self.nan_guard, "reason", None) or {})}
+            self._write_results(time.perf_counter() - started, resumed_from=done, stop_reason=reason, evaluate=False)
+            raise
+        finally:
+            self.graceful_stop.uninstall()
+        return report_at_end(self, self._write_results(time.perf_counter() - started, resumed_from=done))
+
+    def _begin(self, checkpoint_folder: Optional[str], ordered: List[Any]) -> int:
+        """Puts the checkpoint back when resuming, then writes config.json and the opening lines; the epochs already done."""
+        from .regularisation import describe_techniques
+        from ..runfolder.resume import restore, set_epoch_offset
+
+        cfg = self.config
         done = 0
         if checkpoint_folder:
             self._check_schedule_unchanged()
@@ -270,22 +267,7 @@ class Runner:
             say(f"hapi_runner: {line}")
         if checkpoint_folder:
             say(f"hapi_runner: resuming after epoch {done} of {cfg.epochs} from {checkpoint_folder}")
-        if done >= cfg.epochs:
-            return report_at_end(self, self._finish_trained_run(done))
-        started = time.perf_counter()
-        try:
-            self.model.fit(
-                self.train_loader, self.eval_loader, epochs=cfg.epochs - done, eval_freq=cfg.eval_freq,
-                log_freq=cfg.log_freq, verbose=self.verbose, callbacks=ordered,
-                accumulate_grad_batches=cfg.accumulate_grad_batches,
-            )
-        except (NonFiniteLossError, ExportVerificationError, TrainingInterrupted) as exc:
-            reason = {"error": type(exc).__name__, "message": str(exc), **(getattr(self.nan_guard, "reason", None) or {})}
-            self._write_results(time.perf_counter() - started, resumed_from=done, stop_reason=reason, evaluate=False)
-            raise
-        finally:
-            self.graceful_stop.uninstall()
-        return report_at_end(self, self._write_results(time.perf_counter() - started, resumed_from=done))
+        return done
 
     def evaluate(self, data=None, batch_size: Optional[int] = None) -> Dict[str, float]:
         """Loss, top-1 and top-5 on ``data`` (an ImageDataset; default: the eval set), every sample once.
@@ -423,7 +405,7 @@ class Runner:
         self.early_stopping = None
         if cfg.early_stopping_patience is not None:
             self.early_stopping = named["early_stopping"] = EarlyStopping(
-                cfg.monitor, cfg.mode, patience=cfg.early_stopping_patience, min_delta=cfg.min_delta,
+                cfg.monitor, mode=cfg.mode, patience=cfg.early_stopping_patience, min_delta=cfg.min_delta,
                 baseline=cfg.baseline, start_from_epoch=cfg.start_from_epoch, restore_best=cfg.restore_best)
         ordered += [named[k] for k in ("visualdl", "reduce_lr", "early_stopping") if k in named]
         ordered += list(extra)
@@ -540,9 +522,3 @@ def _finetuning(network, config: TrainConfig):
     report = apply_finetuning(network, config.freeze_backbone, config.backbone_lr_mult)
     say(f"hapi_runner: {describe_finetuning(report)}")
     return report.pop("trainable"), report
-
-
-def _spec(config: TrainConfig):
-    from ..datasets import spec_for
-
-    return spec_for(config.dataset, config.synthetic_like, config.normalize)
