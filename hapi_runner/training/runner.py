@@ -19,6 +19,7 @@ import numpy as np
 from ..runfolder import layout as rundir
 from ..config.train_config import TrainConfig, read_run_config
 from .distributed import is_main, on_main, say, world_size
+from .multinode import start as start_multinode
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
 from ..errors import HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
@@ -121,6 +122,8 @@ class Runner:
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
         configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
+        # A job across machines agrees on its settings and data before anyone reads data (None on one machine).
+        self.peer_watch = start_multinode(cfg)
         paddle.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
@@ -251,8 +254,12 @@ class Runner:
         from ..runfolder.resume import restore, set_epoch_offset
 
         cfg = self.config
+        if self.peer_watch is not None:
+            self.peer_watch.phase("agreeing on the run folder")
         checkpoint_folder = self._open_run_dir()
         ordered = self._callbacks(callbacks or [])
+        if self.peer_watch is not None:
+            ordered.insert(0, self.peer_watch.callback())
         done = 0
         if checkpoint_folder:
             self._check_schedule_unchanged()
@@ -285,6 +292,8 @@ class Runner:
             raise
         finally:
             self.graceful_stop.uninstall()
+            if self.peer_watch is not None:
+                self.peer_watch.stop()
         return report_at_end(self, self._write_results(time.perf_counter() - started, resumed_from=done))
 
     def evaluate(self, data=None, batch_size: Optional[int] = None) -> Dict[str, float]:
