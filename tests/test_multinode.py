@@ -231,3 +231,139 @@ def test_the_launcher_gets_this_machines_host_and_the_train_flags():
 def test_a_bad_master_is_a_usage_error(master, capsys):
     assert main(["launch", "--master", master, "--nnodes", "2", "--", "--epochs", "1"]) == 2
     assert re.fullmatch(r"hapi-runner: error: --master must be IP:PORT \(10\.0\.0\.1:29500\), got .*\.\n", capsys.readouterr().err)
+
+
+# --- two machines: network namespaces joined by a veth pair --------------------------------------------------
+
+MASTER_IP, OTHER_IP = "10.77.0.1", "10.77.0.2"
+JOB = ["--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "1200", "--model", "lenet",
+       "--batch-size", "16", "--threads", "1", "--verbose", "2", "--log-freq", "5", "--no-visualdl", "--no-report",
+       "--no-export", "--epochs", "2"]
+JOB_TIMEOUT = 150
+DIST_TIMEOUT = 20
+
+
+def ip(*args, check=True):
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc
+
+
+def namespace_pids(name):
+    return [int(p) for p in ip("netns", "pids", name, check=False).stdout.split()]
+
+
+def build_machines(names, links):
+    """Two namespaces, a veth pair between them (10.77.0.1/24, 10.77.0.2/24), and each one's hostname on 127.0.1.1."""
+    ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
+    hostname = socket.gethostname()
+    for name, link, address in zip(names, links, (MASTER_IP, OTHER_IP)):
+        os.makedirs(f"/etc/netns/{name}", exist_ok=True)  # ip netns exec mounts these files over /etc
+        with open(f"/etc/netns/{name}/hosts", "w", encoding="utf-8") as hosts:
+            hosts.write(f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n")
+        ip("link", "set", link, "netns", name)
+        ip("-n", name, "addr", "add", f"{address}/24", "dev", link)
+        ip("-n", name, "link", "set", link, "up")
+        ip("-n", name, "link", "set", "lo", "up")
+
+
+@pytest.fixture
+def machines():
+    if os.geteuid() != 0:
+        pytest.skip("two-machine test: creating network namespaces needs root")
+    if not shutil.which("ip"):
+        pytest.skip("two-machine test: the ip command (iproute2) is not installed")
+    tag = os.getpid() % 100000
+    names, links = [f"hrmn{tag}a", f"hrmn{tag}b"], [f"hrmn{tag}a", f"hrmn{tag}b"]
+    made = []
+    # A SIGTERM (CI's timeout) unwinds like Ctrl-C, so the finally below still removes the namespaces.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for name in names:
+            proc = ip("netns", "add", name, check=False)
+            if proc.returncode != 0:
+                pytest.skip(f"two-machine test: ip netns add failed here: {proc.stderr.strip()}")
+            made.append(name)
+        build_machines(names, links)
+        yield types.SimpleNamespace(names=names, links=links)
+    finally:
+        for name in made:
+            for pid in namespace_pids(name):  # only what the test started lives in its namespaces
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            ip("netns", "del", name, check=False)  # takes its end of the veth pair, and so the pair, with it
+            shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def start_node(machines, node, port, tmp, flags):
+    """``hapi-runner launch`` on one machine, with no GLOO_SOCKET_IFNAME and no --host."""
+    cmd = ["ip", "netns", "exec", machines.names[node], sys.executable, "-m", "hapi_runner", "launch", "--master",
+           f"{MASTER_IP}:{port}", "--nnodes", "2", "--log-dir", str(tmp / f"log-{port}-{node}"),
+           "--dist-timeout", str(DIST_TIMEOUT), "--", *flags]
+    return subprocess.Popen(cmd, cwd=tmp, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc, timeout=JOB_TIMEOUT):
+    try:
+        return proc.returncode if proc.poll() is not None else proc.wait(timeout=timeout), proc.stdout.read()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return 124, proc.stdout.read() + f"\n[killed after {timeout} s]"
+
+
+def run_job(machines, port, tmp, flags):
+    nodes = [start_node(machines, node, port, tmp, flags) for node in (0, 1)]
+    (code_a, out_a), (code_b, out_b) = finish(nodes[0]), finish(nodes[1])
+    assert (code_a, code_b) == (0, 0), out_a[-3000:] + out_b[-3000:]
+    return out_a, out_b
+
+
+def wait_for_line(path, pattern, timeout=JOB_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else ""
+        if re.search(pattern, text, re.S):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} never appeared in {path}")
+
+
+@pytest.mark.multinode
+def test_two_machines_train_stop_when_one_dies_and_resume(machines, tmp_path):
+    run = str(tmp_path / "run")
+    # Neither GLOO_SOCKET_IFNAME nor --host is given: each machine finds the interface that routes to the master.
+    nodes = [start_node(machines, node, 29500, tmp_path, [*JOB, "--save-dir", run]) for node in (0, 1)]
+    logs = [tmp_path / f"log-29500-{node}" / "workerlog.0" for node in (0, 1)]
+    wait_for_line(logs[0], r"Epoch 2/2.*step +5/")
+    # One machine is killed (every process in it) early in epoch 2: the other ends within the timeout, in one line.
+    for pid in namespace_pids(machines.names[1]):
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    code, out = finish(nodes[0], timeout=DIST_TIMEOUT + 30)
+    assert code != 0 and time.monotonic() - killed < DIST_TIMEOUT + 5
+    finish(nodes[1])
+    log_a, log_b = (open(path, encoding="utf-8").read() for path in logs)
+    for log, link, address in zip((log_a, log_b), machines.links, (MASTER_IP, OTHER_IP)):
+        assert f"gloo over {link} ({address}), the interface that routes to the master {MASTER_IP}" in log
+    lines = [line for line in log_a.splitlines() if line.startswith("hapi-runner: error:")]
+    assert len(lines) == 1 and "rank 0 stops" in lines[0] and f"rank 1 on {OTHER_IP} has ended" in lines[0], log_a[-3000:]
+    assert lines[0] in out and "unexpected" not in out + log_a and "Traceback" not in out + log_a
+    assert [row["epoch"] for row in read_rows(run)] == ["1"]
+    load_checkpoint(os.path.join(run, "checkpoints", "epoch_1"))  # whole: every file matches its sha256
+
+    # Both machines relaunched with --resume finish the run's epochs.
+    out_a, _ = run_job(machines, 29501, tmp_path, [*JOB, "--resume", run])
+    assert "resuming after epoch 1 of 2" in out_a
+    assert [row["epoch"] for row in read_rows(run)] == ["1", "2"]
+
+    # The job's own evaluation equals one process's evaluate of the same weights.
+    proc = subprocess.run([sys.executable, "-m", "hapi_runner", "evaluate", run, "--json"], cwd=tmp_path,
+                          env=clean_env(), capture_output=True, text=True, timeout=JOB_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    single, logged = json.loads(proc.stdout), read_json(os.path.join(run, "results.json"))["final_eval"]
+    assert single["epoch"] == 2 and single["num_samples"] == 300 and logged["acc_top1"] == single["acc_top1"]
+    assert logged["loss"] == pytest.approx(single["loss"], rel=1e-5)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 from ..errors import HapiRunnerError, UsageError
 from .multinode import route_source
