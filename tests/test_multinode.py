@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import types
 
 import pytest
 
@@ -26,16 +25,11 @@ from hapi_runner.errors import DataFileError, HapiRunnerError, UsageError
 from hapi_runner.runfolder.checkpoint_format import load_checkpoint
 from hapi_runner.training import multinode, watchdog
 from hapi_runner.training.launch import LaunchPlan, launcher_command, wait_for_master
+from bench.multinode import (IN_EPOCH_2, JOB, MASTER_IP, OTHER_IP, cannot_build_reason, clean_env, finish, kill_namespace,
+                             start_node, two_machines, wait_for_log, worker_log)
 from helpers import read_json, read_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def clean_env(**extra):
-    """This environment without a launcher's variables or a gloo interface, with this checkout importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PADDLE_", "POD_", "FLAGS_selected", "GLOO_"))}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""), **extra)
-    return env
 
 
 # --- the interface and the master --------------------------------------------------------------------------
@@ -233,120 +227,46 @@ def test_a_bad_master_is_a_usage_error(master, capsys):
     assert re.fullmatch(r"hapi-runner: error: --master must be IP:PORT \(10\.0\.0\.1:29500\), got .*\.\n", capsys.readouterr().err)
 
 
-# --- two machines: network namespaces joined by a veth pair --------------------------------------------------
+# --- two machines: network namespaces joined by a veth pair (bench/multinode.py builds them) -----------------
 
-MASTER_IP, OTHER_IP = "10.77.0.1", "10.77.0.2"
-JOB = ["--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "1200", "--model", "lenet",
-       "--batch-size", "16", "--threads", "1", "--verbose", "2", "--log-freq", "5", "--no-visualdl", "--no-report",
-       "--no-export", "--epochs", "2"]
-JOB_TIMEOUT = 150
 DIST_TIMEOUT = 20
-
-
-def ip(*args, check=True):
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
-    return proc
-
-
-def namespace_pids(name):
-    return [int(p) for p in ip("netns", "pids", name, check=False).stdout.split()]
-
-
-def build_machines(names, links):
-    """Two namespaces, a veth pair between them (10.77.0.1/24, 10.77.0.2/24), and each one's hostname on 127.0.1.1."""
-    ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
-    hostname = socket.gethostname()
-    for name, link, address in zip(names, links, (MASTER_IP, OTHER_IP)):
-        os.makedirs(f"/etc/netns/{name}", exist_ok=True)  # ip netns exec mounts these files over /etc
-        with open(f"/etc/netns/{name}/hosts", "w", encoding="utf-8") as hosts:
-            hosts.write(f"127.0.0.1 localhost\n127.0.1.1 {hostname}\n")
-        ip("link", "set", link, "netns", name)
-        ip("-n", name, "addr", "add", f"{address}/24", "dev", link)
-        ip("-n", name, "link", "set", link, "up")
-        ip("-n", name, "link", "set", "lo", "up")
+JOB_TIMEOUT = 150
 
 
 @pytest.fixture
 def machines():
-    if os.geteuid() != 0:
-        pytest.skip("two-machine test: creating network namespaces needs root")
-    if not shutil.which("ip"):
-        pytest.skip("two-machine test: the ip command (iproute2) is not installed")
-    tag = os.getpid() % 100000
-    names, links = [f"hrmn{tag}a", f"hrmn{tag}b"], [f"hrmn{tag}a", f"hrmn{tag}b"]
-    made = []
-    # A SIGTERM (CI's timeout) unwinds like Ctrl-C, so the finally below still removes the namespaces.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    reason = cannot_build_reason()
+    if reason:
+        pytest.skip(f"two-machine test: {reason}")
     try:
-        for name in names:
-            proc = ip("netns", "add", name, check=False)
-            if proc.returncode != 0:
-                pytest.skip(f"two-machine test: ip netns add failed here: {proc.stderr.strip()}")
-            made.append(name)
-        build_machines(names, links)
-        yield types.SimpleNamespace(names=names, links=links)
-    finally:
-        for name in made:
-            for pid in namespace_pids(name):  # only what the test started lives in its namespaces
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            ip("netns", "del", name, check=False)  # takes its end of the veth pair, and so the pair, with it
-            shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
-        signal.signal(signal.SIGTERM, previous)
-
-
-def start_node(machines, node, port, tmp, flags):
-    """``hapi-runner launch`` on one machine, with no GLOO_SOCKET_IFNAME and no --host."""
-    cmd = ["ip", "netns", "exec", machines.names[node], sys.executable, "-m", "hapi_runner", "launch", "--master",
-           f"{MASTER_IP}:{port}", "--nnodes", "2", "--log-dir", str(tmp / f"log-{port}-{node}"),
-           "--dist-timeout", str(DIST_TIMEOUT), "--", *flags]
-    return subprocess.Popen(cmd, cwd=tmp, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(proc, timeout=JOB_TIMEOUT):
-    try:
-        return proc.returncode if proc.poll() is not None else proc.wait(timeout=timeout), proc.stdout.read()
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return 124, proc.stdout.read() + f"\n[killed after {timeout} s]"
+        with two_machines() as built:
+            yield built
+    except RuntimeError as exc:  # ip refused: a kernel or sandbox without network namespaces
+        if "ip " not in str(exc):
+            raise
+        pytest.skip(f"two-machine test: {exc}")
 
 
 def run_job(machines, port, tmp, flags):
-    nodes = [start_node(machines, node, port, tmp, flags) for node in (0, 1)]
-    (code_a, out_a), (code_b, out_b) = finish(nodes[0]), finish(nodes[1])
+    nodes = [start_node(machines, node, port, str(tmp), flags, DIST_TIMEOUT) for node in (0, 1)]
+    (code_a, out_a), (code_b, out_b) = finish(nodes[0], JOB_TIMEOUT), finish(nodes[1], JOB_TIMEOUT)
     assert (code_a, code_b) == (0, 0), out_a[-3000:] + out_b[-3000:]
     return out_a, out_b
 
 
-def wait_for_line(path, pattern, timeout=JOB_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = open(path, encoding="utf-8", errors="replace").read() if os.path.exists(path) else ""
-        if re.search(pattern, text, re.S):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{pattern!r} never appeared in {path}")
-
-
 @pytest.mark.multinode
 def test_two_machines_train_stop_when_one_dies_and_resume(machines, tmp_path):
-    run = str(tmp_path / "run")
+    run, job = str(tmp_path / "run"), [*JOB, "--epochs", "2"]
     # Neither GLOO_SOCKET_IFNAME nor --host is given: each machine finds the interface that routes to the master.
-    nodes = [start_node(machines, node, 29500, tmp_path, [*JOB, "--save-dir", run]) for node in (0, 1)]
-    logs = [tmp_path / f"log-29500-{node}" / "workerlog.0" for node in (0, 1)]
-    wait_for_line(logs[0], r"Epoch 2/2.*step +5/")
+    nodes = [start_node(machines, node, 29500, str(tmp_path), [*job, "--save-dir", run], DIST_TIMEOUT) for node in (0, 1)]
+    wait_for_log(str(tmp_path), 29500, 0, IN_EPOCH_2, JOB_TIMEOUT)
     # One machine is killed (every process in it) early in epoch 2: the other ends within the timeout, in one line.
-    for pid in namespace_pids(machines.names[1]):
-        os.kill(pid, signal.SIGKILL)
+    kill_namespace(machines.names[1])
     killed = time.monotonic()
-    code, out = finish(nodes[0], timeout=DIST_TIMEOUT + 30)
+    code, out = finish(nodes[0], DIST_TIMEOUT + 30)
     assert code != 0 and time.monotonic() - killed < DIST_TIMEOUT + 5
-    finish(nodes[1])
-    log_a, log_b = (open(path, encoding="utf-8").read() for path in logs)
+    finish(nodes[1], JOB_TIMEOUT)
+    log_a, log_b = (worker_log(str(tmp_path), 29500, node) for node in (0, 1))
     for log, link, address in zip((log_a, log_b), machines.links, (MASTER_IP, OTHER_IP)):
         assert f"gloo over {link} ({address}), the interface that routes to the master {MASTER_IP}" in log
     lines = [line for line in log_a.splitlines() if line.startswith("hapi-runner: error:")]
@@ -356,7 +276,7 @@ def test_two_machines_train_stop_when_one_dies_and_resume(machines, tmp_path):
     load_checkpoint(os.path.join(run, "checkpoints", "epoch_1"))  # whole: every file matches its sha256
 
     # Both machines relaunched with --resume finish the run's epochs.
-    out_a, _ = run_job(machines, 29501, tmp_path, [*JOB, "--resume", run])
+    out_a, _ = run_job(machines, 29501, tmp_path, [*job, "--resume", run])
     assert "resuming after epoch 1 of 2" in out_a
     assert [row["epoch"] for row in read_rows(run)] == ["1", "2"]
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import fcntl
 import hashlib
 import json
 import os
@@ -74,7 +73,11 @@ def route_source(ip: str) -> str:
 
 
 def interface_of(address: str) -> Optional[str]:
-    """The name of the interface holding the IPv4 ``address``, None if none does."""
+    """The name of the interface holding the IPv4 ``address``, None if none does (or where ``ioctl`` is not there)."""
+    try:
+        import fcntl  # POSIX only: a job across machines is a Linux job, but the import must not break others
+    except ImportError:
+        return None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for _, name in socket.if_nameindex():
             try:
