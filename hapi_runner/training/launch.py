@@ -68,7 +68,7 @@ def wait_for_master(ip: str, port: int, timeout: float, say=print) -> None:
             with socket.create_connection((ip, port), timeout=min(5.0, max(0.1, deadline - time.monotonic()))):
                 return
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
+            reason = exc.strerror or reason or "no answer"  # a timeout says less than the refusal or route before it
         if time.monotonic() >= next_note:
             say(f"hapi_runner: launch: waiting for the master {ip}:{port} ({reason})")
             next_note += 10
