@@ -134,9 +134,12 @@ def closed_port():
 def test_a_probe_tells_a_live_rank_from_an_ended_one():
     with socket.create_server(("127.0.0.1", 0)) as server:
         assert watchdog.probe("127.0.0.1", server.getsockname()[1]) == "alive"
+        alive = [{"rank": 0, "host": "127.0.0.1", "port": 1}, {"rank": 1, "host": "127.0.0.1", "port": server.getsockname()[1]}]
+        assert watchdog.diagnose(alive, 0) == "every other rank still answers, so the connection between the ranks broke"
     assert watchdog.probe("127.0.0.1", closed_port()) == "ended"
     peers = [{"rank": 0, "host": "127.0.0.1", "port": 1}, {"rank": 1, "host": "127.0.0.1", "port": closed_port()}]
     assert watchdog.diagnose(peers, 0) == "rank 1 on 127.0.0.1 has ended (its port refuses connections)"
+    assert watchdog.diagnose(peers[:1], 0).startswith("not every rank has joined")
 
 
 def start_watchdog(timeout, victim):
@@ -187,18 +190,18 @@ def test_the_watchdog_leaves_with_its_rank_and_a_pause_stops_its_clock():
 TERMINATE = """
 import ctypes, ctypes.util, types
 from hapi_runner.training.multinode import install_terminate_hook
-watch = types.SimpleNamespace(me=1, current="training epoch 4", peers=[])
+watch = types.SimpleNamespace(me=1, current="training epoch 4", peers=[{"rank": 0, "host": "127.0.0.1", "port": PORT}])
 assert install_terminate_hook(watch)
 ctypes.CDLL(ctypes.util.find_library("stdc++") or "libstdc++.so.6")._ZSt9terminatev()
 """
 
 
 def test_the_terminate_hook_turns_a_cpp_abort_into_one_line_and_exit_1():
-    proc = subprocess.run([sys.executable, "-c", TERMINATE], capture_output=True, text=True, env=clean_env(), timeout=60)
+    proc = subprocess.run([sys.executable, "-c", TERMINATE.replace("PORT", str(closed_port()))], capture_output=True, text=True, env=clean_env(), timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "hapi-runner: error: rank 1 stops: a collective failed while training epoch 4: every other rank still answers, so "
-        "the connection between the ranks broke. Checkpoints already written are whole; relaunch every node with --resume."]
+        "hapi-runner: error: rank 1 stops: a collective failed while training epoch 4: rank 0 on 127.0.0.1 has ended (its port "
+        "refuses connections). Checkpoints already written are whole; relaunch every node with --resume."]
 
 
 # --- hapi-runner launch ------------------------------------------------------------------------------------

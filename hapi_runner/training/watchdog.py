@@ -62,10 +62,11 @@ def diagnose(peers: List[Dict], me: int) -> str:
     Returns:
         A clause such as ``rank 1 on 10.77.0.2 has ended (its port refuses connections)``.
     """
+    others = [peer for peer in peers if peer["rank"] != me and peer.get("port")]
+    if not others:  # still in the startup, before the ranks have told each other who they are
+        return "not every rank has joined: start the same command on every node and check that they reach --master"
     lost = []
-    for peer in peers:
-        if peer["rank"] == me or not peer.get("port"):
-            continue
+    for peer in others:
         state = probe(peer["host"], int(peer["port"]))
         if state == "ended":
             lost.append(f"rank {peer['rank']} on {peer['host']} has ended (its port refuses connections)")
