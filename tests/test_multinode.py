@@ -153,20 +153,20 @@ def start_watchdog(timeout, victim):
 def test_the_watchdog_ends_a_silent_rank_with_one_line_naming_the_lost_peer():
     victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        proc, port = start_watchdog(1.5, victim)
+        proc, port = start_watchdog(1.0, victim)
         assert watchdog.probe("127.0.0.1", port) == "alive"
         peers = [{"rank": 3, "host": "127.0.0.1", "port": port}, {"rank": 0, "host": "127.0.0.1", "port": closed_port()}]
         proc.stdin.write(f"phase training epoch 2\npeers {json.dumps(peers)}\n".encode())
         proc.stdin.flush()
-        for _ in range(4):  # beats keep the rank alive past the timeout
-            time.sleep(0.6)
+        for _ in range(3):  # beats keep the rank alive past the timeout
+            time.sleep(0.5)
             proc.stdin.write(b"beat\n")
             proc.stdin.flush()
         assert victim.poll() is None
         started = time.monotonic()
         assert victim.wait(timeout=10) == -signal.SIGKILL and time.monotonic() - started < 4
         lines = proc.communicate(timeout=10)[1].decode().strip().splitlines()
-        assert lines == ["hapi-runner: error: rank 3 stops: no step finished for 2 s (--dist-timeout) while training epoch 2: "
+        assert lines == ["hapi-runner: error: rank 3 stops: no step finished for 1 s (--dist-timeout) while training epoch 2: "
                          "rank 0 on 127.0.0.1 has ended (its port refuses connections). Checkpoints already written are "
                          "whole; relaunch every node with --resume."]
     finally:
@@ -179,7 +179,7 @@ def test_the_watchdog_leaves_with_its_rank_and_a_pause_stops_its_clock():
         proc, _ = start_watchdog(0.5, victim)
         proc.stdin.write(b"pause\n")
         proc.stdin.flush()
-        time.sleep(1.5)
+        time.sleep(1.0)
         assert victim.poll() is None and proc.poll() is None
         proc.stdin.close()  # the training process ended
         assert proc.wait(timeout=10) == 0 and victim.poll() is None
