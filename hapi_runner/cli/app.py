@@ -30,7 +30,7 @@ from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "launch")
 S = argparse.SUPPRESS
 
 
@@ -200,6 +200,17 @@ def build_export_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
+def build_launch_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--master", required=True, metavar="IP:PORT", help="the first node's address and a free port, the same on every node")
+    parser.add_argument("--nnodes", type=int, required=True, help="machines in the job")
+    parser.add_argument("--nproc-per-node", type=int, default=1, help="processes on this machine; default 1")
+    parser.add_argument("--log-dir", default="log", help="the launcher's folder of workerlog.N files; default log")
+    add_run_option(parser, "dist_timeout", 300, "300", help="seconds to wait for the master, then train's --dist-timeout")
+    parser.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- TRAIN_FLAGS", help="train's flags, after --")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Train paddle.vision models with paddle.Model, in one command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -211,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_export_parser(sub.add_parser("export", help="export a run's checkpoint for paddle.inference or ONNX, verified"))
     build_report_parser(sub.add_parser("report", help="write RUN/report.html: curves, per-class table, confusion matrix, mistakes"))
     build_compare_parser(sub.add_parser("compare", help="runs side by side, and their evaluation curves overlaid"))
+    build_launch_parser(sub.add_parser("launch", help="start this machine's part of a multi-node job (paddle.distributed.launch, --host filled in)"))
     return parser
 
 
@@ -335,8 +347,16 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_launch(args: argparse.Namespace) -> int:
+    from ..training.launch import LaunchPlan, run_launch as launch
+
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    plan = LaunchPlan(args.master, args.nnodes, args.nproc_per_node, args.log_dir, args.dist_timeout, train_args)
+    return launch(plan)
+
+
 RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
-           "report": run_report, "compare": run_compare}
+           "report": run_report, "compare": run_compare, "launch": run_launch}
 
 
 class _StderrHandler(logging.StreamHandler):

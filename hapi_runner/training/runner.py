@@ -19,6 +19,7 @@ from ..runfolder import layout as rundir
 from ..runfolder.layout import RunPaths
 from ..config.train_config import TrainConfig, read_run_config
 from .distributed import is_main, on_main, say, world_size
+from .multinode import start as start_multinode
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
 from ..errors import HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
@@ -104,6 +105,8 @@ class Runner:
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
         configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
+        # A job across machines agrees on its settings and data before anyone reads data (None on one machine).
+        self.peer_watch = start_multinode(cfg)
         paddle.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
@@ -224,8 +227,12 @@ class Runner:
         from ..report.end_of_training import report_at_end
 
         cfg = self.config
+        if self.peer_watch is not None:
+            self.peer_watch.phase("agreeing on the run folder")
         checkpoint_folder = self._open_run_dir()
         ordered = self._callbacks(callbacks or [])
+        if self.peer_watch is not None:
+            ordered.insert(0, self.peer_watch.callback())
         done = self._begin(checkpoint_folder, ordered)
         if done >= cfg.epochs:
             return report_at_end(self, self._finish_trained_run(done))
@@ -242,6 +249,8 @@ class Runner:
             raise
         finally:
             self.graceful_stop.uninstall()
+            if self.peer_watch is not None:
+                self.peer_watch.stop()
         return report_at_end(self, self._write_results(time.perf_counter() - started, resumed_from=done))
 
     def _begin(self, checkpoint_folder: Optional[str], ordered: List[Any]) -> int:
