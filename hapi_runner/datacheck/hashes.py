@@ -64,7 +64,8 @@ def grey_thumbnail(array: np.ndarray) -> np.ndarray:
 
 def phash_bits(thumbnails: np.ndarray) -> np.ndarray:
     """bool ``[N, 64]`` perceptual hashes of float ``[N, 32, 32]`` grey thumbnails."""
-    coeffs = np.einsum("ij,njk,lk->nil", _DCT, thumbnails.astype(np.float64), _DCT)[:, :LOW, :LOW].reshape(len(thumbnails), -1)
+    low = _DCT[:LOW]  # only the lowest frequencies are kept, so only their rows of the DCT are applied
+    coeffs = (low @ thumbnails.astype(np.float64) @ low.T).reshape(len(thumbnails), -1)
     median = np.median(coeffs[:, 1:], axis=1, keepdims=True)
     return coeffs > median
 
