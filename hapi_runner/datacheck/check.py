@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 
 from ..config.checks import check_choice, check_int, check_number
 from ..datasets.folder_transform import CROP_PCT, resize_short_for
-from ..utils import atomic_write_text
+from ..runfolder.atomic import atomic_write_text
 from .findings import duplicate_pairs, summarize
 from .hashes import NEAR_THRESHOLD
 from .inventory import take_inventory

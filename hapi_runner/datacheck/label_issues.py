@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import DataFileError, UsageError
 from ..report.figures import thumbnail_png
 from ..report.page import document, esc, facts, sample, section, table
-from ..utils import atomic_write_text
+from ..runfolder.atomic import atomic_write_text
 from .confident import find_label_issues
 from .crossfit import CrossFit
 from .names import CORRECTED_LIST, LABEL_ISSUES_CSV as CSV_NAME, LABEL_ISSUES_PAGE as PAGE_NAME
