@@ -2,6 +2,7 @@
 
 import csv
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -152,3 +153,34 @@ def test_an_edited_csv_with_a_bad_row_is_named_by_line(tmp_path, cells, error, m
         read_decisions(str(path), CLASSES)
     with pytest.raises(UsageError, match="does not exist"):
         read_decisions(str(tmp_path / "none.csv"), CLASSES)
+
+
+TINY_NET = """
+import paddle.nn as nn
+
+
+class Tiny(nn.Layer):
+    def __init__(self, in_channels=1, num_classes=10):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2D(in_channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2D(2),
+                                  nn.Flatten(), nn.Linear(16, num_classes))
+
+    def forward(self, x):
+        return self.body(x)
+"""
+
+
+def test_a_built_in_dataset_and_a_network_from_a_file_work_too(tmp_path, capsys):
+    (tmp_path / "tiny.py").write_text(TINY_NET)
+    out = tmp_path / "issues"
+    assert main(["label-issues", "--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64",
+                 "--model", f"{tmp_path / 'tiny.py'}:Tiny", "--epochs", "1", "--batch-size", "16", "--threads", "1",
+                 "--folds", "2", "--output", str(out), "--json"]) == 0
+    printed = capsys.readouterr().out
+    written = json.loads(printed[printed.index("\n{") + 1:])  # after one progress line per fold
+    with open(out / "label_issues.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(r["path"].startswith(f"{r['split']}[") for r in rows)  # built-in images are named by split and index
+    assert written["suspects"] == len(rows) and written["train_images"] == 64
+    assert main(["label-issues", "--dataset", "synthetic", "--apply", str(out / "label_issues.csv")]) == 2
+    assert "folder dataset" in capsys.readouterr().err

@@ -50,8 +50,12 @@ def label_config(args: argparse.Namespace):
 
 
 def _apply(args: argparse.Namespace, config) -> int:
+    from ..errors import UsageError
     from .label_issues import apply_decisions
 
+    if config.dataset != "folder":
+        raise UsageError(f"--apply writes list files of a folder dataset, and dataset '{config.dataset}' is built in; "
+                         f"pass the folder (DIR or --data-dir) that label-issues read.")
     output = None if args.output == LABEL_ISSUES_DIR else args.output
     result = apply_decisions(args.apply, config.data_dir, train_list=config.train_list, val_list=config.val_list,
                              output_dir=output)
