@@ -17,7 +17,6 @@ some repeated images.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """label-issues on Fashion-MNIST PNG folders with a known fraction of labels flipped: precision and recall of the flipped files.
 
-    python bench/label_issues.py [--count 3000] [--flip 0.1] [--folds 3] [--epochs 6] [--lr 0.05] [--threads 2] [--augment]
+    python bench/label_issues.py [--count 3000] [--flip 0.1] [--folds 3] [--epochs 6] [--lr 0.01] [--threads 2] [--augment]
 
 Writes ``--count`` training images (and a val/ folder of a fifth as many) as
 ``<split>/<class>/``, each flipped image filed under a class chosen at
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--flip", type=float, default=0.1)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--augment", action="store_true")
     args = parser.parse_args(argv)

@@ -58,9 +58,14 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarra
 
 def _fit_fold(runner, config, keep: np.ndarray, held: np.ndarray):
     """``runner``'s fresh model trained on ``keep``; returns the probabilities of ``held`` and of the validation set."""
+    from ..callbacks.step_lr import OptimizerStepLR
+
     train = runner.train_data.subset(keep)
     loader = runner.loader(train, shuffle=True, mixing=runner.mixing)
-    runner.model.fit(loader, epochs=config.epochs, verbose=0, accumulate_grad_batches=config.accumulate_grad_batches)
+    # The schedule steps per optimizer step, as in training; it was sized for the whole training set,
+    # so a fold (K-1 of K parts) ends it early, at a slightly higher rate than a full run's last epoch.
+    runner.model.fit(loader, epochs=config.epochs, verbose=0, callbacks=[OptimizerStepLR()],
+                     accumulate_grad_batches=config.accumulate_grad_batches)
     plain = runner.eval_data.transform  # evaluation's crop, no augmentation
     held_probs = runner.predict(runner.train_data.subset(held, transform=plain))
     return held_probs, runner.predict(runner.eval_data)

@@ -26,6 +26,7 @@ from ..runfolder.atomic import atomic_write_text
 from .confident import find_label_issues
 from .crossfit import CrossFit
 from .names import CORRECTED_LIST, LABEL_ISSUES_CSV as CSV_NAME, LABEL_ISSUES_PAGE as PAGE_NAME
+from .page import CAPTION_STYLE
 
 COLUMNS = ("rank", "path", "split", "given_label", "suggested_label", "confidence", "self_confidence", "action")
 ACTIONS = ("keep", "relabel", "drop")
@@ -90,7 +91,7 @@ def page_text(fit: CrossFit, rows: Sequence[Dict[str, Any]], title: str) -> str:
     more = f"<p>{len(rows) - PAGE_LIMIT} more in {esc(CSV_NAME)}.</p>" if len(rows) > PAGE_LIMIT else ""
     gallery = f'<div class="gallery" id="suspects">{"".join(tiles) or "no suspect"}</div>{more}'
     return document(f"Label issues: {title}", "images whose label disagrees with a model trained without them",
-                    [section("Summary", summary + pairs, "summary"), section("Suspects", gallery, "suspects-section")])
+                    [CAPTION_STYLE, section("Summary", summary + pairs, "summary"), section("Suspects", gallery, "suspects-section")])
 
 
 def write_outputs(fit: CrossFit, output_dir: str, title: str, method: str = "both") -> Dict[str, Any]:

@@ -21,6 +21,8 @@ THUMB = 96
 # Horizontal bars drawn with CSS: no plotting library and nothing to load.
 BAR_STYLE = ("<style>.bars td.bar{width:420px} .bars span{display:inline-block;height:12px;background:#4a78b5}"
              " .bars span.val{background:#e39b3a} .pair{display:flex;gap:6px;align-items:flex-start}</style>")
+# Long paths in captions break anywhere instead of running under the next tile.
+CAPTION_STYLE = "<style>figcaption{overflow-wrap:anywhere}</style>"
 
 
 def image_png(inventory: Inventory, index: int) -> bytes:
@@ -117,7 +119,7 @@ def build_page(inventory: Inventory, pairs: Sequence[Dict[str, Any]], summary: D
     subtitle = (f"{summary['images']} images, {summary['readable']} readable, {len(summary['classes'])} classes; "
                 f"validation: {summary['validation']}")
     sections = [
-        BAR_STYLE,
+        BAR_STYLE + CAPTION_STYLE,
         section("Images per class", _bars(summary) + notes(_balance_lines(summary)), "counts"),
         section("Sizes, modes and formats", _sizes(summary), "sizes-section"),
         section("Unreadable files", unreadable, "unreadable-section"),
