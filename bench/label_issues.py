@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """label-issues on Fashion-MNIST PNG folders with a known fraction of labels flipped: precision and recall of the flipped files.
 
-    python bench/label_issues.py [--count 3000] [--flip 0.1] [--folds 3] [--epochs 6] [--lr 0.01] [--threads 2] [--augment]
+    python bench/label_issues.py [--count 3000] [--flip 0.1] [--folds 3] [--epochs 6] [--optimizer adam] [--lr 0.002] [--threads 2] [--augment]
 
 Writes ``--count`` training images (and a val/ folder of a fifth as many) as
 ``<split>/<class>/``, each flipped image filed under a class chosen at
 random among the other nine; then runs the cross-fitting (LeNet,
-``--image-size 28 --channels 1``, batches of 64, momentum at ``--lr``,
+``--image-size 28 --channels 1``, batches of 64, ``--optimizer`` at ``--lr``,
 ``--folds`` trainings of ``--epochs`` epochs, without augmentation unless
 ``--augment``: a random resized crop of a 28x28 image loses too much) and
 confident learning with each of its rules on the same probabilities. Prints
@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     parser.add_argument("--flip", type=float, default=0.1)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--augment", action="store_true")
     args = parser.parse_args(argv)
@@ -68,11 +69,11 @@ def main(argv=None) -> int:
         from hapi_runner.datacheck.label_issues import suspect_rows
 
         config = TrainConfig(model="lenet", dataset="folder", data_dir=data, channels=1, image_size=28, epochs=args.epochs,
-                             batch_size=64, lr=args.lr, augment=args.augment, threads=args.threads, verbose=0)
+                             batch_size=64, optimizer=args.optimizer, lr=args.lr, augment=args.augment, threads=args.threads, verbose=0)
         started = time.perf_counter()
         fit = cross_fit(config, args.folds)
         seconds = time.perf_counter() - started
-        print(f"\n{args.count} train + {args.count // 5} val images, {len(flipped)} flipped ({args.flip:.0%}); LeNet at lr {args.lr}"
+        print(f"\n{args.count} train + {args.count // 5} val images, {len(flipped)} flipped ({args.flip:.0%}); LeNet, {args.optimizer} at lr {args.lr}"
               f"{' with augmentation' if args.augment else ''}, {args.folds} folds x {args.epochs} epochs: {seconds:.0f}s, out-of-sample top-1 {fit.accuracy:.3f}\n")
         print("| rule | suspects | precision | recall | suggested = true class |\n| --- | ---: | ---: | ---: | ---: |")
         for method in METHODS:
