@@ -140,3 +140,17 @@ def test_the_page_renders_in_a_real_browser(planted, tmp_path):
     assert pixels.std() > 20 and 0.03 < (pixels < 240).any(axis=2).mean() < 0.9
     blue_bars = (np.abs(pixels - [0x4A, 0x78, 0xB5]).sum(axis=2) < 30).sum()
     assert blue_bars > 500  # the class histogram's bars were drawn
+
+
+def test_a_paddleclas_list_is_read_as_training_reads_it_and_a_file_listed_twice_is_a_duplicate(tmp_path):
+    data = tmp_path / "data"
+    paths = class_tree(data, 4, classes=("a", "b"), nested=False, junk=False)
+    lines = [f"{Path(p).relative_to(data)} {0 if '/a/' in str(p) else 1}" for p in paths]
+    (data / "train.txt").write_text("\n".join(lines + [lines[0]]) + "\n")
+    (data / "val.txt").write_text(lines[-1] + "\n")
+    summary = check_data(str(data), CheckOptions(image_size=28, train_list=str(data / "train.txt"),
+                                                  val_list=str(data / "val.txt")), output=None)
+    assert summary["class_counts"] == {"train": {"0": 5, "1": 4}, "val": {"0": 0, "1": 1}}
+    kinds = sorted((p["kind"], p["how"]) for p in summary["duplicate_pairs"])
+    assert kinds == [("across_splits", "exact"), ("within_class", "exact")]
+    assert summary["only_in"] == {"train": ["0"], "val": []}
