@@ -26,11 +26,11 @@ from typing import Any, Dict, List, Optional
 from .. import __version__
 from ..config.checks import check_int, check_path, parse_device, parse_threads
 from ..config.train_config import TrainConfig, load_config_file, resolve_layers
-from ..errors import HapiRunnerError, UsageError
 from ..datacheck.commands import run_check_data, run_label_issues
 from ..datacheck.confident import METHODS as LABEL_METHODS
 from ..datacheck.hashes import NEAR_THRESHOLD
 from ..datacheck.names import DATA_CHECK_PAGE, LABEL_ISSUES_DIR
+from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
