@@ -26,11 +26,15 @@ from typing import Any, Dict, List, Optional
 from .. import __version__
 from ..config.checks import check_int, check_path, parse_device, parse_threads
 from ..config.train_config import TrainConfig, load_config_file, resolve_layers
+from ..datacheck.commands import run_check_data, run_label_issues
+from ..datacheck.confident import METHODS as LABEL_METHODS
+from ..datacheck.hashes import NEAR_THRESHOLD
+from ..datacheck.names import DATA_CHECK_PAGE, LABEL_ISSUES_DIR
 from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "launch")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "check-data", "label-issues", "launch")
 S = argparse.SUPPRESS
 
 
@@ -211,6 +215,37 @@ def build_launch_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
+def build_check_data_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("data_dir", metavar="DIR", nargs="?", default=None,
+                        help="the folder holding train/<class>/... (and val/), or the root of --train-list's paths")
+    for name, default, shown in (("train_list", None, "class folders"), ("val_list", None, "a val/ folder, else --val-split"),
+                                 ("image_size", 224, "224"), ("channels", 3, "3"), ("val_split", 0.1, "0.1"), ("seed", 0, "0"),
+                                 ("num_workers", 0, "0"), ("cache_limit", None, "free disk less 10%")):
+        add_run_option(parser, name, default, shown)
+    parser.add_argument("--near-threshold", type=int, default=NEAR_THRESHOLD, metavar="BITS",
+                        help=f"perceptual-hash bits (of 64) a near duplicate may differ in; default {NEAR_THRESHOLD}")
+    parser.add_argument("--output", default=DATA_CHECK_PAGE, help=f"the HTML page to write; default ./{DATA_CHECK_PAGE}")
+    _add_common(parser, "print the whole summary as JSON")
+    return parser
+
+
+def build_label_issues_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("folder", metavar="DIR", nargs="?", default=None,
+                        help="a folder dataset (train/<class>/...): the same as --dataset folder --data-dir DIR")
+    own = parser.add_argument_group("label-issues")
+    own.add_argument("--folds", type=int, default=3, metavar="K", help="cross-fitting trainings, each on K-1 folds; default 3")
+    own.add_argument("--method", choices=LABEL_METHODS, default="both",
+                     help="confident learning's rule: both (C+NR), cj (confident joint) or noise-rate; default both")
+    own.add_argument("--output", default=LABEL_ISSUES_DIR, metavar="DIR",
+                     help=f"where label_issues.csv and .html go (with --apply: the corrected lists); default ./{LABEL_ISSUES_DIR}")
+    own.add_argument("--run", default=None, metavar="RUN", help="take data, model and training flags from a run's config.json")
+    own.add_argument("--apply", default=None, metavar="CSV", help="write corrected list files from an edited label_issues.csv")
+    own.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults")
+    _add_common(parser, "print what was written as JSON")
+    add_config_flags(parser)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Train paddle.vision models with paddle.Model, in one command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -222,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     build_export_parser(sub.add_parser("export", help="export a run's checkpoint for paddle.inference or ONNX, verified"))
     build_report_parser(sub.add_parser("report", help="write RUN/report.html: curves, per-class table, confusion matrix, mistakes"))
     build_compare_parser(sub.add_parser("compare", help="runs side by side, and their evaluation curves overlaid"))
+    build_check_data_parser(sub.add_parser("check-data", help="a folder dataset's counts, sizes, unreadable files, duplicates and leakage"))
+    build_label_issues_parser(sub.add_parser("label-issues", help="images whose label a model trained without them disagrees with"))
     build_launch_parser(sub.add_parser("launch", help="start this machine's part of a multi-node job (paddle.distributed.launch, --host filled in)"))
     return parser
 
@@ -356,7 +393,8 @@ def run_launch(args: argparse.Namespace) -> int:
 
 
 RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
-           "report": run_report, "compare": run_compare, "launch": run_launch}
+           "report": run_report, "compare": run_compare, "check-data": run_check_data, "label-issues": run_label_issues,
+           "launch": run_launch}
 
 
 class _StderrHandler(logging.StreamHandler):
