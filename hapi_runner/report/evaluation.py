@@ -36,6 +36,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     """
     import os
 
+    from ..deploy.gradcam import dataset_cams
     from ..deploy.tasks import eval_dataset, load_run, run_logits
 
     if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
@@ -54,7 +55,9 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     logits = run_logits(run, data, batch_size or config.batch_size)
     probs = Predictions.from_logits(data.labels, logits).probs
     source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
-    return Predictions.from_dataset(data, probs, source)
+    predictions = Predictions.from_dataset(data, probs, source)
+    predictions.heatmaps = dataset_cams(run.network, data)
+    return predictions
 
 
 def _held_out(config, out_size: int, data_dir: Optional[str], download: bool):

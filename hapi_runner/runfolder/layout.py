@@ -11,6 +11,7 @@ from ..errors import UsageError
 
 RESULTS = "results.json"
 CONFIG = "config.json"
+CALIBRATION = "calibration.json"  # the temperature fitted on the evaluation set, ECE before and after
 
 
 def is_finished(path: str) -> bool:
