@@ -189,3 +189,36 @@ def test_one_line_refusals(run, tmp_path, capsys):
         code, _, err = cli(capsys, argv)
         lines = [line for line in err.splitlines() if line.startswith("hapi-runner: error:")]
         assert code == 2 and len(lines) == 1 and match in lines[0] and "Traceback" not in err, (argv, err)
+
+
+def test_a_real_browser_draws_the_calibration_and_the_overlays(run, tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tools.report_screenshot import find_browser, screenshot
+
+    if find_browser() is None:
+        pytest.skip("no headless Chromium (apt-get install -y chromium)")
+    from PIL import Image
+
+    from hapi_runner.deploy.calibration import read_calibration
+    from hapi_runner.deploy.gradcam import dataset_cams
+    from hapi_runner.report import sections, trust
+    from hapi_runner.report.page import document
+    from hapi_runner.report.predictions import Predictions
+
+    runner = run[0]
+    data = runner.eval_data
+    predictions = Predictions.from_dataset(data, runner.predict(), "test")
+    predictions.heatmaps = dataset_cams(runner.network, data)
+    parts = [trust.calibration(predictions, read_calibration(runner.run_dir), runner.run_dir),
+             sections.gallery(predictions, list(range(10)), 6, 0)]
+    page = tmp_path / "trust.html"
+    page.write_text(document("trust", "calibration and Grad-CAM", parts), encoding="utf-8")
+    with Image.open(screenshot(str(page), str(tmp_path / "shot.png"), 1200, 2200)) as picture:
+        pixels = np.asarray(picture.convert("RGB"), dtype=np.int64)
+    assert pixels.std() > 20
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    assert ((blue > 150) & (red < 90)).sum() > 2000  # the reliability bars, drawn in blue
+    assert ((red > green + 100) & (red > blue + 100)).sum() > 50  # the heat overlays' red, where the network looked

@@ -98,6 +98,7 @@ def test_colours_overlay_and_unnormalise():
     grey = np.full((4, 4), 200, np.uint8)
     drawn = overlay(grey, cam)  # a 2x2 map resized onto a 4x4 image
     assert drawn.shape == (4, 4, 3) and drawn.dtype == np.uint8
+    assert tuple(overlay(grey, cam, alpha=0.5)[0, 0]) == (200, 200, 200)  # no heat: the image as it was
     batch = (np.array([[[[0, 255]]]], np.float32) / 255.0 - 0.5) / 0.25
     assert unnormalise(batch, [0.5], [0.25]).tolist() == [[[[0], [255]]]]
 

@@ -20,7 +20,7 @@ from ..errors import UsageError
 from ..utils import atomic_write_bytes
 
 OVERLAY_MIN_SIDE = 112  # pixels: a 28x28 input is drawn 4x, so the heat map's detail stays visible
-OVERLAY_ALPHA = 0.5  # the heat map's share of each overlay pixel
+OVERLAY_ALPHA = 0.7  # the heat colour's share of the hottest pixel (cooler ones take less)
 
 
 def conv_layers(network) -> List[Tuple[str, Any]]:
@@ -103,7 +103,9 @@ def heat_colours(cam: np.ndarray) -> np.ndarray:
 def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
     """uint8 RGB ``[H, W, 3]``: the image (``[H, W]`` or ``[H, W, C]``) with the heat map blended over it.
 
-    A heat map of another size than the image is resized to it first.
+    Each pixel takes the heat colour in proportion to its heat, up to
+    ``alpha`` at the maximum, so the image shows through where the network did
+    not look. A heat map of another size than the image is resized to it first.
     """
     from PIL import Image
 
@@ -112,7 +114,9 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = OVERLAY_ALPHA) ->
         if image.ndim == 2 or image.shape[-1] == 1 else image[..., :3]
     if cam.shape != rgb.shape[:2]:
         cam = np.asarray(Image.fromarray(cam.astype(np.float32)).resize((rgb.shape[1], rgb.shape[0]), Image.BILINEAR))
-    blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * heat_colours(cam).astype(np.float32)
+    peak = float(cam.max())
+    weight = alpha * (cam / peak if peak > 0 else np.zeros_like(cam))[..., None]
+    blended = (1.0 - weight) * rgb.astype(np.float32) + weight * heat_colours(cam).astype(np.float32)
     return np.clip(blended, 0, 255).astype(np.uint8)
 
 

@@ -187,8 +187,9 @@ def reliability_png(panels: Sequence[Tuple[str, Dict[str, Any]]]) -> bytes:
         filled = [i for i, count in enumerate(bins["count"]) if count]
         ax.bar(edges[filled], [bins["accuracy"][i] for i in filled], width=width, align="edge", color="tab:blue",
                edgecolor="white", label="accuracy")
-        ax.bar(edges[filled], [bins["confidence"][i] - bins["accuracy"][i] for i in filled], width=width, align="edge",
-               bottom=[bins["accuracy"][i] for i in filled], color="tab:red", alpha=0.3, label="gap to confidence")
+        gaps = [(min(bins["confidence"][i], bins["accuracy"][i]), abs(bins["confidence"][i] - bins["accuracy"][i])) for i in filled]
+        ax.bar(edges[filled], [g for _, g in gaps], width=width, align="edge", bottom=[b for b, _ in gaps], color="tab:red",
+               alpha=0.3, label="gap to the mean confidence")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
