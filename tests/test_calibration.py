@@ -108,6 +108,13 @@ def cli(capsys, argv):
     return code, out, err
 
 
+def printed_json(out):
+    """The JSON a command printed, after the lines the folder reader prints on its way."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(("{", "[")))
+    return json.loads("\n".join(lines[start:]))
+
+
 def softmax(values, temperature):
     return probabilities(np.asarray([values]), temperature)[0]
 
@@ -222,3 +229,29 @@ def test_a_real_browser_draws_the_calibration_and_the_overlays(run, tmp_path):
     red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     assert ((blue > 150) & (red < 90)).sum() > 2000  # the reliability bars, drawn in blue
     assert ((red > green + 100) & (red > blue + 100)).sum() > 50  # the heat overlays' red, where the network looked
+
+
+def test_a_folder_run_of_a_users_network_calibrates_flips_and_explains(tmp_path, capsys):
+    from folder_images import class_tree
+    from usernets import FACTORY, write_net
+
+    from hapi_runner import Runner, TrainConfig
+
+    class_tree(tmp_path / "data", 8, classes=("bag", "coat"), junk=False)
+    val = class_tree(tmp_path / "data", 4, classes=("bag", "coat"), split="val", offset=40, junk=False)
+    net = write_net(tmp_path, "nets.py", FACTORY)
+    run_dir = str(tmp_path / "run")
+    Runner(TrainConfig(dataset="folder", data_dir=str(tmp_path / "data"), model=f"{net}:make_net", image_size=32, epochs=1,
+                       batch_size=8, threads="1", verbose=0, visualdl=False, save_dir=run_dir)).fit()
+    assert json.loads(open(f"{run_dir}/calibration.json").read())["num_samples"] == 8
+    code, out, _ = cli(capsys, ["calibrate", run_dir, "--tta", "flip", "--json", "--threads", "1"])
+    assert code == 0 and printed_json(out)["tta"] == "flip"
+    assert json.loads(open(f"{run_dir}/inference/hapi_runner.json").read())["tta"] == "flip"
+    code, out, _ = cli(capsys, ["evaluate", run_dir, "--json", "--threads", "1"])
+    assert code == 0 and printed_json(out)["tta"] == "flip"  # the calibration's choice is the default
+    code, out, _ = cli(capsys, ["predict", run_dir, str(val[0]), str(val[-1]), "--json", "--explain", str(tmp_path / "cams")])
+    assert code == 0
+    for path, item in zip((val[0], val[-1]), printed_json(out)):
+        assert item["explanation"]["layer"] == "0"
+        heat = np.load(tmp_path / "cams" / f"{path.stem}_gradcam.npy")
+        assert heat.shape == (32, 32) and heat.min() >= 0
