@@ -164,6 +164,7 @@ def test_evaluate_with_flips_and_the_temperature(run, capsys):
     code, out, _ = cli(capsys, ["evaluate", runner.run_dir, "--json", "--threads", "1"])
     plain = json.loads(out)
     assert plain["tta"] == "none" and plain["ece"] == pytest.approx(record["ece_after"], abs=1e-6)
+    assert result["loss"] != pytest.approx(plain["loss"], abs=1e-6)  # the mirrors changed the probabilities
 
 
 def test_predict_explains_each_image(run, tmp_path, capsys):
