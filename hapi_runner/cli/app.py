@@ -174,10 +174,9 @@ def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     return parser
 
 
-def _add_tta(parser: argparse.ArgumentParser) -> None:
+def _add_tta(parser: argparse.ArgumentParser, shown: str = "what hapi-runner calibrate --tta chose, else none") -> None:
     parser.add_argument("--tta", choices=("none", "flip"), default=None,
-                        help="flip: average each image's probabilities with its mirror's (refused for the MNIST family); "
-                             "default: what hapi-runner calibrate --tta chose, else none")
+                        help=f"flip: average each image's probabilities with its mirror's (refused for the MNIST family); default: {shown}")
 
 
 def build_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -201,7 +200,7 @@ def build_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 def build_calibrate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("run", metavar="RUN", help="a run folder written by train")
     parser.add_argument("--checkpoint", default="last", help="last (default: the weights the export holds), best, or a checkpoint path")
-    _add_tta(parser)
+    _add_tta(parser, "none; flip also makes predict and evaluate flip by default")
     add_run_option(parser, "data_dir", None, "the run's")
     add_run_option(parser, "download", True, "")
     add_run_option(parser, "batch_size", None, "the run's")
