@@ -114,3 +114,17 @@ def test_dataset_cams_use_the_datasets_transform(trained):
     cams = dataset_cams(trained[0], Data, batch_size=3)([0, 1, 2, 3], [1, 1, 0, 0])
     assert cams.shape == (4, SIDE, SIDE)
     np.testing.assert_allclose(cams[3], grad_cam(trained[0], Data.transform(Data.images[3:4]), [0])[0], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, layer", [("resnet18", "layer4.1.conv2"), ("mobilenet_v2", "features.18.0")])
+def test_paddle_vision_networks_are_weighed_at_their_last_convolution(name, layer):
+    import paddle
+    import paddle.vision.models as models
+
+    paddle.seed(0)
+    network = getattr(models, name)(num_classes=3)
+    network.eval()
+    batch = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    assert find_layer(network)[0] == layer
+    cams = grad_cam(network, batch, [0, 2])
+    assert cams.shape == (2, 32, 32) and cams.min() >= 0.0 and np.isfinite(cams).all()
