@@ -28,6 +28,8 @@ from ..config.train_config import TrainConfig, read_run_config
 from ..errors import DataFileError, HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
 from ..runfolder.atomic import write_json
+from .calibration import (check_tta, expected_calibration_error, logits_from_probabilities, mirrored, negative_log_likelihood,
+                          probabilities, read_calibration)
 from .export import export_model
 from .inference import InferenceModel
 from .layout import SIDECAR, build_sidecar, load_sidecar
@@ -66,6 +68,9 @@ class LoadedRun:
             extra["image_preprocessing"] = self.folder.preprocessing
         if self.weights == "ema":
             extra["weights"] = "ema"
+        calibration = read_calibration(self.run_dir)
+        if calibration is not None:  # a fresh export keeps the run's temperature
+            extra.update(temperature=calibration["temperature"], tta=calibration.get("tta", "none"))
         return build_sidecar(self.spec.mean, self.spec.std, self.input_shape, class_names=list(self.class_names),
                              model=self.config.model, dataset=self.config.dataset,
                              image_size=self.input_shape[-1] if resized else self.spec.size,
@@ -209,7 +214,7 @@ def _timed_logits(run: LoadedRun, data, *, engine: str, batch_size: int, explici
 def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str = "dygraph",
                  dataset: Optional[str] = None, data_dir: Optional[str] = None, batch_size: Optional[int] = None,
                  threads: Optional[str] = None, device: str = "cpu", download: bool = True,
-                 tensorrt: Optional[str] = None, network: Any = None) -> Dict[str, Any]:
+                 tensorrt: Optional[str] = None, network: Any = None, tta: Optional[str] = None) -> Dict[str, Any]:
     """Evaluates a run's weights on a test split, every sample exactly once.
 
     Args:
@@ -228,6 +233,12 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
             TensorRT on a GPU. Defaults to None.
         network: the network, for a run trained on one built in Python (see
             :func:`load_run`). Defaults to None.
+        tta: ``flip`` averages the probabilities of each image and its
+            mirror; ``none`` does not. Defaults to the run's calibration's
+            choice (``hapi-runner calibrate --tta``), else ``none``.
+
+    The run's temperature (``calibration.json``) divides the logits before
+    the loss; accuracy does not depend on it.
 
     Returns:
         :func:`hapi_runner.deploy.scoring.metrics_from_logits`'s figures (loss,
@@ -236,18 +247,35 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
         ``images_per_second``, and where the CSV/PNG of the confusion matrix were written.
     """
     check_choice("engine", engine, ENGINES)
+    calibration = read_calibration(run_dir) or {}
     run = load_run(run_dir, checkpoint=checkpoint or "last", threads=threads, device=device, network=network)
+    tta = check_tta(tta or calibration.get("tta"), dataset or run.config.dataset)
     data = eval_dataset(run, dataset, data_dir, download)
-    logits, seconds, engine_name = _timed_logits(
-        run, data, engine=engine, batch_size=batch_size or run.config.batch_size,
-        explicit_checkpoint=checkpoint is not None, threads=threads, device=device, tensorrt=tensorrt)
-    result = metrics_from_logits(logits, data.labels, run.spec.num_classes, data.class_names)
+    views, seconds = [], 0.0
+    for view in ([data, mirrored(data)] if tta == "flip" else [data]):
+        logits, more, engine_name = _timed_logits(
+            run, view, engine=engine, batch_size=batch_size or run.config.batch_size,
+            explicit_checkpoint=checkpoint is not None, threads=threads, device=device, tensorrt=tensorrt)
+        views.append(logits)
+        seconds += more
+    result = _calibrated_metrics(np.stack(views), data, run.spec.num_classes, calibration.get("temperature", 1.0))
+    result["tta"] = tta
     result.update(images_per_second=len(data) / seconds if seconds > 0 else None, seconds=seconds, engine=engine_name,
                   dataset=data.spec.name, checkpoint=run.checkpoint, epoch=run.epoch, weights=run.weights,
                   synthetic=data.synthetic)
     stem = f"confusion_{data.spec.name}_epoch{run.epoch}"
     result["confusion_files"] = write_confusion(run.run_dir, stem, result["confusion_matrix"], data.class_names)
     write_json(os.path.join(run.run_dir, f"evaluation_{data.spec.name}_epoch{run.epoch}_{engine}.json"), result)
+    return result
+
+
+def _calibrated_metrics(views: np.ndarray, data, num_classes: int, temperature: float) -> Dict[str, Any]:
+    """:func:`metrics_from_logits` of the views' averaged probabilities at ``temperature``, with the ECE before and after."""
+    calibrated, raw = probabilities(views, temperature), probabilities(views)
+    result = metrics_from_logits(logits_from_probabilities(calibrated), data.labels, num_classes, data.class_names)
+    result.update(temperature=float(temperature), ece=expected_calibration_error(calibrated, data.labels),
+                  ece_uncalibrated=expected_calibration_error(raw, data.labels),
+                  loss_uncalibrated=negative_log_likelihood(views, data.labels))
     return result
 
 

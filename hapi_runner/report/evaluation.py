@@ -38,6 +38,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     import os
     from dataclasses import replace
 
+    from ..deploy.gradcam import dataset_cams
     from ..deploy.tasks import eval_dataset, load_run, run_logits
     from ..model.assembly import load_data
 
@@ -57,4 +58,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     logits = run_logits(run, data, batch_size or config.batch_size)
     probs = Predictions.from_logits(data.labels, logits).probs
     source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
-    return Predictions.from_dataset(data, probs, source)
+    predictions = Predictions.from_dataset(data, probs, source)
+    predictions.heatmaps = dataset_cams(run.network, data)
+    return predictions
+

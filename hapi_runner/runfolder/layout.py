@@ -35,6 +35,7 @@ INFERENCE = "inference"
 ONNX = "onnx"
 EXPORT_REPORT = "export_report.json"  # inside the export folder
 ONNX_REPORT = "onnx_report.json"  # inside the ONNX export folder
+CALIBRATION = "calibration.json"  # the temperature fitted on the evaluation set, ECE before and after
 
 # One checkpoint folder, checkpoints/epoch_<N>/.
 STATE_FILE = "state.json"
