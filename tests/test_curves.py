@@ -7,7 +7,8 @@ import types
 
 import pytest
 
-from hapi_runner.callbacks.curves import Curves, render_png
+from hapi_runner.callbacks.curves import Curves
+from hapi_runner.report.figures import curves_png as render_png
 from hapi_runner.callbacks.history import COLUMNS, History
 from hapi_runner.errors import UsageError
 from helpers import ImageSet, lenet_model
@@ -72,8 +73,8 @@ def test_train_only_rows_are_drawn_at_next_epoch_and_at_the_end(tmp_path):
 
 def test_gaps_and_nan_in_eval_columns_still_draw():
     rows = [row(1, 2.0, 0.3, 2.1, 0.2), row(2, 1.5, 0.4), row(3, float("nan"), 0.5, 1.2, 0.6)]
-    assert png_size(render_png(rows)) == (1000, 400)
-    assert png_size(render_png(rows[:1], dpi=50)) == (500, 200)
+    assert png_size(render_png(rows)) == (1200, 360)
+    assert png_size(render_png(rows[:1], dpi=50)) == (600, 180)
 
 
 def test_leaves_the_matplotlib_backend_alone(tmp_path):

@@ -1,31 +1,25 @@
-"""Curves: ``curves.png``, loss and top-1 accuracy per epoch, train against evaluation, redrawn as training goes."""
+"""Curves: ``curves.png``, loss, top-1 accuracy and learning rate per epoch, redrawn as training goes."""
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Optional
 
 from ..config.checks import check_int
 from ..errors import UsageError
 from ..training.distributed import is_main
+from ..report.figures import curves_png, require_drawing
 from ..runfolder.atomic import atomic_write_bytes
 from .base import RunCallback
 
-PANELS = (("loss", "Loss"), ("acc_top1", "Top-1 accuracy"))
-
-
 class Curves(RunCallback):
-    """Redraws a two-panel figure (loss, top-1 accuracy; train and evaluation) from a History's rows.
+    """Redraws the run's curves (loss, top-1 accuracy, learning rate; :func:`report.figures.curves_png`) from a History's rows.
 
     The figure is drawn once per epoch: after the epoch's evaluation, or,
     for an epoch without one, when the next epoch starts or training ends.
     Place it after the ``History`` in the callback list, so the rows are
     current when it draws. Only the main process of a distributed run draws.
 
-    Rendering uses matplotlib's Agg canvas directly, not pyplot, so the
-    backend a user chose elsewhere is left alone and no window opens.
 
     Args:
         history: the run's :class:`~hapi_runner.callbacks.History`; its
@@ -33,7 +27,7 @@ class Curves(RunCallback):
         path: the PNG to write, e.g. ``<run>/curves.png``.
         title: a line above the panels, e.g. ``resnet18 on cifar10``.
             Defaults to None.
-        dpi: resolution. Defaults to 100 (a 1000 x 400 pixel image).
+        dpi: resolution. Defaults to 100 (a 1200 x 360 pixel image).
     """
 
     def __init__(self, history, path: str, title: Optional[str] = None, dpi: int = 100):
@@ -43,8 +37,7 @@ class Curves(RunCallback):
         if not path or not isinstance(path, (str, os.PathLike)):
             raise UsageError(f"path must be a file path such as '<run>/curves.png', got {path!r}.")
         check_int("dpi", dpi, 10, unit="dots per inch")
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UsageError("curves.png needs matplotlib: pip install matplotlib, or turn the curves off.")
+        require_drawing()
         self.history = history
         self.path = os.fspath(path)
         self.title = title
@@ -81,50 +74,4 @@ class Curves(RunCallback):
         """Writes the figure for the current rows (atomically); nothing when there are none."""
         rows = list(self.history.rows)
         if rows:
-            atomic_write_bytes(self.path, render_png(rows, self.title, self.dpi))
-
-
-def render_png(rows: Sequence[Dict[str, Any]], title: Optional[str] = None, dpi: int = 100) -> bytes:
-    """The figure for History ``rows`` as PNG bytes.
-
-    Each panel plots ``train_<metric>`` and ``eval_<metric>`` against
-    ``epoch``; a series without values (no evaluation, or an epoch skipped by
-    ``eval_freq``) is drawn from the points it has, or left out.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 4), dpi=dpi)
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(1, 2)
-    for ax, (metric, label) in zip(axes, PANELS):
-        for source, style in (("train", "-o"), ("eval", "--s")):
-            epochs, values = _series(rows, f"{source}_{metric}")
-            if values:
-                ax.plot(epochs, values, style, markersize=3, label="evaluation" if source == "eval" else "training")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.set_title(label)
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-        # Whole epochs only: a 3-epoch run should not show epoch 1.5.
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    buf = io.BytesIO()
-    figure.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def _series(rows: Sequence[Dict[str, Any]], key: str):
-    epochs: List[int] = []
-    values: List[float] = []
-    for index, row in enumerate(rows):
-        value = row.get(key)
-        if value is None or value != value:  # missing or NaN
-            continue
-        epochs.append(row.get("epoch") or index + 1)
-        values.append(float(value))
-    return epochs, values
+            atomic_write_bytes(self.path, curves_png(rows, self.title, self.dpi))

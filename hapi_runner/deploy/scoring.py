@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from ..training.metrics import classification_report, without_roc_points
+from ..report.figures import confusion_png
 from ..runfolder.atomic import atomic_write_bytes, atomic_write_text
 
 
@@ -68,30 +69,5 @@ def write_confusion(folder: str, stem: str, confusion, class_names) -> Dict[str,
     csv_path = os.path.join(folder, f"{stem}.csv")
     atomic_write_text(csv_path, buf.getvalue())
     png_path = os.path.join(folder, f"{stem}.png")
-    atomic_write_bytes(png_path, _confusion_png(np.asarray(confusion), list(class_names)))
+    atomic_write_bytes(png_path, confusion_png(np.asarray(confusion), list(class_names)))
     return {"csv": csv_path, "png": png_path}
-
-
-def _confusion_png(confusion: np.ndarray, class_names) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    n = len(class_names)
-    side = min(14, 3 + 0.45 * n)
-    fig = Figure(figsize=(side, side), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if n <= 20:  # beyond that the labels overlap; the CSV has them
-        ax.set_xticks(range(n), labels=class_names, rotation=90)
-        ax.set_yticks(range(n), labels=class_names)
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if confusion[i, j] > confusion.max() / 2 else "black")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()

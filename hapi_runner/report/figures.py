@@ -62,9 +62,14 @@ def _whole_epochs(ax, rows: Sequence[Dict[str, Any]]) -> None:
         ax.xaxis.get_major_locator().set_params(integer=True)
 
 
-def curves_png(rows: Sequence[Dict[str, Any]], title: Optional[str] = None) -> bytes:
-    """Loss, top-1 accuracy (training and evaluation) and learning rate per epoch, three panels in one picture."""
-    figure = _figure(12, 3.6)
+def curves_png(rows: Sequence[Dict[str, Any]], title: Optional[str] = None, dpi: int = 100) -> bytes:
+    """Loss, top-1 accuracy (training and evaluation) and learning rate per epoch, three panels in one picture.
+
+    The run's ``curves.png`` and the report draw it; a series without values
+    (no evaluation, or an epoch skipped by ``eval_freq``) is drawn from the
+    points it has, or left out. 12 x 3.6 inches at ``dpi`` (default 100).
+    """
+    figure = _figure(12, 3.6, dpi=dpi)
     axes = figure.subplots(1, 3)
     panels = (("loss", "Loss"), ("acc_top1", "Top-1 accuracy"))
     for ax, (metric, label) in zip(axes, panels):
