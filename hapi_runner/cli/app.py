@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import sys
 import traceback
 import typing
@@ -25,12 +26,12 @@ from typing import Any, Dict, List, Optional
 
 from .. import __version__
 from ..config.checks import check_int, check_path, parse_device, parse_threads
-from ..config.train_config import TrainConfig, load_config_file, resolve_layers
+from ..config.train_config import DEFAULT_LR, TrainConfig, load_config_file, resolve_layers
 from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "lr-find")
 S = argparse.SUPPRESS
 
 
@@ -109,6 +110,15 @@ def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     misc.add_argument("--list-datasets", action="store_true", help="print the dataset names and exit")
     misc.add_argument("--json", action="store_true", help="print results.json to stdout at the end")
     misc.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def build_lr_find_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    build_train_parser(parser)
+    sweep = parser.add_argument_group("the sweep")
+    sweep.add_argument("--start-lr", type=float, default=1e-7, help="the first rate; default 1e-7")
+    sweep.add_argument("--end-lr", type=float, default=10.0, help="the last rate; default 10")
+    sweep.add_argument("--steps", type=int, default=100, help="batches of the sweep, at most one epoch; default 100")
     return parser
 
 
@@ -211,13 +221,14 @@ def build_parser() -> argparse.ArgumentParser:
     build_export_parser(sub.add_parser("export", help="export a run's checkpoint for paddle.inference or ONNX, verified"))
     build_report_parser(sub.add_parser("report", help="write RUN/report.html: curves, per-class table, confusion matrix, mistakes"))
     build_compare_parser(sub.add_parser("compare", help="runs side by side, and their evaluation curves overlaid"))
+    build_lr_find_parser(sub.add_parser("lr-find", help="LR range test: lr_find.png, lr_find.json, a suggested --lr (train's flags)"))
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults (or the resumed run's config.json), then ``--recipe`` (the flag's, else the config file's), then the config file, then the flags given."""
     values = vars(args).copy()
-    for key in ("command", "debug", "json", "list_models", "list_datasets"):
+    for key in ("command", "debug", "json", "list_models", "list_datasets", "start_lr", "end_lr", "steps"):
         values.pop(key, None)
     layers = []
     path = values.pop("config", None)
@@ -335,8 +346,52 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lr_find(args: argparse.Namespace) -> int:
+    from ..model.names import run_name
+    from ..training.lr_find import AUTO, check_sweep, find_lr
+    from ..training.runner import Runner
+
+    check_sweep(args.start_lr, args.end_lr, args.steps)
+    config = config_from_args(args)
+    if config.lr == AUTO:  # the sweep sets every rate itself
+        config = config.replace(lr=DEFAULT_LR)
+    runner = Runner(config.replace(time_budget=None))
+    finding = find_lr(runner, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    folder = config.save_dir or os.path.join(config.output_root, run_name(config.model, config.dataset), "lr_find")
+    json_path, png_path = finding.save(folder)
+    if args.json:
+        print(json.dumps(finding.to_dict(), indent=2))
+        return 0
+    print(f"hapi_runner: {finding.summary()}")
+    print(f"hapi_runner: the curve: {png_path}; the figures: {json_path}")
+    if finding.suggestion is not None:
+        print(f"train with: {train_command(config, lr=float(f'{finding.suggestion:.3g}'))}")
+    return 0
+
+
+def train_command(config: TrainConfig, **changes: Any) -> str:
+    """The ``hapi-runner train`` command line of ``config`` with ``changes``: the flags of the fields not at their default."""
+    import shlex
+
+    words = [PROG, "train"]
+    values = {**config.to_dict(), **changes}
+    for item in dataclasses.fields(TrainConfig):
+        default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+        value = values[item.name]
+        if value == default or value is None:
+            continue
+        words.append(flag_of(item))
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, dict):
+            words += [f"{k}={v}" for k, v in value.items()]
+        else:
+            words += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
-           "report": run_report, "compare": run_compare}
+           "report": run_report, "compare": run_compare, "lr-find": run_lr_find}
 
 
 class _StderrHandler(logging.StreamHandler):
