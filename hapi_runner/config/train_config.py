@@ -44,7 +44,14 @@ RECORDS = ("lr_find", "time_budget_plan")
 
 def lr_value(text: str):
     """``--lr``'s value: a number, or ``auto``."""
-    return AUTO_LR if str(text).strip().lower() == AUTO_LR else float(text)
+    import argparse
+
+    if str(text).strip().lower() == AUTO_LR:
+        return AUTO_LR
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number such as 0.01, or auto; got {text!r}") from None
 
 
 def _flags_of(group: str):
