@@ -169,11 +169,15 @@ def steepest_rate(lrs: List[float], smoothed: List[float]) -> Optional[float]:
 
 
 def valley_rate(lrs: List[float], smoothed: List[float]) -> Optional[float]:
-    """The middle (in steps) of the longest falling subsequence of the smoothed loss, the first tenth skipped.
+    """The middle (in steps, so in log-rate) of the valley: the descent of the smoothed loss, its flat start left out.
 
-    The longest decreasing subsequence ignores the small bumps a noisy loss
-    has; its middle is past the flat start and well before the minimum,
-    where the rate is already too high to train at.
+    The valley is the span of the longest decreasing subsequence of the
+    smoothed loss (the first tenth of the sweep skipped), which ignores the
+    small bumps a noisy loss has. A sweep that starts at rates too low to
+    train at adds a long flat stretch to it, and its middle would fall
+    there; so the descent is taken to start where the loss has fallen by a
+    tenth of the valley's drop. Its middle is past the flat start and well
+    before the minimum, where the rate is already too high to train at.
     """
     if len(smoothed) < MIN_POINTS:
         return None
@@ -187,7 +191,9 @@ def valley_rate(lrs: List[float], smoothed: List[float]) -> Optional[float]:
             if smoothed[i] < smoothed[j] and length[j] + 1 > length[i]:
                 length[i], start[i] = length[j] + 1, start[j]
     end = max(range(n), key=lambda i: (length[i], -i))
-    return float(lrs[(start[end] + end) // 2])
+    top = smoothed[start[end]]
+    begin = next(i for i in range(start[end], end + 1) if smoothed[i] <= top - 0.1 * (top - smoothed[end]))
+    return float(lrs[(begin + end) // 2])
 
 
 def find_lr(runner, *, start_lr: float = 1e-7, end_lr: float = 10.0, steps: int = 100, diverge: Optional[float] = 4.0,

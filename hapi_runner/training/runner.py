@@ -280,9 +280,7 @@ class Runner:
         # Only now, with every check passed, is anything in the run folder changed.
         if is_main():
             recover_litter(self.run_dir)  # half-written files, or an export set aside, of a process killed mid-write
-            write_json(RunPaths(self.run_dir).config, {**cfg.to_dict(), **self._records()})
-            if self.lr_finding is not None:
-                self.lr_finding.save(self.run_dir)
+            self._write_config()
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
         self._write_bad_images()
         for line in describe_techniques(cfg, self.mixing):
@@ -366,11 +364,14 @@ class Runner:
                 f"reshape it. Resume with --epochs {before.epochs}, or start a new run from the weights with "
                 f"--pretrained {os.path.join(RunPaths(self.run_dir).checkpoint(), rundir.PARAMS_FILE)}.")
 
-    def _records(self) -> Dict[str, Any]:
-        """What --lr auto and --time-budget decided: this Runner's, else (a resumed run) the run's own config.json's."""
+    def _write_config(self) -> None:
+        """``config.json``, with what --lr auto and --time-budget decided (a resumed run keeps its own); the LR sweep's files."""
         from ..config.train_config import run_records
 
-        return self.records or run_records(self.run_dir)
+        records = self.records or (run_records(self.run_dir) if self.config.resume else {})
+        write_json(RunPaths(self.run_dir).config, {**self.config.to_dict(), **records})
+        if self.lr_finding is not None:
+            self.lr_finding.save(self.run_dir)
 
     def _finish_trained_run(self, done: int) -> Dict[str, Any]:
         """Completes a run killed after its last checkpoint: the export and results.json, no training."""
