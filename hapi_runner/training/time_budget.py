@@ -56,7 +56,8 @@ class BudgetPlan:
         return (f"time budget {_minutes(self.budget_s)}: a training step takes {self.step_s:.3g}s and an evaluation "
                 f"{self.eval_s:.3g}s, so {self.epochs} epoch{'s' if self.epochs != 1 else ''} of {self.steps_per_epoch} "
                 f"steps should take {_minutes(self.planned_s)} ({RESERVE:.0%} of the budget kept for checkpoints, "
-                f"export and report); the learning-rate schedule spans those {self.epochs} epochs")
+                f"export and report); the learning-rate schedule spans "
+                f"{'that epoch' if self.epochs == 1 else f'those {self.epochs} epochs'}")
 
 
 def _minutes(seconds: float) -> str:
