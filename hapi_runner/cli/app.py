@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 from .. import __version__
 from ..config.checks import check_int, check_path, parse_device, parse_threads
-from ..config.train_config import DEFAULT_LR, TrainConfig, load_config_file, resolve_layers
+from ..config.train_config import AUTO_LR, DEFAULT_LR, TrainConfig, load_config_file, resolve_layers
 from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
@@ -348,12 +348,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_lr_find(args: argparse.Namespace) -> int:
     from ..model.names import run_name
-    from ..training.lr_find import AUTO, check_sweep, find_lr
+    from ..training.lr_find import check_sweep, find_lr
     from ..training.runner import Runner
 
     check_sweep(args.start_lr, args.end_lr, args.steps)
     config = config_from_args(args)
-    if config.lr == AUTO:  # the sweep sets every rate itself
+    if config.lr == AUTO_LR:  # the sweep sets every rate itself
         config = config.replace(lr=DEFAULT_LR)
     runner = Runner(config.replace(time_budget=None))
     finding = find_lr(runner, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)

@@ -8,7 +8,7 @@ infinite (a sweep's last rates are meant to break the network: that ends
 the sweep, never the program). Two rates are suggested: ``steepest``, where
 the smoothed loss falls fastest against log(rate), and ``valley`` (the one
 ``--lr auto`` uses), the middle of the longest stretch over which the loss
-keeps falling. Afterwards the weights, the optimizer and the random state
+keeps falling, from where a tenth of its drop is made. Afterwards the weights, the optimizer and the random state
 are exactly as before (:class:`~hapi_runner.training.snapshot.TrainingSnapshot`).
 """
 
@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..config.train_config import AUTO_LR, DEFAULT_LR
 from ..errors import HapiRunnerError, UsageError
 from ..runfolder.layout import RunPaths
 from ..callbacks.logs import scalar
 from ..runfolder.atomic import atomic_write_bytes, write_json
 from .distributed import say
 
-AUTO = "auto"  # the value of --lr that runs the sweep first
 MIN_POINTS = 5  # fewer recorded steps say nothing about the curve's shape
 
 
@@ -53,7 +53,6 @@ class LRFinding:
     seconds: float
     start_lr: float
     end_lr: float
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def suggestion(self) -> Optional[float]:
@@ -279,8 +278,6 @@ def apply_auto_lr(runner) -> Dict[str, Any]:
 
 def provisional_lr(config) -> Tuple[Any, bool]:
     """``(config to build with, whether --lr auto asked for a sweep)``: ``auto`` becomes the field's default until the sweep."""
-    if config.lr != AUTO:
+    if config.lr != AUTO_LR:
         return config, False
-    from ..config.train_config import DEFAULT_LR
-
     return config.replace(lr=DEFAULT_LR), True
