@@ -390,3 +390,24 @@ def paddle2onnx_export_options() -> dict:
     if "optimize_tool" in inspect.signature(paddle2onnx.export).parameters:
         options["optimize_tool"] = "None"
     return options
+
+
+def create_optimizer_state(optimizer) -> None:
+    """Creates the optimizer's accumulators (momentum, Adam's moments and beta powers) now, at their initial values.
+
+    Paddle creates them inside the first ``step()``, named
+    ``<parameter>_<accumulator>_<n>`` with ``n`` counted per process. A trial
+    run that must leave no trace (the LR finder, the time budget's measure)
+    creates them first, so its snapshot holds their initial values and the
+    run that follows uses the same tensors, under the names it would have had.
+    """
+    import paddle
+
+    block = paddle.static.default_main_program().global_block()
+    groups = optimizer._param_groups
+    if groups and isinstance(groups[0], dict):
+        for group in groups:
+            params = [p for p in group["params"] if not p.stop_gradient]
+            optimizer._create_accumulators(block, {**group, "params": params})
+    else:
+        optimizer._create_accumulators(block, [p for p in optimizer._parameter_list if not p.stop_gradient])

@@ -36,7 +36,7 @@ def one_error_line(err):
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--batch-size", "0"], "batch_size must be >= 1"),
     (["--lr", "-1"], "lr must be > 0.0"),
-    (["--lr", "abc"], "argument --lr: invalid float value: 'abc'"),
+    (["--lr", "abc"], "argument --lr: must be a number such as 0.01, or auto; got 'abc'"),
     (["--epochs", "two"], "invalid int value"),
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),

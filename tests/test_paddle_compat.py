@@ -205,3 +205,23 @@ def test_paddle2onnx_options_are_ones_its_export_takes():
     paddle2onnx = pytest.importorskip("paddle2onnx")
     parameters = inspect.signature(paddle2onnx.export).parameters
     assert set(compat.paddle2onnx_export_options()) <= set(parameters) | {"enable_optimize"}
+
+
+@pytest.mark.parametrize("make", [lambda p: paddle.optimizer.Momentum(0.1, parameters=p),
+                                  lambda p: paddle.optimizer.Adam(0.1, parameters=p),
+                                  lambda p: paddle.optimizer.AdamW(0.1, parameters=[{"params": p, "learning_rate": 0.5}])])
+def test_optimizer_state_created_ahead_is_the_state_a_first_step_uses(make):
+    """The accumulators exist at their initial values before any step, and the first step updates those, not new ones."""
+    from hapi_runner.paddle_compat import create_optimizer_state
+
+    layer = paddle.nn.Linear(3, 2)
+    optimizer = make(layer.parameters())
+    create_optimizer_state(optimizer)
+    ahead = {k: v.numpy().copy() for k, v in optimizer.state_dict().items() if hasattr(v, "numpy")}
+    assert ahead and all(not v.any() for k, v in ahead.items() if "moment" in k or "velocity" in k)
+    assert all(np.allclose(v, 0.9) for k, v in ahead.items() if "beta1_pow" in k)
+    layer(paddle.ones([4, 3])).sum().backward()
+    optimizer.step()
+    after = optimizer.state_dict()
+    assert sorted(k for k in after if hasattr(after[k], "numpy")) == sorted(ahead)
+    assert any(not np.array_equal(after[k].numpy(), ahead[k]) for k in ahead)

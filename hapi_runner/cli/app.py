@@ -17,6 +17,7 @@ import dataclasses
 import errno
 import json
 import logging
+import os
 import sys
 import traceback
 import typing
@@ -25,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 from .. import __version__
 from ..config.checks import check_int, check_path, parse_device, parse_threads
-from ..config.train_config import TrainConfig, load_config_file, resolve_layers
+from ..config.train_config import AUTO_LR, DEFAULT_LR, TrainConfig, load_config_file, resolve_layers
 from ..datacheck.commands import run_check_data, run_label_issues
 from ..datacheck.confident import METHODS as LABEL_METHODS
 from ..datacheck.hashes import NEAR_THRESHOLD
@@ -34,7 +35,7 @@ from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "check-data", "label-issues", "launch", "calibrate")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "check-data", "label-issues", "launch", "calibrate", "lr-find")
 S = argparse.SUPPRESS
 
 
@@ -113,6 +114,15 @@ def build_train_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     misc.add_argument("--list-datasets", action="store_true", help="print the dataset names and exit")
     misc.add_argument("--json", action="store_true", help="print results.json to stdout at the end")
     misc.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def build_lr_find_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    build_train_parser(parser)
+    sweep = parser.add_argument_group("the sweep")
+    sweep.add_argument("--start-lr", type=float, default=1e-7, help="the first rate; default 1e-7")
+    sweep.add_argument("--end-lr", type=float, default=10.0, help="the last rate; default 10")
+    sweep.add_argument("--steps", type=int, default=100, help="batches of the sweep, at most one epoch; default 100")
     return parser
 
 
@@ -287,13 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     build_label_issues_parser(sub.add_parser("label-issues", help="images whose label a model trained without them disagrees with"))
     build_launch_parser(sub.add_parser("launch", help="start this machine's part of a multi-node job (paddle.distributed.launch, --host filled in)"))
     build_calibrate_parser(sub.add_parser("calibrate", help="fit temperature scaling on the evaluation set; ECE before and after"))
+    build_lr_find_parser(sub.add_parser("lr-find", help="LR range test: lr_find.png, lr_find.json, a suggested --lr (train's flags)"))
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults (or the resumed run's config.json), then ``--recipe`` (the flag's, else the config file's), then the config file, then the flags given."""
     values = vars(args).copy()
-    for key in ("command", "debug", "json", "list_models", "list_datasets"):
+    for key in ("command", "debug", "json", "list_models", "list_datasets", "start_lr", "end_lr", "steps"):
         values.pop(key, None)
     layers = []
     path = values.pop("config", None)
@@ -445,9 +456,53 @@ def run_launch(args: argparse.Namespace) -> int:
     return launch(plan)
 
 
+def run_lr_find(args: argparse.Namespace) -> int:
+    from ..model.names import run_name
+    from ..training.lr_find import check_sweep, find_lr
+    from ..training.runner import Runner
+
+    check_sweep(args.start_lr, args.end_lr, args.steps)
+    config = config_from_args(args)
+    if config.lr == AUTO_LR:  # the sweep sets every rate itself
+        config = config.replace(lr=DEFAULT_LR)
+    runner = Runner(config.replace(time_budget=None))
+    finding = find_lr(runner, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    folder = config.save_dir or os.path.join(config.output_root, run_name(config.model, config.dataset), "lr_find")
+    json_path, png_path = finding.save(folder)
+    if args.json:
+        print(json.dumps(finding.to_dict(), indent=2))
+        return 0
+    print(f"hapi_runner: {finding.summary()}")
+    print(f"hapi_runner: the curve: {png_path}; the figures: {json_path}")
+    if finding.suggestion is not None:
+        print(f"train with: {train_command(config, lr=float(f'{finding.suggestion:.3g}'))}")
+    return 0
+
+
+def train_command(config: TrainConfig, **changes: Any) -> str:
+    """The ``hapi-runner train`` command line of ``config`` with ``changes``: the flags of the fields not at their default."""
+    import shlex
+
+    words = [PROG, "train"]
+    values = {**config.to_dict(), **changes}
+    for item in dataclasses.fields(TrainConfig):
+        default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+        value = values[item.name]
+        if value == default or value is None:
+            continue
+        words.append(flag_of(item))
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, dict):
+            words += [f"{k}={v}" for k, v in value.items()]
+        else:
+            words += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
            "report": run_report, "compare": run_compare, "check-data": run_check_data, "label-issues": run_label_issues,
-           "launch": run_launch, "calibrate": run_calibrate}
+           "launch": run_launch, "calibrate": run_calibrate, "lr-find": run_lr_find}
 
 
 class _StderrHandler(logging.StreamHandler):

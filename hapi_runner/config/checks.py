@@ -131,6 +131,22 @@ def parse_size(name: str, value: Any) -> Optional[int]:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$", re.IGNORECASE)
+
+
+def parse_duration(name: str, value: Any) -> Optional[float]:
+    """Seconds from ``value``: a number of seconds, or a number with s, m or h (``90s``, ``20m``, ``1.5h``); None stays None."""
+    if value is None:
+        return None
+    match = _DURATION.match(str(value)) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else None
+    seconds = float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()] if match else 0.0
+    if seconds <= 0:
+        raise UsageError(f"{name} must be a duration above 0 such as 90s, 20m or 1.5h (a bare number is seconds), "
+                         f"got {short_repr(value)}.")
+    return seconds
+
+
 def parse_device(value: Any) -> str:
     """Normalises ``auto``, ``cpu``, ``gpu`` and ``gpu:N`` (lower case, no spaces)."""
     text = str(value).strip().lower()

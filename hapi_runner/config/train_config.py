@@ -13,11 +13,12 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ..runfolder import layout as rundir
 from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
-                     check_recipe_args, check_text, is_int, parse_device, parse_size, parse_threads, suggest)
+                     check_recipe_args, check_text, is_int, parse_device, parse_duration, parse_size, parse_threads,
+                     suggest)
 from ..datasets.registry import AUGMENTATIONS, DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from ..errors import HapiRunnerError, UsageError
 from ..model.names import check_model, is_user_model, run_name
@@ -34,6 +35,23 @@ CLASS_WEIGHTS = ("auto",)
 FOLDER_ONLY = {"train_list": None, "val_list": None, "channels": None, "normalize_stats": None, "eval_crop_pct": 0.875,
                "skip_bad_images": False, "cache_limit": None}
 AMP_DTYPES = ("float16", "bfloat16")
+DEFAULT_LR = 0.01
+AUTO_LR = "auto"
+# Keys config.json holds beside the fields: what --lr auto and --time-budget decided. A record, not a setting:
+# reading config.json back leaves them out (run_records returns them).
+RECORDS = ("lr_find", "time_budget_plan")
+
+
+def lr_value(text: str):
+    """``--lr``'s value: a number, or ``auto``."""
+    import argparse
+
+    if str(text).strip().lower() == AUTO_LR:
+        return AUTO_LR
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number such as 0.01, or auto; got {text!r}") from None
 
 
 def _flags_of(group: str):
@@ -131,13 +149,17 @@ class TrainConfig:
     epochs: int = _optim(5, "epochs in total")
     batch_size: int = _optim(64, "images per batch (per device)")
     optimizer: str = _optim("momentum", "the optimizer", choices=OPTIMIZERS)
-    lr: float = _optim(0.01, "learning rate")
+    lr: Union[float, str] = _optim(DEFAULT_LR, "learning rate, or auto: run the LR finder (hapi-runner lr-find) first and "
+                                               "train at its suggestion (the valley)", type=lr_value, metavar="LR|auto")
     momentum: float = _optim(0.9, "the momentum of --optimizer momentum")
     weight_decay: float = _optim(1e-4, "L2Decay for momentum/sgd/adam, decoupled for adamw")
     lr_schedule: str = _optim("constant", "the learning-rate schedule", choices=LR_SCHEDULES)
     lr_step_epochs: List[int] = _optim([30], "step: the period; multistep: the milestones", metavar="EPOCH")
     lr_gamma: float = _optim(0.1, "factor at each step")
     warmup_epochs: int = _optim(0, "linear warm-up from 0")
+    time_budget: Optional[str] = _optim(None, "finish within this time (90s, 20m, 1.5h): the first steps and an evaluation "
+                                              "are timed, then --epochs and the schedule's length are set to fit; the plan "
+                                              "is printed and kept in config.json", metavar="TIME", means="off")
     freeze_backbone: bool = _optim(False, "train the classifier only (README: Fine-tuning says which layer that is)")
     backbone_lr_mult: float = _optim(1.0, "train every layer but the classifier at F times --lr", metavar="F")
     seed: int = _optim(0, "seeds the weights, shuffling and augmentation")
@@ -264,7 +286,12 @@ class TrainConfig:
 
     def _check_numbers(self) -> None:
         """The real-valued fields, each within its range."""
-        check_number("lr", self.lr, low=0.0, low_open=True)
+        if self.lr == AUTO_LR:
+            if self.resume:
+                raise UsageError("--lr auto and --resume: a resumed run keeps the rate its config.json holds; drop --lr auto.")
+        else:
+            check_number("lr", self.lr, low=0.0, low_open=True)
+        parse_duration("time_budget", self.time_budget)
         check_number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         check_number("weight_decay", self.weight_decay, low=0.0)
         check_number("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True, high_open=True)
@@ -494,7 +521,17 @@ def load_run_config(run_dir: str) -> TrainConfig:
     return from_mapping(values, source=os.path.join(run_dir, rundir.CONFIG))
 
 
-def _run_config_values(run_dir: str) -> Dict[str, Any]:
+def run_records(run_dir: str) -> Dict[str, Any]:
+    """The :data:`RECORDS` a run folder's ``config.json`` holds (none when it has no readable one)."""
+    try:
+        values = _run_config_values(run_dir, records=True)
+    except HapiRunnerError:
+        return {}
+    return {key: values[key] for key in RECORDS if key in values}
+
+
+def _run_config_values(run_dir: str, records: bool = False) -> Dict[str, Any]:
+    """The mapping in ``run_dir``'s ``config.json``; without ``records``, the :data:`RECORDS` left out. Defaults to False."""
     path = os.path.join(run_dir, rundir.CONFIG)
     if not os.path.isdir(run_dir):
         raise UsageError(f"run folder '{run_dir}' does not exist; pass a folder written by hapi-runner train (output/<model>-<dataset>/run_NNN).")
@@ -507,7 +544,7 @@ def _run_config_values(run_dir: str) -> Dict[str, Any]:
         raise HapiRunnerError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run folder is damaged.") from exc
     if not isinstance(values, dict):
         raise HapiRunnerError(f"{path} holds {type(values).__name__}, not a mapping of keys to values; the run folder is damaged.")
-    return values
+    return values if records else {k: v for k, v in values.items() if k not in RECORDS}
 
 
 def load_config_file(path: str) -> Dict[str, Any]:

@@ -138,6 +138,29 @@ def roc_png(fpr: Sequence[float], tpr: Sequence[float], auc: Optional[float], po
     return _png(figure)
 
 
+def lr_find_png(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],
+                suggestions: Dict[str, Optional[float]]) -> bytes:
+    """The LR finder's curve: loss against rate (log scale), raw and smoothed, a marker at each suggested rate."""
+    figure = _figure(6.4, 4.0)
+    ax = figure.add_subplot(1, 1, 1)
+    ax.plot(lrs, losses, color="0.7", linewidth=0.8, label="loss per batch")
+    ax.plot(lrs, smoothed, color="tab:blue", linewidth=1.8, label="smoothed loss")
+    for (name, rate), colour in zip(sorted(suggestions.items()), ("tab:red", "tab:green")):
+        if rate is not None:
+            ax.axvline(rate, color=colour, linestyle="--", linewidth=1.2, label=f"{name}: {rate:.3g}")
+    if lrs:
+        ax.set_xscale("log")
+        top = max(smoothed[0], min(smoothed) * 2) if smoothed else None
+        if top is not None and max(losses) > top * 1.5:  # a diverging tail would flatten the interesting part
+            ax.set_ylim(min(losses) * 0.95, top * 1.5)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("LR range test")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(figure)
+
+
 def overlay_png(runs: Sequence[Tuple[str, Sequence[Dict[str, Any]]]]) -> bytes:
     """Evaluation loss and top-1 per epoch of several runs, one line per run."""
     figure = _figure(11, 4)

@@ -9,6 +9,7 @@ turns them into paths::
       metrics.csv        one row per epoch          curves.png   loss and accuracy curves
       visualdl/          VisualDL logs              report.html  the report a person reads
       bad_images.txt     images skipped by --skip-bad-images
+      lr_find.json       the LR sweep of --lr auto  lr_find.png  its curve and suggestions
       checkpoints/       epoch_<N>/ (model.pdparams, model.pdopt, rng.pdstate, [ema.pdparams], state.json),
                          last -> epoch_<N>, best -> epoch_<M>
       inference/         the exported graph and its sidecar (deploy/layout.py), export_report.json
@@ -30,6 +31,8 @@ CURVES = "curves.png"
 VISUALDL = "visualdl"
 REPORT = "report.html"
 BAD_IMAGES = "bad_images.txt"
+LR_FIND_JSON = "lr_find.json"  # the LR finder's rates, losses and suggestions (--lr auto, hapi-runner lr-find)
+LR_FIND_PLOT = "lr_find.png"
 CHECKPOINTS = "checkpoints"
 INFERENCE = "inference"
 ONNX = "onnx"
@@ -74,6 +77,8 @@ class RunPaths:
     visualdl = property(lambda self: self._join(VISUALDL))
     report = property(lambda self: self._join(REPORT))
     bad_images = property(lambda self: self._join(BAD_IMAGES))
+    lr_find_json = property(lambda self: self._join(LR_FIND_JSON))
+    lr_find_plot = property(lambda self: self._join(LR_FIND_PLOT))
     checkpoints = property(lambda self: self._join(CHECKPOINTS))
     inference = property(lambda self: self._join(INFERENCE))
     onnx = property(lambda self: self._join(ONNX))

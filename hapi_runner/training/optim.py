@@ -93,6 +93,20 @@ class ScaledLR(LRScheduler):
         # The optimizer reads last_lr; recomputing it now avoids a step at the old rate.
         self.last_lr = self.get_lr()
 
+    def set_schedule(self, schedule) -> None:
+        """Replaces the inner rate (a float or an LRScheduler), at its start; the scale is kept.
+
+        The optimizer keeps this object, so its accumulators (and their names)
+        stay as they are: ``--lr auto`` and ``--time-budget`` change the rate
+        and the schedule's length of a Runner already built this way.
+        """
+        if not (is_number(schedule) or isinstance(schedule, LRScheduler)) or isinstance(schedule, ReduceOnPlateau):
+            raise UsageError(f"schedule must be a float or a paddle.optimizer.lr.LRScheduler, got {schedule!r}.")
+        self.inner = schedule if isinstance(schedule, LRScheduler) else float(schedule)
+        self.base_lr = self.inner.base_lr if isinstance(self.inner, LRScheduler) else self.inner
+        self.last_epoch = self.inner.last_epoch if isinstance(self.inner, LRScheduler) else 0
+        self.last_lr = self.get_lr()
+
     # -- state, saved by the optimizer into .pdopt ---------------------------
     def state_dict(self) -> Dict[str, Any]:
         state = super().state_dict()

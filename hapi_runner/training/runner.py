@@ -92,6 +92,10 @@ class Runner:
         if network is not None:
             overrides["model"] = _network_label(network)
         self.config = config.replace(**overrides) if overrides else config
+        from .lr_find import provisional_lr
+
+        # --lr auto builds with a stand-in rate; the sweep at the end of __init__ replaces it.
+        self.config, auto_lr = provisional_lr(self.config)
         cfg = self.config
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
@@ -142,10 +146,23 @@ class Runner:
             set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
             evaluate_under_amp(self.model, self.amp, cfg.amp_dtype)
         self.run_dir: Optional[str] = None
+        self.lr_finding = None  # the LRFinding of --lr auto, saved into the run folder by fit
+        self.records = _plan_run(self, auto_lr)
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
         self.ema = None
 
     # -- building blocks ---------------------------------------------------
+    def reschedule(self, **changes: Any) -> None:
+        """Changes fields that shape the learning rate (``lr``, ``epochs``...) on the config and on the optimizer's schedule.
+
+        The optimizer is kept (and its state), only the rate it reads is rebuilt.
+        """
+        from .optim import build_scheduler
+        from .regularisation import steps_per_epoch
+
+        self.config = self.config.replace(**changes)
+        self.lr.set_schedule(build_scheduler(self.config, steps_per_epoch(self.config, len(self.train_loader))))
+
     def _load_data(self):
         """Sets ``train_data``, ``eval_data``, ``input_size`` and ``folder``; returns the data's DatasetSpec.
 
@@ -269,7 +286,7 @@ class Runner:
         # Only now, with every check passed, is anything in the run folder changed.
         if is_main():
             recover_litter(self.run_dir)  # half-written files, or an export set aside, of a process killed mid-write
-            write_json(RunPaths(self.run_dir).config, cfg.to_dict())
+            self._write_config()
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
         self._write_bad_images()
         for line in describe_techniques(cfg, self.mixing):
@@ -337,6 +354,15 @@ class Runner:
                 f"this run's cosine schedule spans {before.epochs} epochs; resuming with --epochs {cfg.epochs} would "
                 f"reshape it. Resume with --epochs {before.epochs}, or start a new run from the weights with "
                 f"--pretrained {os.path.join(RunPaths(self.run_dir).checkpoint(), rundir.PARAMS_FILE)}.")
+
+    def _write_config(self) -> None:
+        """``config.json``, with what --lr auto and --time-budget decided (a resumed run keeps its own); the LR sweep's files."""
+        from ..config.train_config import run_records
+
+        records = self.records or (run_records(self.run_dir) if self.config.resume else {})
+        write_json(RunPaths(self.run_dir).config, {**self.config.to_dict(), **records})
+        if self.lr_finding is not None:
+            self.lr_finding.save(self.run_dir)
 
     def _finish_trained_run(self, done: int) -> Dict[str, Any]:
         """Completes a run killed after its last checkpoint: the export and results.json, no training."""
@@ -531,3 +557,21 @@ def _finetuning(network, config: TrainConfig):
     report = apply_finetuning(network, config.freeze_backbone, config.backbone_lr_mult)
     say(f"hapi_runner: {describe_finetuning(report)}")
     return report.pop("trainable"), report
+
+
+def _plan_run(runner: Runner, auto_lr: bool) -> Dict[str, Any]:
+    """Runs ``--lr auto``'s sweep, then ``--time-budget``'s measure; returns their records for config.json.
+
+    A resumed run keeps the plan its config.json holds: its epochs and rate are already the planned ones.
+    """
+    records: Dict[str, Any] = {}
+    if auto_lr:
+        from .lr_find import apply_auto_lr
+
+        records["lr_find"] = apply_auto_lr(runner)
+    if runner.config.time_budget and not runner.config.resume:
+        from .time_budget import apply_time_budget
+
+        records["time_budget_plan"] = apply_time_budget(runner)
+    return records
+
