@@ -43,7 +43,7 @@ def test_redrawn_after_each_evaluation(tmp_path):
     assert not path.exists(), "drawn after the evaluation, not before it"
     history.rows[-1].update(eval_loss=1.9, eval_acc_top1=0.35)
     curves.on_eval_end({"loss": [1.9], "acc_top1": 0.35})
-    assert png_size(path.read_bytes()) == (1000, 400)
+    assert png_size(path.read_bytes()) == (1200, 360)
     first, first_stat = digest(path), path.stat()
 
     curves.on_epoch_begin(1)  # nothing pending: no redraw

@@ -116,10 +116,10 @@ def test_a_batchs_draw_depends_on_its_number_not_on_earlier_batches():
     assert a == b and a != c
 
 
-def test_the_collate_keeps_the_dataset_reachable_and_evaluation_refuses_mixing():
+def test_the_loader_holds_the_transform_it_reseeds_and_evaluation_refuses_mixing():
     data = loader_data()
     loader = make_loader(data, 16, shuffle=True, mixing=BatchMixing(C, mixup_alpha=1.0))
-    assert loader.collate_fn.dataset is data
+    assert loader.transform is data.transform
     with pytest.raises(ValueError, match="mixing is for training batches"):
         make_loader(data, 16, shuffle=False, evaluation=True, mixing=BatchMixing(C, mixup_alpha=1.0))
 

@@ -6,7 +6,7 @@ import pytest
 
 from hapi_runner import TrainConfig
 from hapi_runner.datasets import DATASETS, BatchTransform, ImageDataset, make_loader
-from hapi_runner.datasets.pipeline import _BatchCollate, _SampleCollate
+from hapi_runner.datasets.pipeline import _BatchCollate, _sample_collate
 from hapi_runner.training.environment import amp_configs, configure_gpu_flags, default_num_workers
 from hapi_runner.paddle_compat import amp_dtype_of, amp_level_of, set_amp_dtype
 
@@ -108,7 +108,7 @@ def test_the_runner_builds_the_configured_pipeline_and_trains(tmp_path):
     common = dict(dataset="synthetic", synthetic_like="cifar10", synthetic_size=32, batch_size=16, epochs=1, threads="1",
                   verbose=0, export=False, visualdl=False)
     runner = Runner(TrainConfig(pipeline="per-sample", save_dir=str(tmp_path / "a"), **common))
-    assert isinstance(runner.train_loader.collate_fn, _SampleCollate) and runner.num_workers == 0
+    assert runner.train_loader.collate_fn is _sample_collate and runner.num_workers == 0
     (x, y), = [(np.asarray(x), np.asarray(y)) for x, y in runner.eval_loader]  # 8 eval images: one batch
     assert x.shape == (8, 3, 32, 32) and x.dtype == np.float32 and y.shape == (8, 1) and y.dtype == np.int64
     spec = runner.eval_data.spec

@@ -13,19 +13,10 @@ import signal
 import threading
 from typing import Optional
 
-from ..errors import HapiRunnerError
+from ..errors import TrainingInterrupted
 from .base import RunCallback
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class TrainingInterrupted(HapiRunnerError):
-    """Training was stopped by a signal; ``exit_code`` is 128 + the signal number (130 or 143)."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
-        self.exit_code = EXIT_CODES.get(signum, 128 + int(signum))
 
 
 class GracefulStop(RunCallback):

@@ -5,15 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional
 
-from ..errors import HapiRunnerError
+from ..errors import NonFiniteLossError
 from .logs import scalar
 from .base import RunCallback
-
-
-class NonFiniteLossError(HapiRunnerError):
-    """The training loss became NaN or infinite. Exit code 1."""
-
-    exit_code = 1
 
 
 class NanGuard(RunCallback):

@@ -130,32 +130,28 @@ def _worker_id() -> int:
 class MixingCollate:
     """Wraps a loader's collate (``[images, labels]`` out) and mixes each batch it returns.
 
-    The epoch is the dataset transform's (``collate.dataset.transform.epoch``,
-    which the Runner sets every epoch); the batch number restarts at 0 when
-    it changes. ``dataset`` is passed through, so code that reaches the
-    transform through ``loader.collate_fn.dataset`` keeps working.
+    The epoch is the dataset transform's (``transform.epoch``, which the
+    loader's ``set_epoch`` sets every epoch); the batch number restarts at 0
+    when it changes.
 
     Args:
         collate: the inner collate function (the pipeline's batched or per-sample one).
         mixing: the :class:`BatchMixing`.
+        transform: the dataset's transform, whose ``epoch`` this follows. Defaults to None (epoch 0).
         seed: base of the random state. Defaults to 0.
     """
 
-    def __init__(self, collate, mixing: BatchMixing, seed: int = 0):
+    def __init__(self, collate, mixing: BatchMixing, transform=None, seed: int = 0):
         self.inner = collate
+        self.transform = transform
         self.mixing = mixing
         self.seed = int(seed)
         self._epoch: Optional[int] = None
         self._count = 0
         self.last_info: Optional[dict] = None
 
-    @property
-    def dataset(self):
-        return self.inner.dataset
-
     def _current_epoch(self) -> int:
-        transform = getattr(getattr(self.inner, "dataset", None), "transform", None)
-        return int(getattr(transform, "epoch", 0))
+        return int(getattr(self.transform, "epoch", 0))
 
     def rng_for(self, epoch: int, worker: int, batch: int) -> np.random.Generator:
         """The generator of one batch."""

@@ -19,7 +19,9 @@ import numpy as np
 from paddle.io import Dataset, DistributedBatchSampler
 
 from ..config.checks import check_choice
+from ..errors import UsageError
 from .mixing import MixingCollate
+from .robust_loader import RobustDataLoader  # falls back when worker processes die (small /dev/shm)
 from .registry import AUGMENTATIONS, PIPELINES
 from .transform_base import TransformBase
 
@@ -174,16 +176,31 @@ class _SampleView(_View):
         return self.dataset[index]
 
 
-class _SampleCollate:
-    """Paddle's default collate (stacks the samples), holding the dataset so its transform can be re-seeded."""
+def _sample_collate(samples):
+    """Paddle's default collate: stacks the samples."""
+    from paddle.io.dataloader.collate import default_collate_fn
 
-    def __init__(self, dataset: ImageDataset):
-        self.dataset = dataset
+    return default_collate_fn(samples)
 
-    def __call__(self, samples):
-        from paddle.io.dataloader.collate import default_collate_fn
 
-        return default_collate_fn(samples)
+class ImageLoader(RobustDataLoader):
+    """The DataLoader :func:`make_loader` returns: a :class:`RobustDataLoader` that starts each epoch's random draws.
+
+    Attributes:
+        transform: the dataset's batch transform (its crops, flips and erasing draw from its per-epoch stream).
+    """
+
+    transform = None
+
+    def set_epoch(self, epoch: int, seed: int = 0) -> None:
+        """Makes the shuffle and the augmentation of ``epoch`` a function of ``(seed, epoch)``, so a resumed run repeats them.
+
+        ``DistributedBatchSampler`` seeds its shuffle with its epoch counter
+        alone; folding the run's seed in makes different seeds shuffle differently.
+        """
+        self.batch_sampler.set_epoch(seed * 100_003 + epoch)
+        if self.transform is not None:
+            self.transform.set_epoch(epoch)
 
 
 def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, *, num_workers: int = 0,
@@ -218,7 +235,7 @@ def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, *, num_wo
     raw = _RawView(dataset) if pipeline == "batched" else _SampleView(dataset)
     if evaluation:
         if shuffle or drop_last:
-            raise ValueError("make_loader: evaluation=True reads every sample once in order; pass shuffle=False, drop_last=False.")
+            raise UsageError("make_loader: evaluation=True reads every sample once in order; pass shuffle=False, drop_last=False.")
         sampler = eval_batch_sampler(len(dataset), batch_size)
     else:
         sampler = DistributedBatchSampler(raw, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
@@ -229,17 +246,17 @@ def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, *, num_wo
         # they would all draw the same crops.
         transform.set_epoch(transform.epoch, worker_id + 1)
 
-    from .robust_loader import RobustDataLoader  # falls back when worker processes die (small /dev/shm)
-
-    collate = _BatchCollate(dataset) if pipeline == "batched" else _SampleCollate(dataset)
+    collate = _BatchCollate(dataset) if pipeline == "batched" else _sample_collate
     if mixing is not None:
         if evaluation:
-            raise ValueError("make_loader: mixing is for training batches; an evaluation loader takes mixing=None.")
-        collate = MixingCollate(collate, mixing, seed=transform.seed)
-    return RobustDataLoader(raw, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                            worker_init_fn=reseed_worker if num_workers else None, return_list=True,
-                            prefetch_factor=prefetch_factor, persistent_workers=bool(persistent_workers and num_workers),
-                            use_shared_memory=use_shared_memory)
+            raise UsageError("make_loader: mixing is for training batches; an evaluation loader takes mixing=None.")
+        collate = MixingCollate(collate, mixing, transform, seed=transform.seed)
+    loader = ImageLoader(raw, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                         worker_init_fn=reseed_worker if num_workers else None, return_list=True,
+                         prefetch_factor=prefetch_factor, persistent_workers=bool(persistent_workers and num_workers),
+                         use_shared_memory=use_shared_memory)
+    loader.transform = transform
+    return loader
 
 
 def eval_batch_sampler(num_samples: int, batch_size: int, num_replicas: Optional[int] = None,

@@ -27,6 +27,8 @@ from typing import Callable, Dict, Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from ..errors import UsageError
+
 MAX_MAGNITUDE = 10.0
 
 
@@ -140,7 +142,7 @@ class RandAugment:
                  ops: Sequence[str] = tuple(OPS), fill: int = 0):
         unknown = [name for name in ops if name not in OPS]
         if unknown or not ops:
-            raise ValueError(f"RandAugment ops must be among {', '.join(OPS)}; got {list(ops)!r}.")
+            raise UsageError(f"RandAugment ops must be among {', '.join(OPS)}; got {list(ops)!r}.")
         self.magnitude = float(magnitude)
         self.num_ops = int(num_ops)
         self.op_prob = float(op_prob)

@@ -36,7 +36,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import numpy as np
 
 from ..config.checks import is_number
-from ..errors import HapiRunnerError, UsageError
+from ..errors import ExportVerificationError, GraphConversionError, UsageError
 from ..runfolder.atomic import recover_litter, replace_dir, staging_dir, write_json
 from .inference import InferenceModel
 from ..runfolder.layout import EXPORT_REPORT
@@ -59,14 +59,6 @@ MAX_DIFF_TOLERANCE = {"cpu": 1e-2, "gpu": 5e-2}
 # argument parser warns once per process on the first paddle.add (any `a + b` in forward) although
 # no out= tensor is passed.
 PADDLE_EXPORT_NOISE = (b"Paddle static graph(PIR) not support input out tensor",)
-
-
-class ExportVerificationError(HapiRunnerError):
-    """The exported graph does not predict what the trained network predicts."""
-
-
-class GraphConversionError(HapiRunnerError):
-    """``paddle.jit.save`` could not turn the network's forward into a static graph."""
 
 
 def export_model(network, directory: str, input_shape: Sequence[int], sidecar: Dict[str, Any],

@@ -16,19 +16,17 @@ warning line.
 from __future__ import annotations
 
 import logging
-import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..runfolder import layout as rundir
 from ..training.distributed import is_main, say
 from ..deploy.calibrate import calibrate_predictions
 from ..deploy.gradcam import dataset_cams
 from ..errors import HapiRunnerError
 from ..training.metrics import classification_report, without_roc_points
-from ..runfolder.atomic import write_json
 from .build import build_report
 from .predictions import Predictions
 
@@ -88,10 +86,30 @@ def predict_within(network, data, batch_size: int, budget: float, *, amp: Option
     return Predictions.from_logits(data.labels, np.concatenate(outputs)).probs, clock() - started
 
 
-def _checkpoint_and_source(runner, results: Dict[str, Any], seconds: float) -> Tuple[str, str]:
+@dataclass
+class TrainingOutcome:
+    """What the end-of-training report needs of a finished ``fit`` (``Runner.outcome()``).
+
+    Attributes:
+        run_dir: the run folder.
+        config: the run's TrainConfig.
+        network: the trained ``paddle.nn.Layer`` (its final weights, or the best ones restore_best put back).
+        eval_data: the evaluation ImageDataset.
+        amp: the AMP level trained at, or None.
+        restored_epoch: the epoch whose weights restore_best put back, or None.
+    """
+
+    run_dir: str
+    config: Any
+    network: Any
+    eval_data: Any
+    amp: Optional[str] = None
+    restored_epoch: Optional[int] = None
+
+
+def _checkpoint_and_source(outcome: TrainingOutcome, results: Dict[str, Any], seconds: float) -> Tuple[str, str]:
     """The checkpoint holding the weights predicted with, and the report's line on where the predictions come from."""
-    data, config = runner.eval_data, runner.config
-    restored = getattr(runner.early_stopping, "restored_epoch", None)
+    data, config, restored = outcome.eval_data, outcome.config, outcome.restored_epoch
     if config.dataset == "folder":
         split = "validation images"
     else:
@@ -102,11 +120,13 @@ def _checkpoint_and_source(runner, results: Dict[str, Any], seconds: float) -> T
     return ("best" if restored else "last"), source
 
 
-def report_at_end(runner, results: Dict[str, Any]) -> Dict[str, Any]:
-    """After a finished ``fit``: adds ``class_metrics`` to results.json and writes report.html, when the pass is cheap.
+def report_at_end(outcome: TrainingOutcome, results: Dict[str, Any]) -> Dict[str, Any]:
+    """After a finished ``fit``: adds ``class_metrics`` to the results and writes report.html, when the pass is cheap.
+
+    The caller writes results.json afterwards, once, with what was added here.
 
     Args:
-        runner: the :class:`hapi_runner.Runner` whose ``fit`` wrote ``results``.
+        outcome: what the run's ``fit`` left (``Runner.outcome()``).
         results: what ``fit`` returns; gains ``class_metrics`` (the per-class
             figures of :func:`hapi_runner.training.metrics.classification_report`, without
             the ROC points) and ``report`` (the page's path) when they are made.
@@ -114,23 +134,23 @@ def report_at_end(runner, results: Dict[str, Any]) -> Dict[str, Any]:
     Returns:
         ``results``.
     """
-    if not runner.config.report or not is_main():
+    if not outcome.config.report or not is_main():
         return results
-    data, run_dir = runner.eval_data, runner.run_dir
+    data, run_dir = outcome.eval_data, outcome.run_dir
     budget = pass_budget(results.get("train_seconds"))
-    probs, seconds = predict_within(runner.network, data, runner.config.batch_size, budget,
-                                    amp=runner.amp, amp_dtype=runner.config.amp_dtype)
+    probs, seconds = predict_within(outcome.network, data, outcome.config.batch_size, budget,
+                                    amp=outcome.amp, amp_dtype=outcome.config.amp_dtype)
     if probs is None:
         say(f"hapi_runner: report skipped: it needs one more pass over {len(data)} images (~{seconds:.0f} s, more than "
             f"{budget:.0f} s); run hapi-runner report {run_dir}")
         return results
-    checkpoint, source = _checkpoint_and_source(runner, results, seconds)
+    checkpoint, source = _checkpoint_and_source(outcome, results, seconds)
     calibration = calibrate_predictions(run_dir, probs, data.labels, source)
     if calibration is not None:
         results["calibration"] = {key: calibration[key] for key in ("temperature", "ece_before", "ece_after")}
     predictions = Predictions.from_dataset(data, probs, source)
-    if runner.amp is None:  # Grad-CAM feeds float32; an AMP network's half-precision weights would refuse it
-        predictions.heatmaps = dataset_cams(runner.network, data)
+    if outcome.amp is None:  # Grad-CAM feeds float32; an AMP network's half-precision weights would refuse it
+        predictions.heatmaps = dataset_cams(outcome.network, data)
     evaluation = classification_report(predictions.labels, predictions.probs, predictions.class_names)
     results["class_metrics"] = dict(without_roc_points(evaluation), class_names=predictions.class_names, source=source)
     try:
@@ -139,9 +159,4 @@ def report_at_end(runner, results: Dict[str, Any]) -> Dict[str, Any]:
     except (OSError, HapiRunnerError) as exc:
         log.warning("report.html not written (%s: %s); the training result stands. Write it later with: hapi-runner report %s",
                     type(exc).__name__, exc, run_dir)
-    try:
-        write_json(os.path.join(run_dir, rundir.RESULTS), results)
-    except OSError as exc:
-        log.warning("results.json not updated with the per-class figures (%s: %s); the training result stands.",
-                    type(exc).__name__, exc)
     return results

@@ -38,7 +38,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
-from ..errors import HapiRunnerError
+from ..errors import CheckpointError
 from .atomic import TMP_PREFIX, fsync_dir, remove_path, replace_dir, writer_suffix
 from .layout import BEST, EMA_FILE, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, epoch_folders, epoch_name
 
@@ -49,10 +49,6 @@ DATA_FILES = (PARAMS_FILE, OPT_FILE, RNG_FILE)
 # parse the file", EOFError on an empty one, UnicodeDecodeError, a ValueError, on flipped bytes); pickle's own
 # error and a read failure complete the list. Anything else is a bug and must surface as one.
 UNLOADABLE = (pickle.UnpicklingError, EOFError, ValueError, OSError)
-
-
-class CheckpointError(HapiRunnerError):
-    """A checkpoint folder that is incomplete, truncated or corrupt."""
 
 
 # -- layout ------------------------------------------------------------------

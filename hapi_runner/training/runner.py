@@ -57,10 +57,7 @@ class _EpochSeeder:
         return EpochSeeder()
 
     def set_epoch(self, epoch: int) -> None:
-        # DistributedBatchSampler seeds its shuffle with its epoch counter alone;
-        # folding the run's seed in makes different seeds shuffle differently.
-        self.loader.batch_sampler.set_epoch(self.seed * 100_003 + epoch)
-        self.loader.collate_fn.dataset.transform.set_epoch(epoch)
+        self.loader.set_epoch(epoch, self.seed)
 
 
 class Runner:
@@ -252,7 +249,7 @@ class Runner:
             ordered.insert(0, self.peer_watch.callback())
         done = self._begin(checkpoint_folder, ordered)
         if done >= cfg.epochs:
-            return report_at_end(self, self._finish_trained_run(done))
+            return self._publish(report_at_end(self.outcome(), self._finish_trained_run(done)))
         started = time.perf_counter()
         try:
             self.model.fit(
@@ -262,13 +259,13 @@ class Runner:
             )
         except (NonFiniteLossError, ExportVerificationError, TrainingInterrupted) as exc:
             reason = {"error": type(exc).__name__, "message": str(exc), **(getattr(self.nan_guard, "reason", None) or {})}
-            self._write_results(time.perf_counter() - started, resumed_from=done, stop_reason=reason, evaluate=False)
+            self._publish(self._results(time.perf_counter() - started, resumed_from=done, stop_reason=reason, evaluate=False))
             raise
         finally:
             self.graceful_stop.uninstall()
             if self.peer_watch is not None:
                 self.peer_watch.stop()
-        return report_at_end(self, self._write_results(time.perf_counter() - started, resumed_from=done))
+        return self._publish(report_at_end(self.outcome(), self._results(time.perf_counter() - started, resumed_from=done)))
 
     def _begin(self, checkpoint_folder: Optional[str], ordered: List[Any]) -> int:
         """Puts the checkpoint back when resuming, then writes config.json and the opening lines; the epochs already done."""
@@ -372,7 +369,7 @@ class Runner:
             self.exporter.set_model(self.model)
             self.exporter.epoch = done
             self.exporter.export("end of training")
-        return self._write_results(time.perf_counter() - started, resumed_from=done)
+        return self._results(time.perf_counter() - started, resumed_from=done)
 
     def _open_run_dir(self) -> Optional[str]:
         """Sets ``run_dir``; returns the checkpoint folder to resume from, if any.
@@ -478,8 +475,22 @@ class Runner:
                             on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device)
 
     # -- results -------------------------------------------------------------
-    def _write_results(self, total_seconds: float, resumed_from: int = 0, stop_reason: Optional[Dict[str, Any]] = None,
-                       evaluate: bool = True) -> Dict[str, Any]:
+    def outcome(self):
+        """What the end-of-training report needs of this run, after ``fit``: a :class:`TrainingOutcome`."""
+        from ..report.end_of_training import TrainingOutcome
+
+        return TrainingOutcome(run_dir=self.run_dir, config=self.config, network=self.network, eval_data=self.eval_data,
+                               amp=self.amp, restored_epoch=getattr(self.early_stopping, "restored_epoch", None))
+
+    def _publish(self, results: Dict[str, Any]) -> Dict[str, Any]:
+        """Writes results.json, once per fit, with everything the run and its report learnt."""
+        if is_main():
+            write_json(RunPaths(self.run_dir).results, results)
+        return results
+
+    def _results(self, total_seconds: float, resumed_from: int = 0, stop_reason: Optional[Dict[str, Any]] = None,
+                 evaluate: bool = True) -> Dict[str, Any]:
+        """results.json's content: final and best evaluation, epochs, times, the export's check, where and how it ran."""
         import paddle
 
         rows = self.history.rows
@@ -515,8 +526,6 @@ class Runner:
             "threads": self.threads,
             "run_dir": self.run_dir,
         }
-        if is_main():
-            write_json(RunPaths(self.run_dir).results, results)
         return results
 
 
