@@ -23,7 +23,7 @@ CORRECT_PER_CLASS = 2
 
 def build_report(run_dir: str, predictions: Optional[Predictions] = None, *, checkpoint: str = "best",
                  max_images: int = MAX_IMAGES, correct_per_class: int = CORRECT_PER_CLASS, positive: int = 1,
-                 output: Optional[str] = None) -> Dict[str, Any]:
+                 output: Optional[str] = None, results: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Writes ``report.html`` for a finished run.
 
     Args:
@@ -40,6 +40,8 @@ def build_report(run_dir: str, predictions: Optional[Predictions] = None, *, che
         positive: with two classes, the index of the positive class for
             sensitivity, specificity and ROC. Defaults to 1.
         output: where to write. Defaults to ``<run_dir>/report.html``.
+        results: the run's results, from the training that is ending (it writes
+            results.json after the report). Defaults to None: read results.json.
 
     Returns:
         ``path`` (the page), ``checkpoint_epoch``, and ``metrics`` (the
@@ -55,7 +57,7 @@ def build_report(run_dir: str, predictions: Optional[Predictions] = None, *, che
     if predictions is not None and not isinstance(predictions, Predictions):
         raise UsageError(f"predictions must be a hapi_runner.report.Predictions, got {type(predictions).__name__}.")
     require_drawing()
-    run = read_run(run_dir)
+    run = read_run(run_dir, results=results)
     chosen, note = resolve_checkpoint(run, checkpoint)
     evaluation = None
     if predictions is not None:

@@ -154,7 +154,7 @@ def report_at_end(outcome: TrainingOutcome, results: Dict[str, Any]) -> Dict[str
     evaluation = classification_report(predictions.labels, predictions.probs, predictions.class_names)
     results["class_metrics"] = dict(without_roc_points(evaluation), class_names=predictions.class_names, source=source)
     try:
-        results["report"] = build_report(run_dir, predictions, checkpoint=checkpoint)["path"]
+        results["report"] = build_report(run_dir, predictions, checkpoint=checkpoint, results=results)["path"]
         say(f"hapi_runner: report: {results['report']}")
     except (OSError, HapiRunnerError) as exc:
         log.warning("report.html not written (%s: %s); the training result stands. Write it later with: hapi-runner report %s",

@@ -58,19 +58,25 @@ def live_writer(run_dir: str) -> Optional[int]:
     return None
 
 
-def read_run(run_dir: str, need_checkpoints: bool = True) -> RunFolder:
-    """Reads a finished run; UsageError in one line for a folder that is not one, is still training or has no checkpoint."""
+def read_run(run_dir: str, need_checkpoints: bool = True, results: Optional[Dict[str, Any]] = None) -> RunFolder:
+    """Reads a finished run; UsageError in one line for a folder that is not one, is still training or has no checkpoint.
+
+    ``results`` is given by the training process itself, at its end, before
+    it writes them to results.json (which it does once, with the report's
+    figures); the folder is then taken as finished. Defaults to None: read results.json.
+    """
     if not os.path.isdir(run_dir):
         raise UsageError(f"run folder '{run_dir}' does not exist; pass a folder written by hapi-runner train (output/<model>-<dataset>/run_NNN).")
     if not os.path.isfile(os.path.join(run_dir, rundir.CONFIG)):
         raise UsageError(f"'{run_dir}' has no {rundir.CONFIG}, so it is not a hapi_runner run folder; pass one written by hapi-runner train.")
-    pid = live_writer(run_dir)
+    pid = None if results is not None else live_writer(run_dir)
     if pid is not None:
         raise UsageError(f"'{run_dir}' is still training (process {pid} is writing into it); make the report once it has finished.")
-    if not rundir.is_finished(run_dir):
+    if results is None and not rundir.is_finished(run_dir):
         raise UsageError(f"'{run_dir}' has no {rundir.RESULTS}: its training is still going or was killed before the end; "
                          f"wait for it, or finish it with: python train.py --resume {run_dir}")
-    run = RunFolder(run_dir, _read_json(os.path.join(run_dir, rundir.CONFIG)), _read_json(os.path.join(run_dir, rundir.RESULTS)))
+    run = RunFolder(run_dir, _read_json(os.path.join(run_dir, rundir.CONFIG)),
+                    results if results is not None else _read_json(os.path.join(run_dir, rundir.RESULTS)))
     run.rows = read_metrics(RunPaths(run_dir).metrics)
     export_path = RunPaths(run_dir).export_report
     run.export = _read_json(export_path) if os.path.isfile(export_path) else None

@@ -51,8 +51,19 @@ BEST = "best"
 EPOCH_RE = re.compile(r"epoch_(\d+)")
 
 
+# RunPaths' attributes: the path of each file or folder, under the run folder.
+_FILES = {"results": (RESULTS,), "config": (CONFIG,), "metrics": (METRICS,), "curves": (CURVES,),
+          "visualdl": (VISUALDL,), "report": (REPORT,), "bad_images": (BAD_IMAGES,), "lr_find_json": (LR_FIND_JSON,),
+          "lr_find_plot": (LR_FIND_PLOT,), "checkpoints": (CHECKPOINTS,), "inference": (INFERENCE,), "onnx": (ONNX,),
+          "export_report": (INFERENCE, EXPORT_REPORT), "calibration": (CALIBRATION,)}
+
+
 class RunPaths:
     """The paths of one run folder's files: ``RunPaths(run).results``, ``.checkpoint("best")``...
+
+    Every key of ``_FILES`` is an attribute: ``results``, ``config``, ``metrics``, ``curves``, ``visualdl``,
+    ``report``, ``bad_images``, ``lr_find_json``, ``lr_find_plot``, ``checkpoints``, ``inference``, ``onnx``,
+    ``export_report``, ``calibration``.
 
     Args:
         root: the run folder.
@@ -67,26 +78,14 @@ class RunPaths:
     def __repr__(self) -> str:
         return f"RunPaths({self.root!r})"
 
-    def _join(self, *names: str) -> str:
-        return os.path.join(self.root, *names)
-
-    results = property(lambda self: self._join(RESULTS))
-    config = property(lambda self: self._join(CONFIG))
-    metrics = property(lambda self: self._join(METRICS))
-    curves = property(lambda self: self._join(CURVES))
-    visualdl = property(lambda self: self._join(VISUALDL))
-    report = property(lambda self: self._join(REPORT))
-    bad_images = property(lambda self: self._join(BAD_IMAGES))
-    lr_find_json = property(lambda self: self._join(LR_FIND_JSON))
-    lr_find_plot = property(lambda self: self._join(LR_FIND_PLOT))
-    checkpoints = property(lambda self: self._join(CHECKPOINTS))
-    inference = property(lambda self: self._join(INFERENCE))
-    onnx = property(lambda self: self._join(ONNX))
-    export_report = property(lambda self: self._join(INFERENCE, EXPORT_REPORT))
+    def __getattr__(self, name: str) -> str:
+        if name in _FILES:
+            return os.path.join(self.root, *_FILES[name])
+        raise AttributeError(f"a run folder has no file called {name!r}; its files: {', '.join(_FILES)}")
 
     def checkpoint(self, name: str = LAST) -> str:
         """``checkpoints/<name>``: ``last``, ``best`` or ``epoch_<N>``."""
-        return self._join(CHECKPOINTS, name)
+        return os.path.join(self.root, CHECKPOINTS, name)
 
     def export(self, fmt: str = "paddle") -> str:
         """The export folder of a format: ``inference/`` for Paddle's graph, ``onnx/`` for ONNX."""
