@@ -27,10 +27,11 @@ from .. import __version__
 from ..config.checks import check_int, check_path, parse_device, parse_threads
 from ..config.train_config import TrainConfig, load_config_file, resolve_layers
 from ..errors import HapiRunnerError, UsageError
+from ..deploy.serve_config import build_serve_parser, settings_from_args
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "serve")
 S = argparse.SUPPRESS
 
 
@@ -208,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_export_parser(sub.add_parser("export", help="export a run's checkpoint for paddle.inference or ONNX, verified"))
     build_report_parser(sub.add_parser("report", help="write RUN/report.html: curves, per-class table, confusion matrix, mistakes"))
     build_compare_parser(sub.add_parser("compare", help="runs side by side, and their evaluation curves overlaid"))
+    build_serve_parser(sub.add_parser("serve", help="serve an exported model over HTTP: POST /predict, a page at /, dynamic batching"))
     return parser
 
 
@@ -332,8 +334,14 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    from ..deploy.serve import run_server
+
+    return run_server(settings_from_args(args))
+
+
 RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
-           "report": run_report, "compare": run_compare}
+           "report": run_report, "compare": run_compare, "serve": run_serve}
 
 
 class _StderrHandler(logging.StreamHandler):
