@@ -8,9 +8,11 @@ prints one markdown table:
 - ``direct b1`` / ``direct b32``: :class:`InferenceModel.predict` in a loop on a
   preprocessed batch of 1 and of 32 (the limits the server can approach);
 - ``serve c=N``: a real ``hapi-runner serve`` in its own process, loaded by N
-  keep-alive clients of our own (asyncio, HTTP/1.1), each sending one image per
-  request as the body and waiting for the answer before the next: requests/s,
-  p50/p99 latency, and the mean batch the server formed (from /metadata).
+  keep-alive connections, each sending one image per request as the body and
+  waiting for the answer before the next: requests/s, p50/p99 latency, and the
+  mean batch the server formed (from /metadata). The load comes from ``wrk``
+  (Debian: ``apt-get install wrk``) where it is installed, a C load generator
+  that leaves the server most of the CPU; else from asyncio clients of our own.
 
 Then the two targets: at c=32 at least 70% of direct batch-32 throughput, at
 c=1 a p50 within 5 ms of direct batch 1. The client runs on the same machine
@@ -24,6 +26,8 @@ import asyncio
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -111,10 +115,7 @@ async def _client(port: int, body: bytes, stop_at: float, latencies: List[float]
     writer.close()
 
 
-def load(port: int, body: bytes, concurrency: int, seconds: float) -> Dict:
-    from serving import request
-
-    before = json.loads(request(port, "GET", "/metadata")[2])["stats"]
+def _asyncio_load(port: int, body: bytes, concurrency: int, seconds: float) -> Dict:
     latencies: List[float] = []
 
     async def run():
@@ -123,11 +124,53 @@ def load(port: int, body: bytes, concurrency: int, seconds: float) -> Dict:
 
     started = time.perf_counter()
     asyncio.run(run())
-    elapsed = time.perf_counter() - started
+    row = percentile_row("", latencies, len(latencies) / (time.perf_counter() - started), None)
+    return row
+
+
+# wrk's script: POST the image file named by BENCH_IMAGE; at the end, one JSON line of the figures (microseconds -> ms).
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "image/png"
+local f = io.open(os.getenv("BENCH_IMAGE"), "rb")
+wrk.body = f:read("*a")
+f:close()
+done = function(summary, latency, requests)
+  io.write(string.format('JSON {"count": %d, "seconds": %f, "p50": %f, "p99": %f, "non2xx": %d, "errors": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def _wrk_load(port: int, body: bytes, concurrency: int, seconds: float) -> Dict:
+    with tempfile.TemporaryDirectory(prefix="wrk-") as folder:
+        script, image = os.path.join(folder, "post.lua"), os.path.join(folder, "image.png")
+        with open(script, "w") as fh:
+            fh.write(WRK_SCRIPT)
+        with open(image, "wb") as fh:
+            fh.write(body)
+        done = subprocess.run(["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds:g}s",
+                               "--timeout", "60s", "-s", script, f"http://127.0.0.1:{port}/predict?top_k=1"],
+                              capture_output=True, text=True, env={**os.environ, "BENCH_IMAGE": image}, check=True)
+    figures = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("JSON "))[5:])
+    if figures["non2xx"] or figures["errors"]:
+        raise RuntimeError(f"wrk saw {figures['non2xx']} non-2xx answers and {figures['errors']} socket errors")
+    return {"run": "", "per_second": figures["count"] / figures["seconds"], "p50": figures["p50"], "p99": figures["p99"],
+            "batch": None, "count": figures["count"]}
+
+
+def load(port: int, body: bytes, concurrency: int, seconds: float) -> Dict:
+    """One load level: wrk's figures where wrk is installed, else our asyncio clients'; the mean batch from /metadata."""
+    from serving import request
+
+    before = json.loads(request(port, "GET", "/metadata")[2])["stats"]
+    row = (_wrk_load if shutil.which("wrk") else _asyncio_load)(port, body, concurrency, seconds)
     after = json.loads(request(port, "GET", "/metadata")[2])["stats"]
     batches = after["batches"] - before["batches"]
-    return percentile_row(f"serve c={concurrency}", latencies, len(latencies) / elapsed,
-                          (after["images"] - before["images"]) / batches if batches else None)
+    row["run"] = f"serve c={concurrency}"
+    row["batch"] = (after["images"] - before["images"]) / batches if batches else None
+    return row
 
 
 def bench_model(name: str, folder: str, args) -> List[Dict]:
@@ -171,7 +214,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import paddle
 
-    print(f"paddle {paddle.__version__}, {len(os.sched_getaffinity(0))} cores, predictor threads {args.threads}\n", flush=True)
+    generator = "wrk" if shutil.which("wrk") else "asyncio clients (no wrk on PATH)"
+    print(f"paddle {paddle.__version__}, {len(os.sched_getaffinity(0))} cores, predictor threads {args.threads}, "
+          f"load from {generator}\n", flush=True)
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
         for name in args.models:
             print(table(name, bench_model(name, folder, args)), flush=True)
