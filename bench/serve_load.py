@@ -160,13 +160,24 @@ def _wrk_load(port: int, body: bytes, concurrency: int, seconds: float) -> Dict:
             "batch": None, "count": figures["count"]}
 
 
-def load(port: int, body: bytes, concurrency: int, seconds: float) -> Dict:
-    """One load level: wrk's figures where wrk is installed, else our asyncio clients'; the mean batch from /metadata."""
+def _idle_stats(port: int, timeout: float = 600) -> Dict:
+    """/metadata's counts once every accepted request is answered: a load level's stragglers (a client that stopped
+    leaves its last requests in the server) must not run into the next level's figures."""
     from serving import request
 
-    before = json.loads(request(port, "GET", "/metadata")[2])["stats"]
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = json.loads(request(port, "GET", "/metadata")[2])["stats"]
+        if stats["accepted"] == stats["answered"] + stats["abandoned"] or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
+
+
+def load(port: int, body: bytes, concurrency: int, seconds: float) -> Dict:
+    """One load level: wrk's figures where wrk is installed, else our asyncio clients'; the mean batch from /metadata."""
+    before = _idle_stats(port)
     row = (_wrk_load if shutil.which("wrk") else _asyncio_load)(port, body, concurrency, seconds)
-    after = json.loads(request(port, "GET", "/metadata")[2])["stats"]
+    after = _idle_stats(port)
     batches = after["batches"] - before["batches"]
     row["run"] = f"serve c={concurrency}"
     row["batch"] = (after["images"] - before["images"]) / batches if batches else None

@@ -10,6 +10,9 @@ Modules, each with one job:
 - ``export``: the export engine (``jit.save``, sidecar, check, atomic swap, recovery).
 - ``onnx``: the ONNX export through ``paddle2onnx``, checked with ``onnxruntime``.
 - ``predict``: class predictions for image files (``hapi-runner predict``).
+- ``answers``: logits to the answer ``predict`` and ``serve`` both give.
+- ``batching``, ``serve_config``, ``serve``, ``serve_app``: ``hapi-runner serve``
+  (dynamic batching; settings and flags; the model side; the FastAPI routes).
 - ``metrics``: loss, top-k and the confusion matrix from logits.
 - ``run``: a finished run folder evaluated and exported (``hapi-runner evaluate`` and ``export``).
 
@@ -29,6 +32,7 @@ _LAZY = {
     "recover_export": "export",
     "export_onnx": "onnx",
     "predict_files": "predict",
+    "answers_from_logits": "answers",
     "metrics_from_logits": "scoring",
     "load_run": "tasks",
     "evaluate_run": "tasks",
