@@ -48,3 +48,10 @@ def test_a_folder_without_an_export_is_one_line(tmp_path, capsys):
     assert main(["serve", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds no exported model" in err
+
+
+@pytest.mark.parametrize("cpus,workers,threads", [(1, 1, 1), (2, 1, 2), (2, 2, 1), (16, 1, 15), (16, 2, 7), (16, 32, 1)])
+def test_predictor_threads_leave_a_cpu_to_the_server_from_three_on(cpus, workers, threads):
+    from hapi_runner.deploy.serve import predictor_threads
+
+    assert predictor_threads(cpus, workers) == threads

@@ -51,6 +51,16 @@ MAX_FILES = 256
 ROUTES = "GET /, GET /health, GET /metadata, POST /predict, GET /openapi.json"
 
 
+def predictor_threads(cpus: int, workers: int) -> int:
+    """CPU math threads per predictor: the CPUs less one for the server's own work (HTTP, decoding, answers),
+    from three CPUs on, shared among the workers; at least one.
+
+    On one or two CPUs a core kept from the predictor would cost more than the server's work needs.
+    """
+    spare = 1 if cpus > 2 else 0
+    return max(1, (cpus - spare) // max(1, workers))
+
+
 def require_web_stack() -> None:
     """Raises a one-line error naming the extra when FastAPI, uvicorn or python-multipart is missing."""
     missing = []
@@ -90,7 +100,7 @@ class Service:
     def __init__(self, settings: ServeSettings):
         self.settings = settings
         self.model_dir = resolve_model_dir(settings.target)
-        self.threads = settings.threads or max(1, default_threads() // settings.workers)
+        self.threads = settings.threads or predictor_threads(default_threads(), settings.workers)
         self.batcher = DynamicBatcher(settings.workers, max_batch=settings.max_batch,
                                       max_delay_ms=settings.max_delay_ms, max_queue=settings.max_queue)
         self.models: List[InferenceModel] = []

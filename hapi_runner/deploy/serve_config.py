@@ -39,7 +39,8 @@ class ServeSettings:
             Defaults to 5 ms: small beside a network's own milliseconds, long
             enough for a burst of clients to meet.
         workers: predictors run side by side, each in its own thread. Defaults to 1.
-        threads: CPU math threads per predictor. Defaults to the CPUs divided by the workers.
+        threads: CPU math threads per predictor. Defaults to the CPUs (less one for the server
+            from three CPUs on) divided by the workers.
         max_upload: largest request body in bytes. Defaults to 8 MiB.
         max_queue: most requests accepted and not yet batched; more get 503. Defaults to 256.
         max_pixels: largest image (width x height) decoded. Defaults to 50 M.
@@ -80,7 +81,7 @@ def build_serve_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--max-delay-ms", type=float, default=d.max_delay_ms,
                         help=f"longest a request waits for others to share its batch; default {d.max_delay_ms:g}")
     parser.add_argument("--workers", type=int, default=d.workers, help=f"predictors side by side; default {d.workers}")
-    parser.add_argument("--threads", type=int, default=None, help="CPU math threads per predictor; default: CPUs / workers")
+    parser.add_argument("--threads", type=int, default=None, help="CPU math threads per predictor; default: (CPUs - 1) / workers, or CPUs / workers on 1-2 CPUs")
     parser.add_argument("--max-upload", default="8M", metavar="SIZE",
                         help="largest request body (k, M, G); default 8M")
     parser.add_argument("--max-queue", type=int, default=d.max_queue,
