@@ -233,9 +233,7 @@ def run_server(settings: ServeSettings) -> int:
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
-    # The standard asyncio loop, not uvloop: after a SIGTERM, uvloop leaves the signal's default action in place
-    # and uvicorn's re-raise then kills the process (exit 143) instead of reaching _quiet_stop_signals.
-    config = uvicorn.Config(app, loop="asyncio", log_level="warning", access_log=False, lifespan="on",
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     server = uvicorn.Server(config)
     sidecar = service.model.sidecar or {}
