@@ -32,10 +32,11 @@ from ..datacheck.confident import METHODS as LABEL_METHODS
 from ..datacheck.hashes import NEAR_THRESHOLD
 from ..datacheck.names import DATA_CHECK_PAGE, LABEL_ISSUES_DIR
 from ..errors import HapiRunnerError, UsageError
+from ..deploy.serve_config import build_serve_parser, settings_from_args
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "check-data", "label-issues", "launch", "calibrate", "lr-find")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "check-data", "label-issues", "launch", "calibrate", "lr-find", "serve")
 S = argparse.SUPPRESS
 
 
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_launch_parser(sub.add_parser("launch", help="start this machine's part of a multi-node job (paddle.distributed.launch, --host filled in)"))
     build_calibrate_parser(sub.add_parser("calibrate", help="fit temperature scaling on the evaluation set; ECE before and after"))
     build_lr_find_parser(sub.add_parser("lr-find", help="LR range test: lr_find.png, lr_find.json, a suggested --lr (train's flags)"))
+    build_serve_parser(sub.add_parser("serve", help="serve an exported model over HTTP: POST /predict, a page at /, dynamic batching"))
     return parser
 
 
@@ -500,9 +502,15 @@ def train_command(config: TrainConfig, **changes: Any) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def run_serve(args: argparse.Namespace) -> int:
+    from ..deploy.serve import run_server
+
+    return run_server(settings_from_args(args))
+
+
 RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
            "report": run_report, "compare": run_compare, "check-data": run_check_data, "label-issues": run_label_issues,
-           "launch": run_launch, "calibrate": run_calibrate, "lr-find": run_lr_find}
+           "launch": run_launch, "calibrate": run_calibrate, "lr-find": run_lr_find, "serve": run_serve}
 
 
 class _StderrHandler(logging.StreamHandler):

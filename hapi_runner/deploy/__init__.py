@@ -13,6 +13,8 @@ Modules, each with one job:
 - ``calibration``: temperature scaling, ECE, test-time flips, and ``answers_from_logits`` (logits -> what a user is told).
 - ``calibrate``: a run's temperature fitted and saved (``hapi-runner calibrate``, and the end of training).
 - ``gradcam``: Grad-CAM heat maps and overlays from the run's dygraph network (``predict --explain``).
+- ``batching``, ``serve_config``, ``serve``, ``serve_app``: ``hapi-runner serve``
+  (dynamic batching; settings and flags; the model side; the FastAPI routes).
 - ``metrics``: loss, top-k and the confusion matrix from logits.
 - ``run``: a finished run folder evaluated and exported (``hapi-runner evaluate`` and ``export``).
 

@@ -50,10 +50,15 @@ def expand_paths(paths: Sequence[str]) -> List[str]:
     return files
 
 
-def read_image(path: str, channels: int, size: int) -> np.ndarray:
-    """uint8 ``[channels, size, size]`` from a PNG/JPEG/BMP (converted and resized) or a .npy array."""
-    if path.lower().endswith(".npy"):
-        return _read_npy(path, channels, size)
+def read_image(path: Any, channels: int, size: int, name: Optional[str] = None) -> np.ndarray:
+    """uint8 ``[channels, size, size]`` from a PNG/JPEG/BMP (converted and resized) or a .npy array.
+
+    ``path`` may be a binary file object; ``name`` is what messages call it (and, ending in .npy, marks an
+    array). Defaults to ``path``.
+    """
+    name = str(path) if name is None else name
+    if name.lower().endswith(".npy"):
+        return _read_npy(path, channels, size, name)
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -63,28 +68,30 @@ def read_image(path: str, channels: int, size: int) -> np.ndarray:
                 image = image.resize((size, size), Image.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
     except UnidentifiedImageError:
-        raise UsageError(f"'{path}' is not an image Pillow can read; pass PNG, JPEG, BMP or .npy files.") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UsageError(f"'{path}' cannot be decoded ({type(exc).__name__}: {exc}); the file may be truncated.") from None
+        raise UsageError(f"'{name}' is not an image Pillow can read; pass PNG, JPEG, BMP or .npy files.") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise UsageError(f"'{name}' cannot be decoded ({type(exc).__name__}: {exc}); the file may be truncated.") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
-def decode_for(path: str, preprocessing: Dict[str, Any]) -> np.ndarray:
-    """uint8 ``[H, W, C]`` of an image file decoded as a folder dataset decodes it (for a folder-trained export)."""
+def decode_for(path: Any, preprocessing: Dict[str, Any], name: Optional[str] = None) -> np.ndarray:
+    """uint8 ``[H, W, C]`` of an image file (a path or a binary file object, called ``name`` in messages; defaults
+    to ``path``) decoded as a folder dataset decodes it (for a folder-trained export)."""
     from ..datasets.image_decode import DECODE_ERRORS, decode_image
 
+    name = str(path) if name is None else name
     try:
         return decode_image(path, int(preprocessing["channels"]), int(preprocessing["resize_short"]))
     except DECODE_ERRORS as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise UsageError(f"'{path}' cannot be read as an image ({reason}); pass JPEG, PNG, BMP, WebP or TIFF files.") from None
+        raise UsageError(f"'{name}' cannot be read as an image ({reason}); pass JPEG, PNG, BMP, WebP or TIFF files.") from None
 
 
-def _read_npy(path: str, channels: int, size: int) -> np.ndarray:
+def _read_npy(source: Any, channels: int, size: int, name: str) -> np.ndarray:
     try:
-        array = np.load(path, allow_pickle=False)
+        array = np.load(source, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"'{path}' is not a readable .npy array ({type(exc).__name__}).") from None
+        raise UsageError(f"'{name}' is not a readable .npy array ({type(exc).__name__}).") from None
     if np.issubdtype(array.dtype, np.floating) and array.size and array.min() >= 0 and array.max() <= 1:
         array = np.round(array * 255)  # 0-1 floats are accepted as well as 0-255 integers
     if array.ndim == 2:
@@ -92,10 +99,10 @@ def _read_npy(path: str, channels: int, size: int) -> np.ndarray:
     elif array.ndim == 3 and array.shape[-1] in (1, 3) and array.shape[0] not in (1, 3):
         array = array.transpose(2, 0, 1)
     if array.ndim != 3 or array.shape[0] not in (1, 3) or array.shape[1:] != (size, size):
-        raise UsageError(f"'{path}' holds an array of shape {list(array.shape)}; expected [{size}, {size}], "
+        raise UsageError(f"'{name}' holds an array of shape {list(array.shape)}; expected [{size}, {size}], "
                          f"[{size}, {size}, C] or [C, {size}, {size}] with C 1 or 3.")
     if array.min() < 0 or array.max() > 255:
-        raise UsageError(f"'{path}' has values outside 0-255; save pixels as uint8 (or floats in 0-1).")
+        raise UsageError(f"'{name}' has values outside 0-255; save pixels as uint8 (or floats in 0-1).")
     array = array.astype(np.uint8)
     if array.shape[0] != channels:
         array = np.repeat(array, 3, axis=0) if channels == 3 else np.round(array.mean(axis=0, keepdims=True)).astype(np.uint8)
@@ -138,7 +145,7 @@ def predict_files(target: str, paths: Sequence[str], *, top_k: int = 5, device: 
     results = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
-        batch = model.preprocess(_read_batch(chunk, sidecar))
+        batch = model_input(model, chunk)
         views = [model.predict(batch)] + ([model.predict(mirror(batch))] if tta == "flip" else [])
         answers = answers_from_logits(np.stack(views), class_names=model.class_names, top_k=top_k,
                                       temperature=float(sidecar.get("temperature") or 1.0), unsure_below=unsure_below)
@@ -148,10 +155,22 @@ def predict_files(target: str, paths: Sequence[str], *, top_k: int = 5, device: 
     return results
 
 
-def _read_batch(paths: Sequence[str], sidecar: Dict[str, Any]):
-    """The files as the export's preprocess takes them: decoded as a folder dataset decodes, or read at the input size."""
-    steps = sidecar.get("image_preprocessing")
+
+def model_input(model: InferenceModel, sources: Sequence[Any], names: Optional[Sequence[str]] = None) -> np.ndarray:
+    """The float32 batch ``[N, C, H, W]`` of image files, decoded and preprocessed as the export's sidecar says.
+
+    Args:
+        model: the export whose preprocessing applies.
+        sources: paths, or binary file objects (an upload) holding image files.
+        names: what error messages call each source. Defaults to the sources themselves.
+
+    Raises:
+        UsageError: a source is not an image, or cannot be decoded.
+    """
+    names = list(names) if names is not None else [str(s) for s in sources]
+    steps = model.sidecar.get("image_preprocessing") if model.sidecar else None
     if steps:
-        return [decode_for(p, steps) for p in paths]
-    size = int(sidecar.get("image_size") or sidecar.get("pad_to"))
-    return np.stack([read_image(p, int(sidecar["channels"]), size) for p in paths])
+        return model.preprocess([decode_for(s, steps, name=n) for s, n in zip(sources, names)])
+    channels = int(model.sidecar["channels"])
+    size = int(model.sidecar.get("image_size") or model.sidecar.get("pad_to"))
+    return model.preprocess(np.stack([read_image(s, channels, size, name=n) for s, n in zip(sources, names)]))
