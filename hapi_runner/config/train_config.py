@@ -140,6 +140,13 @@ class TrainConfig:
     warmup_epochs: int = _optim(0, "linear warm-up from 0")
     freeze_backbone: bool = _optim(False, "train the classifier only (README: Fine-tuning says which layer that is)")
     backbone_lr_mult: float = _optim(1.0, "train every layer but the classifier at F times --lr", metavar="F")
+    head: Optional[str] = _optim(None, "the layer --freeze-backbone and --backbone-lr-mult treat as the classifier: a sublayer "
+                                 "name such as fc or classifier", metavar="NAME",
+                                 means="the network's classifier_layer, else the last Linear layer")
+    feature_cache: bool = _optim(True, "with --freeze-backbone: run the frozen layers on every image in every epoch, in "
+                                       "dygraph, instead of once through paddle.inference with the features cached")
+    feature_views: int = _optim(1, "cached features: views kept per training image; 1 is the evaluation transform (no "
+                                   "augmentation), N adds N-1 augmented views and epoch e trains on view e mod N", metavar="N")
     seed: int = _optim(0, "seeds the weights, shuffling and augmentation")
     label_smoothing: float = _regular(0.0, "label smoothing of the loss, in [0, 1) (also in the evaluation loss)", metavar="EPS")
     mixup: float = _regular(0.0, "Mixup of training batches: the Beta alpha", metavar="ALPHA", means="off")
@@ -248,6 +255,9 @@ class TrainConfig:
             check_int(name, getattr(self, name), minimum=1)
         if self.image_size is not None:
             check_int("image_size", self.image_size, minimum=1, maximum=4096)
+        check_int("feature_views", self.feature_views, minimum=1, maximum=64)
+        if self.head is not None:
+            check_text("head", self.head, "a sublayer name such as fc or classifier")
         for name in ("warmup_epochs", "seed", "start_from_epoch"):
             check_int(name, getattr(self, name), minimum=0)
         if self.seed > MAX_SEED:  # numpy's and Paddle's seeds are 32-bit

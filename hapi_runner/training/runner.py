@@ -158,6 +158,7 @@ class Runner:
         self.run_dir: Optional[str] = None
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
         self.ema = None
+        self.features = None  # the CachedFeatures a frozen backbone's head trained on, if any
 
     # -- building blocks ---------------------------------------------------
     def _load_data(self):
@@ -274,11 +275,7 @@ class Runner:
             return report_at_end(self, self._finish_trained_run(done))
         started = time.perf_counter()
         try:
-            self.model.fit(
-                self.train_loader, self.eval_loader, epochs=cfg.epochs - done, eval_freq=cfg.eval_freq,
-                log_freq=cfg.log_freq, verbose=self.verbose, callbacks=ordered,
-                accumulate_grad_batches=cfg.accumulate_grad_batches,
-            )
+            self._fit_model(cfg.epochs - done, ordered)
         except (NonFiniteLossError, ExportVerificationError, TrainingInterrupted) as exc:
             reason = {"error": type(exc).__name__, "message": str(exc), **(getattr(self.nan_guard, "reason", None) or {})}
             self._write_results(time.perf_counter() - started, resumed_from=done, stop_reason=reason, evaluate=False)
@@ -286,6 +283,20 @@ class Runner:
         finally:
             self.graceful_stop.uninstall()
         return report_at_end(self, self._write_results(time.perf_counter() - started, resumed_from=done))
+
+    def _fit_model(self, epochs: int, callbacks: List[Any]) -> None:
+        """``paddle.Model.fit`` for ``epochs`` epochs: of the head on cached features when the backbone is frozen."""
+        from .feature_cache import fit_on_features, why_not_cached
+
+        cfg = self.config
+        if cfg.freeze_backbone and cfg.feature_cache:
+            reason = why_not_cached(self)
+            if reason is None:
+                self.features = fit_on_features(self, epochs, callbacks)
+                return
+            say(f"hapi_runner: the frozen layers run on every batch (no feature cache): {reason}")
+        self.model.fit(self.train_loader, self.eval_loader, epochs=epochs, eval_freq=cfg.eval_freq, log_freq=cfg.log_freq,
+                       verbose=self.verbose, callbacks=callbacks, accumulate_grad_batches=cfg.accumulate_grad_batches)
 
     def evaluate(self, data=None, batch_size: Optional[int] = None) -> Dict[str, float]:
         """Loss, top-1 and top-5 on ``data`` (an ImageDataset; default: the eval set), every sample once.
@@ -458,7 +469,8 @@ class Runner:
                                 synthetic=self.train_data.synthetic, **folder, **({"weights": "ema"} if self.ema else {}))
         verify = self.eval_data.transform(self.eval_data.images[:64])
         return StaticExport(os.path.join(self.run_dir, "inference"), self.input_shape, sidecar, verify_batch=verify,
-                            on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device)
+                            on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device,
+                            network=self.network)
 
     # -- results -------------------------------------------------------------
     def _write_results(self, total_seconds: float, resumed_from: int = 0, stop_reason: Optional[Dict[str, Any]] = None,
@@ -535,6 +547,8 @@ def _finetuning(network, config: TrainConfig):
     """``(parameters to optimise, what fine-tuning did or None)``; says it in one line when it does anything."""
     if not config.freeze_backbone and config.backbone_lr_mult == 1.0:
         return network.parameters(), None
+    if config.head is not None:
+        network.classifier_layer = config.head
     from ..model.finetune import apply_finetuning, describe_finetuning
 
     report = apply_finetuning(network, config.freeze_backbone, config.backbone_lr_mult)
