@@ -426,3 +426,26 @@ def paddle2onnx_export_options() -> dict:
     if "optimize_tool" in inspect.signature(paddle2onnx.export).parameters:
         options["optimize_tool"] = "None"
     return options
+
+
+def keep_batch_norm_statistics(layers, keep: bool = True) -> int:
+    """Makes every batch norm among ``layers`` normalise with its running statistics, in train mode too; returns how many.
+
+    ``keep=False`` gives them back Paddle's default (batch statistics in
+    train mode), for a backbone unfrozen again. Defaults to True.
+
+    A frozen backbone's batch norms must not learn from the new data: in
+    train mode they would normalise by each batch's statistics and update
+    their running ones. Paddle's ``use_global_stats`` argument does exactly
+    this, but only at construction; ``_use_global_stats`` is where the
+    layers keep it.
+    """
+    import paddle
+
+    kinds = (paddle.nn.BatchNorm, paddle.nn.BatchNorm1D, paddle.nn.BatchNorm2D, paddle.nn.BatchNorm3D, paddle.nn.SyncBatchNorm)
+    count = 0
+    for layer in layers:
+        if isinstance(layer, kinds):
+            layer._use_global_stats = True if keep else None  # None: Paddle's default, by the mode
+            count += 1
+    return count

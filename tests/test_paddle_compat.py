@@ -29,3 +29,21 @@ def test_taking_the_state_is_deterministic():
         rng_state_for_checkpoint()
         draws.append(paddle.rand([4]).numpy())
     np.testing.assert_array_equal(draws[0], draws[1])
+
+
+def test_kept_batch_norm_statistics_hold_in_train_mode_and_can_be_given_back():
+    from hapi_runner.paddle_compat import keep_batch_norm_statistics
+
+    paddle.seed(0)
+    norm = paddle.nn.BatchNorm2D(3)
+    norm.eval()
+    batch = paddle.to_tensor(np.random.default_rng(0).normal(2.0, 3.0, (8, 3, 4, 4)).astype("float32"))
+    expected = norm(batch).numpy()
+    assert keep_batch_norm_statistics([paddle.nn.ReLU(), norm]) == 1
+    norm.train()
+    np.testing.assert_allclose(norm(batch).numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(norm._mean.numpy(), np.zeros(3, "float32"))  # running statistics unchanged
+    keep_batch_norm_statistics([norm], keep=False)
+    out = norm(batch).numpy()
+    assert abs(out.mean()) < 1e-4 and not np.allclose(out, expected, atol=0.1)  # batch statistics again
+    assert not np.allclose(norm._mean.numpy(), 0.0)
