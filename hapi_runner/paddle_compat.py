@@ -7,6 +7,7 @@ A Paddle upgrade that renames one of these touches this file and its test
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Optional, Tuple
 
@@ -212,6 +213,12 @@ def remap_optimizer_state(state: dict, saved_names: dict, current_names: dict) -
     names (``linear_1.w_0``), and ``Optimizer.set_state_dict`` would not find
     its accumulators. ``LR_Scheduler`` and unknown keys are kept as they are.
 
+    The ``n`` counts the accumulators of that name the process made before
+    (a second optimizer over the same parameters, as in ``--fine-tune``'s
+    second phase, makes ``_velocity_1``). A renamed parameter is one the
+    loading process has made no accumulator for yet, so its keys end in
+    ``_0`` whatever the saving process had counted.
+
     Args:
         state: the saved optimizer state dict.
         saved_names: :func:`parameter_names` of the network that saved it.
@@ -228,7 +235,8 @@ def remap_optimizer_state(state: dict, saved_names: dict, current_names: dict) -
         new_key = key
         for old in olds:
             if key.startswith(old + "_"):
-                new_key = rename[old] + key[len(old):]
+                rest = key[len(old):]
+                new_key = rename[old] + (re.sub(r"_\d+$", "_0", rest) if rename[old] != old else rest)
                 break
         out[new_key] = value
     return out

@@ -47,3 +47,16 @@ def test_kept_batch_norm_statistics_hold_in_train_mode_and_can_be_given_back():
     out = norm(batch).numpy()
     assert abs(out.mean()) < 1e-4 and not np.allclose(out, expected, atol=0.1)  # batch statistics again
     assert not np.allclose(norm._mean.numpy(), 0.0)
+
+
+@pytest.mark.parametrize("saved, current, expected", [
+    ("linear_0.w_0_velocity_1", "linear_7.w_0", "linear_7.w_0_velocity_0"),  # a second optimizer's, into a fresh network
+    ("linear_0.w_0_velocity_1", "linear_0.w_0", "linear_0.w_0_velocity_1"),  # the same network: kept as counted
+    ("linear_0.w_0_moment1_0", "linear_3.w_0", "linear_3.w_0_moment1_0"),
+])
+def test_remapped_accumulators_count_from_zero_for_a_renamed_parameter(saved, current, expected):
+    from hapi_runner.paddle_compat import remap_optimizer_state
+
+    state = {saved: 1.0, "LR_Scheduler": {"last_epoch": 3}}
+    out = remap_optimizer_state(state, {"fc.weight": "linear_0.w_0"}, {"fc.weight": current})
+    assert out == {expected: 1.0, "LR_Scheduler": {"last_epoch": 3}}

@@ -143,6 +143,11 @@ class TrainConfig:
     head: Optional[str] = _optim(None, "the layer --freeze-backbone and --backbone-lr-mult treat as the classifier: a sublayer "
                                  "name such as fc or classifier", metavar="NAME",
                                  means="the network's classifier_layer, else the last Linear layer")
+    fine_tune: Optional[List[int]] = _optim(
+        None, "two phases, as fastai's fine_tune: F epochs of the classifier alone (the backbone frozen, on cached "
+              "features), then U epochs of every layer (the backbone at --backbone-lr-mult), each with its own warm-up and "
+              "--lr-schedule; --epochs becomes F+U", metavar="F,U", nargs=None, type=lambda text: parse_epoch_pair("fine_tune", text),
+        means="one phase")
     feature_cache: bool = _optim(True, "with --freeze-backbone: run the frozen layers on every image in every epoch, in "
                                        "dygraph, instead of once through paddle.inference with the features cached")
     feature_views: int = _optim(1, "cached features: views kept per training image; 1 is the evaluation transform (no "
@@ -224,6 +229,22 @@ class TrainConfig:
         self._check_numbers()
         self._check_regularisation()
         self._check_settings()
+        self._check_fine_tune()
+
+    def _check_fine_tune(self) -> None:
+        """``fine_tune`` as ``[F, U]``, each at least 1; it sets ``epochs`` and leaves no room for ``freeze_backbone``."""
+        if self.fine_tune is None:
+            return
+        pair = self.fine_tune
+        if isinstance(pair, str):
+            pair = parse_epoch_pair("fine_tune", pair)
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise UsageError(f"fine_tune must be two epoch counts F,U (frozen, then unfrozen), got {pair!r}.")
+        self.fine_tune = [check_int("fine_tune", value, minimum=1) for value in pair]
+        if self.freeze_backbone:
+            raise UsageError("--fine-tune freezes the backbone for its first phase only and then trains every layer; "
+                             "drop --freeze-backbone.")
+        self.epochs = sum(self.fine_tune)
 
     def _check_names(self) -> None:
         """The fields that name one of a fixed set."""
@@ -616,6 +637,14 @@ def _yaml_scalar(key: str, raw: str) -> Any:
 
 # What paddle.Model reports with the loss and Accuracy(topk=(1, 5)) the Runner prepares.
 RUN_METRICS = ("loss", "acc_top1", "acc_top5")
+
+
+def parse_epoch_pair(name: str, text: str) -> List[int]:
+    """``"3,2"`` as ``[3, 2]``; UsageError naming ``name`` when it is not two integers joined by a comma."""
+    parts = [part.strip() for part in str(text).split(",")]
+    if len(parts) != 2 or not all(part.isdigit() for part in parts):
+        raise UsageError(f"{name} must be two epoch counts F,U such as 3,2 (F frozen, then U unfrozen), got {text!r}.")
+    return [int(part) for part in parts]
 
 
 def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:

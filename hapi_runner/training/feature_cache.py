@@ -98,6 +98,17 @@ def why_not_cached(runner) -> Optional[str]:
     return None
 
 
+def fit_frozen(runner, epochs: int, callbacks: List[Any]) -> None:
+    """Trains ``runner``'s head, its backbone frozen, for ``epochs`` epochs: on cached features unless they cannot serve."""
+    if runner.config.feature_cache:
+        reason = why_not_cached(runner)
+        if reason is None:
+            runner.features = fit_on_features(runner, epochs, callbacks)
+            return
+        say(f"hapi_runner: the frozen layers run on every batch (no feature cache): {reason}")
+    runner.fit_images(epochs, callbacks)
+
+
 def fit_on_features(runner, epochs: int, callbacks: List[Any]) -> CachedFeatures:
     """Trains ``runner``'s head for ``epochs`` epochs on cached features, with the run's callbacks.
 

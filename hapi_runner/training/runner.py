@@ -116,8 +116,8 @@ class Runner:
         from .class_weights import inverse_frequency
         from ..model.builtin import load_pretrained
         from ..model.build import build_network, check_forward
-        from .optim import build_grad_clip, build_optimizer
-        from .regularisation import add_training_augmentation, build_mixing, build_run_loss, steps_per_epoch
+        from .fine_tune import first_phase
+        from .regularisation import add_training_augmentation, build_mixing
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
         configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
@@ -142,25 +142,35 @@ class Runner:
             inputs=paddle.static.InputSpec([None, *self.input_shape], "float32", "image"),
             labels=paddle.static.InputSpec([None, 1], "int64", "label"),
         )
-        self.optimizer, self.lr = build_optimizer(cfg, parameters, steps_per_epoch(cfg, len(self.train_loader)),
-                                                  grad_clip=build_grad_clip(cfg.clip_grad))
-        self.model.prepare(
-            self.optimizer,
-            build_run_loss(cfg, self.class_weights),
-            paddle.metric.Accuracy(topk=(1, 5)),
-            amp_configs=amp_configs(self.amp, cfg.amp_dtype),
-        )
-        if self.amp:
-            from ..paddle_compat import evaluate_under_amp, set_amp_dtype
-
-            set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
-            evaluate_under_amp(self.model, self.amp, cfg.amp_dtype)
+        self.prepare(parameters, first_phase(cfg))
         self.run_dir: Optional[str] = None
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
         self.ema = None
         self.features = None  # the CachedFeatures a frozen backbone's head trained on, if any
 
     # -- building blocks ---------------------------------------------------
+    def prepare(self, parameters, schedule: Optional[TrainConfig] = None) -> None:
+        """Builds ``optimizer`` (and ``lr``) over ``parameters`` and prepares ``model`` with it, the loss and the metrics.
+
+        ``schedule``: the config whose ``epochs`` the LR schedule spans (a
+        fine-tuning phase's). Defaults to None: the run's config.
+        """
+        import paddle
+
+        from .optim import build_grad_clip, build_optimizer
+        from .regularisation import build_run_loss, steps_per_epoch
+
+        cfg = self.config
+        self.optimizer, self.lr = build_optimizer(schedule or cfg, parameters, steps_per_epoch(cfg, len(self.train_loader)),
+                                                  grad_clip=build_grad_clip(cfg.clip_grad))
+        self.model.prepare(self.optimizer, build_run_loss(cfg, self.class_weights), paddle.metric.Accuracy(topk=(1, 5)),
+                           amp_configs=amp_configs(self.amp, cfg.amp_dtype))
+        if self.amp:
+            from ..paddle_compat import evaluate_under_amp, set_amp_dtype
+
+            set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
+            evaluate_under_amp(self.model, self.amp, cfg.amp_dtype)
+
     def _load_data(self):
         """Sets ``train_data``, ``eval_data``, ``input_size`` and ``folder``; returns the data's DatasetSpec.
 
@@ -250,6 +260,7 @@ class Runner:
         from .regularisation import describe_techniques
         from ..report.end_of_training import report_at_end
         from ..runfolder.resume import restore, set_epoch_offset
+        from .fine_tune import enter_phase_of
 
         cfg = self.config
         checkpoint_folder = self._open_run_dir()
@@ -257,6 +268,7 @@ class Runner:
         done = 0
         if checkpoint_folder:
             self._check_schedule_unchanged()
+            enter_phase_of(self, checkpoint_folder)
             done = restore(self.model, checkpoint_folder, self.fingerprint(), self.checkpoint.sources()).epoch
             if done >= cfg.epochs and rundir.is_finished(self.run_dir):
                 raise UsageError(f"the checkpoint is at epoch {done} and --epochs is {cfg.epochs}; pass --epochs above {done} to train on.")
@@ -275,7 +287,7 @@ class Runner:
             return report_at_end(self, self._finish_trained_run(done))
         started = time.perf_counter()
         try:
-            self._fit_model(cfg.epochs - done, ordered)
+            self._fit_model(done, ordered)
         except (NonFiniteLossError, ExportVerificationError, TrainingInterrupted) as exc:
             reason = {"error": type(exc).__name__, "message": str(exc), **(getattr(self.nan_guard, "reason", None) or {})}
             self._write_results(time.perf_counter() - started, resumed_from=done, stop_reason=reason, evaluate=False)
@@ -284,17 +296,22 @@ class Runner:
             self.graceful_stop.uninstall()
         return report_at_end(self, self._write_results(time.perf_counter() - started, resumed_from=done))
 
-    def _fit_model(self, epochs: int, callbacks: List[Any]) -> None:
-        """``paddle.Model.fit`` for ``epochs`` epochs: of the head on cached features when the backbone is frozen."""
-        from .feature_cache import fit_on_features, why_not_cached
+    def _fit_model(self, done: int, callbacks: List[Any]) -> None:
+        """Trains from epoch ``done`` to the end: in two phases with ``fine_tune``, on cached features when frozen."""
+        from .feature_cache import fit_frozen
+        from .fine_tune import fit_in_phases
 
         cfg = self.config
-        if cfg.freeze_backbone and cfg.feature_cache:
-            reason = why_not_cached(self)
-            if reason is None:
-                self.features = fit_on_features(self, epochs, callbacks)
-                return
-            say(f"hapi_runner: the frozen layers run on every batch (no feature cache): {reason}")
+        if cfg.fine_tune is not None:
+            fit_in_phases(self, done, callbacks)
+        elif cfg.freeze_backbone:
+            fit_frozen(self, cfg.epochs - done, callbacks)
+        else:
+            self.fit_images(cfg.epochs - done, callbacks)
+
+    def fit_images(self, epochs: int, callbacks: List[Any]) -> None:
+        """``paddle.Model.fit`` of the whole network on the images for ``epochs`` epochs, with ``callbacks``."""
+        cfg = self.config
         self.model.fit(self.train_loader, self.eval_loader, epochs=epochs, eval_freq=cfg.eval_freq, log_freq=cfg.log_freq,
                        verbose=self.verbose, callbacks=callbacks, accumulate_grad_batches=cfg.accumulate_grad_batches)
 
@@ -545,13 +562,14 @@ def _pretrained_path(config: TrainConfig) -> str:
 
 def _finetuning(network, config: TrainConfig):
     """``(parameters to optimise, what fine-tuning did or None)``; says it in one line when it does anything."""
-    if not config.freeze_backbone and config.backbone_lr_mult == 1.0:
+    freeze = config.freeze_backbone or config.fine_tune is not None  # fine_tune's first phase trains the head alone
+    if not freeze and config.backbone_lr_mult == 1.0:
         return network.parameters(), None
     if config.head is not None:
         network.classifier_layer = config.head
     from ..model.finetune import apply_finetuning, describe_finetuning
 
-    report = apply_finetuning(network, config.freeze_backbone, config.backbone_lr_mult)
+    report = apply_finetuning(network, freeze, config.backbone_lr_mult)
     say(f"hapi_runner: {describe_finetuning(report)}")
     return report.pop("trainable"), report
 
