@@ -16,6 +16,10 @@ Sections (``--only`` takes these names):
                  training pass to its whole command: a lower bound, since the added epochs' evaluations are left out.
     equivalence  ResNet-18 at 64 px on 128 of the JPEGs, ``--no-augment``, seed 0, 3 epochs, both paths: the
                  accuracy each epoch prints, which must be equal.
+    transfer     a real transfer task: ResNet-18 (32 px, grey) trained here on ``--pretrain-images`` Fashion-MNIST
+                 images of classes 0-4, then trained on 50 images per class of classes 5-9 from scratch, as a cached
+                 head (``--freeze-backbone``) and in two phases (``--fine-tune``); test top-1 on 200 test images per
+                 class and the minutes of each command.
 
 Both commands pass ``--no-export --no-report`` (the same cost for either path). Prints markdown tables.
 """
@@ -133,11 +137,11 @@ def equivalence(args, work: str) -> None:
     write_jpegs(folder, args.data_dir, 128, size=72)
     env = _env(os.path.join(work, "cache-small"))
     common = ["--model", "resnet18", "--dataset", "folder", "--data-dir", folder, "--image-size", "64", "--freeze-backbone",
-              "--no-augment", "--epochs", "3", "--batch-size", "16", "--seed", "0", "--no-export", "--no-report",
+              "--no-augment", "--epochs", "3", "--batch-size", "16", "--lr", "0.001", "--seed", "0", "--no-export", "--no-report",
               "--no-visualdl", "--verbose", "2", "--threads", "auto"]
     today = run_train([*common, "--no-feature-cache", "--save-dir", os.path.join(work, "eq-today")], env)
     cached = run_train([*common, "--save-dir", os.path.join(work, "eq-cached")], env)
-    print("\nResNet-18 at 64 px, 128 JPEGs (+16 val), --freeze-backbone --no-augment, seed 0, 3 epochs\n")
+    print("\nResNet-18 at 64 px, 128 JPEGs (+16 val), --freeze-backbone --no-augment --lr 0.001, seed 0, 3 epochs\n")
     print("| epoch | train loss, today | train loss, cached | eval top-1, today | eval top-1, cached | equal |")
     print("| --- | --- | --- | --- | --- | --- |")
     for a, b in zip(today["rows"], cached["rows"]):
@@ -145,21 +149,82 @@ def equivalence(args, work: str) -> None:
               f"{b['eval_acc_top1']} | {'yes' if a['eval_acc_top1'] == b['eval_acc_top1'] else 'NO'} |")
 
 
+def write_pngs(folder: str, images, labels, classes, per_class: int, split: str, offset: int = 0) -> None:
+    """``per_class`` 28x28 grey PNGs of each of ``classes`` under ``folder/split/<class>/``."""
+    import numpy as np
+    from PIL import Image
+
+    for label in classes:
+        os.makedirs(os.path.join(folder, split, f"class_{label}"), exist_ok=True)
+        for i in np.flatnonzero(labels == label)[offset:offset + per_class]:
+            Image.fromarray(images[i]).save(os.path.join(folder, split, f"class_{label}", f"{i}.png"))
+
+
+def _results(run: str) -> dict:
+    import json
+
+    with open(os.path.join(run, "results.json"), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def transfer(args, work: str) -> None:
+    """ResNet-18 pretrained here on Fashion-MNIST classes 0-4, fine-tuned on 50 images per class of classes 5-9."""
+    images, labels = fashion_images(args.data_dir)
+    test_images, test_labels = fashion_images(args.data_dir, "test")
+    source, target = os.path.join(work, "source"), os.path.join(work, "target")
+    write_pngs(source, images, labels, range(5), args.pretrain_images // 5, "train")
+    write_pngs(source, test_images, test_labels, range(5), 100, "val")
+    write_pngs(target, images, labels, range(5, 10), 50, "train")
+    write_pngs(target, test_images, test_labels, range(5, 10), 200, "val")
+    env = _env(os.path.join(work, "cache-transfer"))
+    common = ["--model", "resnet18", "--dataset", "folder", "--channels", "1", "--image-size", "32", "--batch-size", "32",
+              "--no-export", "--no-report", "--no-visualdl", "--verbose", "2", "--threads", "auto", "--seed", "0"]
+    pre = run_train([*common, "--data-dir", source, "--epochs", str(args.pretrain_epochs), "--lr", "0.05",
+                     "--lr-schedule", "cosine", "--save-dir", os.path.join(work, "pre")], env)
+    weights = os.path.join(work, "pre", "checkpoints", "last", "model.pdparams")
+    epochs = str(args.transfer_epochs)
+    half = args.transfer_epochs // 2
+    runs = {
+        "from scratch (all layers, random init)": [*common, "--epochs", epochs, "--lr-schedule", "cosine"],
+        "cached head (--freeze-backbone)": [*common, "--epochs", epochs, "--pretrained", weights, "--freeze-backbone",
+                                            "--lr-schedule", "cosine"],
+        f"two-phase (--fine-tune {half},{args.transfer_epochs - half} --backbone-lr-mult 0.1)": [
+            *common, "--fine-tune", f"{half},{args.transfer_epochs - half}", "--pretrained", weights,
+            "--backbone-lr-mult", "0.1", "--lr-schedule", "cosine"],
+    }
+    print(f"\nTransfer: ResNet-18 (32 px, grey) pretrained here on Fashion-MNIST classes 0-4 "
+          f"({args.pretrain_images} images, {args.pretrain_epochs} epochs, {pre['wall'] / 60:.1f} min, val top-1 "
+          f"{_results(os.path.join(work, 'pre'))['final_eval']['acc_top1']:.3f}); fine-tuned on 50 training images per class "
+          f"of classes 5-9, evaluated on 200 test images per class; {args.transfer_epochs} epochs, seed 0\n")
+    print("| training | test top-1 (classes 5-9) | minutes (whole command) |")
+    print("| --- | --- | --- |")
+    for i, (name, flags) in enumerate(runs.items()):
+        run = os.path.join(work, f"transfer-{i}")
+        result = run_train([*flags, "--data-dir", target, "--save-dir", run], env)
+        print(f"| {name} | {_results(run)['final_eval']['acc_top1']:.3f} | {result['wall'] / 60:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="+", choices=("speed", "equivalence"), default=["speed", "equivalence"])
+    parser.add_argument("--only", nargs="+", choices=("speed", "equivalence", "transfer"),
+                        default=["speed", "equivalence", "transfer"])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--today-epochs", type=int, default=None, help="epochs of today's path (default: --epochs)")
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--data-dir", default=FASHION, help="the real Fashion-MNIST files")
+    parser.add_argument("--pretrain-images", type=int, default=5000, help="transfer: source images (classes 0-4)")
+    parser.add_argument("--pretrain-epochs", type=int, default=3, help="transfer: epochs of the source training")
+    parser.add_argument("--transfer-epochs", type=int, default=10, help="transfer: epochs of each target run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as work:
         if "equivalence" in args.only:
             equivalence(args, work)
         if "speed" in args.only:
             speed(args, work)
+        if "transfer" in args.only:
+            transfer(args, work)
 
 
 if __name__ == "__main__":

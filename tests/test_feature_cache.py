@@ -162,3 +162,32 @@ def test_the_flags_reach_the_config():
     assert (config.feature_cache, config.feature_views, config.head) == (False, 4, "classifier")
     defaults = config_from_args(build_parser().parse_args(["train"]))
     assert (defaults.feature_cache, defaults.feature_views, defaults.head) == (True, 1, None)
+
+
+def test_a_folder_run_reuses_its_features_until_an_image_changes(tmp_path, capsys):
+    import time
+
+    from folder_images import class_tree
+
+    from hapi_runner import Runner, TrainConfig
+
+    root = tmp_path / "images"
+    paths = class_tree(root, 4)
+    class_tree(root, 2, split="val", offset=30, nested=False, junk=False)
+
+    def fit(name):
+        config = TrainConfig(model="lenet", dataset="folder", data_dir=str(root), image_size=28, channels=1, epochs=1,
+                             batch_size=8, freeze_backbone=True, export=False, report=False, verbose=0, threads="1",
+                             save_dir=str(tmp_path / name))
+        runner = Runner(config)
+        runner.fit()
+        return runner.features
+
+    first = fit("one")
+    assert not first.reused and np.load(os.path.join(first.folder, "train.npy")).shape[:2] == (12, 1)
+    again = fit("two")
+    assert again.reused and again.folder == first.folder
+    stat = os.stat(paths[0])
+    os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + int(time.time())))
+    assert fit("three").folder != first.folder
+    assert capsys.readouterr().out.count("computing the frozen layers' features once (12 train images") == 2
