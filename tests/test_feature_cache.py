@@ -138,6 +138,7 @@ def test_a_users_network_trains_its_named_head_and_refuses_a_head_that_is_not_la
     assert results["final_eval"]["acc_top1"] is not None
     with pytest.raises(UsageError, match="output is not its head 'fc1' applied to the output of the layers before it"):
         _fit(data_root, tmp_path, "middle", model=model, image_size=32, head="fc1", epochs=1)
+    assert not (tmp_path / "middle").exists()  # refused before a run folder was made
 
 
 def test_mixing_falls_back_to_the_frozen_layers_on_every_batch(data_root, tmp_path, capsys):

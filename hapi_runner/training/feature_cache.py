@@ -98,6 +98,18 @@ def why_not_cached(runner) -> Optional[str]:
     return None
 
 
+def check_cacheable(runner) -> None:
+    """UsageError when ``runner`` would train on cached features but its head cannot be split off (see
+    :func:`hapi_runner.model.head_split.check_split`)."""
+    from ..model.head_split import check_split
+
+    cfg = runner.config
+    frozen = cfg.freeze_backbone or cfg.fine_tune is not None
+    if frozen and cfg.feature_cache and why_not_cached(runner) is None:
+        batch = runner.eval_data.transform(runner.eval_data.images[:2])
+        check_split(runner.network, runner.finetuning["classifier"], batch, cfg.model)
+
+
 def fit_frozen(runner, epochs: int, callbacks: List[Any]) -> None:
     """Trains ``runner``'s head, its backbone frozen, for ``epochs`` epochs: on cached features unless they cannot serve."""
     if runner.config.feature_cache:
@@ -142,11 +154,8 @@ def fit_on_features(runner, epochs: int, callbacks: List[Any]) -> CachedFeatures
 
 def cached_features(runner) -> CachedFeatures:
     """The features of ``runner``'s frozen layers on its train and eval images, from the cache or computed now."""
-    from ..model.head_split import check_split
-
     cfg = runner.config
     head = runner.finetuning["classifier"]
-    check_split(runner.network, head, runner.eval_data.transform(runner.eval_data.images[:2]), cfg.model)
     views = _views(runner)
     key = feature_key(runner.network, head, cfg.model, [(runner.train_data, views), (runner.eval_data, views[:1])])
     root = os.path.join(cache_root(), FEATURES_DIR)

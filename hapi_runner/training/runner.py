@@ -116,6 +116,7 @@ class Runner:
         from .class_weights import inverse_frequency
         from ..model.builtin import load_pretrained
         from ..model.build import build_network, check_forward
+        from .feature_cache import check_cacheable
         from .fine_tune import first_phase
         from .regularisation import add_training_augmentation, build_mixing
 
@@ -132,6 +133,7 @@ class Runner:
         self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
         check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
         parameters, self.finetuning = _finetuning(self.network, cfg)
+        check_cacheable(self)  # a network whose head cannot be split off is refused before any folder is made
         self.class_weights = inverse_frequency(self.train_data.labels, spec.num_classes) if cfg.class_weights == "auto" else None
         self.mixing = build_mixing(cfg, len(self.train_data.class_names))
         self.train_loader = self.loader(self.train_data, shuffle=True, mixing=self.mixing)
