@@ -6,71 +6,8 @@ A Paddle upgrade that renames one of these touches this file and its test
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from typing import Optional, Tuple
-
-# Paddle's import-time bootstrap (``__bootstrap__`` in paddle/base/__init__.py; paddle/fluid/ before 2.6) prints
-# these two lines to sys.stderr whenever OMP_NUM_THREADS is above 1: a caution for data-parallel jobs and
-# OpenBLAS builds. There is no flag to turn it off. hapi_runner sets the thread count itself
-# (environment.configure_threads), so on its runs the lines are noise; every other line goes through.
-OMP_WARNING_PREFIXES = ("WARNING: OMP_NUM_THREADS set to ", "PLEASE USE OMP_NUM_THREADS WISELY")
-
-
-class _DropLines:
-    """A text stream that passes everything to ``stream`` but the lines starting with ``prefixes``.
-
-    ``print`` writes its text and its line end in two calls; the line end
-    after a dropped text is dropped with it.
-    """
-
-    def __init__(self, stream, prefixes: Tuple[str, ...]):
-        self._stream = stream
-        self._prefixes = prefixes
-        self._dropped = False
-
-    def write(self, text: str) -> int:
-        dropped, self._dropped = self._dropped, False
-        if text.startswith(self._prefixes):
-            self._dropped = True
-            return len(text)
-        if dropped and text == "\n":
-            return len(text)
-        return self._stream.write(text)
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
-
-
-def import_paddle_without_thread_warning() -> None:
-    """``import paddle``, leaving out the OMP_NUM_THREADS caution it prints (see :data:`OMP_WARNING_PREFIXES`).
-
-    Does nothing when Paddle is already imported.
-    """
-    if paddle_imported():
-        return
-    real = sys.stderr
-    sys.stderr = _DropLines(real, OMP_WARNING_PREFIXES)
-    try:
-        import paddle  # noqa: F401
-    finally:
-        sys.stderr = real
-
-
-def first_conv(model) -> Tuple[object, str, object]:
-    """``(parent, attribute name, layer)`` of the first Conv2D in ``model``."""
-    import paddle.nn as nn
-
-    for name, layer in model.named_sublayers():
-        if isinstance(layer, nn.Conv2D):
-            parent = model
-            *path, attr = name.split(".")
-            for part in path:
-                parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]
-            return parent, attr, layer
-    raise ValueError(f"{type(model).__name__} has no Conv2D layer")
-
 
 def rebuild_conv(conv, in_channels: int):
     """A fresh Conv2D like ``conv`` but reading ``in_channels`` channels."""
@@ -92,18 +29,62 @@ def optimizer_of(model):
     return model._optimizer
 
 
+def loss_of(model):
+    """The loss a ``paddle.Model`` was prepared with."""
+    return model._loss
+
+
+def grad_clip_of(optimizer):
+    """The gradient clipping an optimizer was built with, or None."""
+    return getattr(optimizer, "_grad_clip", None)
+
+
+def accumulate_of(model) -> int:
+    """The K of ``paddle.Model.fit(accumulate_grad_batches=K)`` running now (hapi keeps it on the model); 1 outside a fit."""
+    return max(1, int(getattr(model, "_accumulate", 1) or 1))
+
+
+def grad_scaler_of(model):
+    """The AMP loss scaler hapi made at the first training step, or None before it (or without AMP)."""
+    return getattr(model, "_scaler", None)
+
+
+def amp_level_of(model) -> str:
+    """The AMP level (``O0``, ``O1``, ``O2``) a ``paddle.Model`` was prepared with."""
+    return getattr(model._adapter, "_amp_level", "O0")
+
+
+def pending_optimizer_state(optimizer) -> dict:
+    """The accumulators ``set_state_dict`` loaded and the next step will use (``<parameter name>_velocity_0``...).
+
+    Paddle makes an optimizer's accumulators lazily at its first step and
+    fills them then from what ``set_state_dict`` left in a holder; until
+    that step the loaded state is visible only there.
+    """
+    return dict(optimizer._accumulators_holder)
+
+
+def random_resized_crop_box(transform, image) -> tuple:
+    """``(top, left, height, width)`` that paddle.vision's ``RandomResizedCrop`` would draw for ``image`` now."""
+    return tuple(transform._dynamic_get_param(image))
+
+
 def current_lr(model) -> Optional[float]:
     """The learning rate the optimizer uses for the next step."""
     opt = optimizer_of(model)
     return None if opt is None else float(opt.get_lr())
 
 
+def learning_rate_of(optimizer):
+    """What an optimizer was given as its learning rate: a float or an LRScheduler."""
+    return getattr(optimizer, "_learning_rate", None)
+
+
 def lr_scheduler_of(model):
-    """The LRScheduler driving the optimizer, or None for a constant rate."""
+    """The LRScheduler driving a ``paddle.Model``'s optimizer, or None for a constant rate (or no optimizer)."""
     from paddle.optimizer.lr import LRScheduler
 
-    opt = optimizer_of(model)
-    lr = getattr(opt, "_learning_rate", None)
+    lr = learning_rate_of(optimizer_of(model))
     return lr if isinstance(lr, LRScheduler) else None
 
 
@@ -127,23 +108,6 @@ def set_cpu_threads(count: int) -> bool:
         return False
     fn(int(count))
     return True
-
-
-def paddle_imported() -> bool:
-    return "paddle" in sys.modules
-
-
-def set_thread_env(count: int) -> None:
-    """Sets the thread environment read by Paddle, oneDNN and BLAS at import."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(count)
-
-
-def is_main_process() -> bool:
-    """True on the process that writes the run's files (rank 0, or the only process)."""
-    import paddle.distributed as dist
-
-    return dist.get_rank() == 0
 
 
 def inference_enable_onednn(config, cache_capacity: int = 0) -> None:
@@ -256,7 +220,7 @@ def scaled_lr_of(model):
     opt = optimizer_of(model)
     if opt is None:
         return None
-    lr = opt._learning_rate
+    lr = learning_rate_of(opt)
     if not isinstance(lr, ScaledLR):
         lr = ScaledLR(lr)
         opt.set_lr_scheduler(lr)
@@ -383,7 +347,7 @@ def optimizer_state_with_scaler(model) -> dict:
     """
     optimizer = optimizer_of(model)
     state = dict(optimizer.state_dict()) if optimizer is not None else {}
-    scaler = getattr(model, "_scaler", None)
+    scaler = grad_scaler_of(model)
     scaler_state = scaler.state_dict() if scaler is not None else {}
     if scaler_state:  # a disabled scaler (bfloat16 without scaling, the CPU) has none
         state[GRAD_SCALER_KEY] = scaler_state
@@ -404,7 +368,7 @@ def restore_grad_scaler(model, scaler_state: Optional[dict]) -> bool:
     it. Nothing happens without a saved state or when this run trains
     without AMP.
     """
-    if not scaler_state or getattr(model._adapter, "_amp_level", "O0") == "O0":
+    if not scaler_state or amp_level_of(model) == "O0":
         return False
     import paddle
 

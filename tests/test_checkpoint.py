@@ -16,7 +16,8 @@ import pytest
 
 from hapi_runner.callbacks.base import MonitorCallback, RunCallback
 from hapi_runner.callbacks.checkpoint import ModelCheckpoint
-from hapi_runner.runfolder.checkpoint_format import epoch_folders, epoch_of, link_target, sha256_file
+from hapi_runner.runfolder.checkpoint_format import link_target, sha256_file
+from hapi_runner.runfolder.layout import epoch_folders, epoch_of
 from hapi_runner.errors import UsageError
 from hapi_runner.runfolder.resume import find_checkpoint, load_checkpoint
 

@@ -11,6 +11,7 @@ from hapi_runner.callbacks.step_lr import OptimizerStepLR
 from hapi_runner.errors import UsageError
 from helpers import points
 from hapi_runner.training.optim import build_grad_clip, build_optimizer
+from hapi_runner.paddle_compat import current_lr
 
 
 def config(**overrides):
@@ -122,7 +123,7 @@ class LrAtStep(paddle.callbacks.Callback):
         self.rates = []
 
     def on_train_batch_begin(self, step, logs=None):
-        self.rates.append(self.model._optimizer.get_lr())
+        self.rates.append(current_lr(self.model))
 
 
 @pytest.mark.parametrize("own_callback", [False, True])

@@ -84,7 +84,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data_root, tmp_p
 
 def killed_mid_write(path):
     """Runs atomic_write_text(path) in a child that SIGKILLs itself before the rename; returns the child's pid."""
-    code = ("import os, signal, sys; from hapi_runner import utils; "
+    code = ("import os, signal, sys; from hapi_runner.runfolder import atomic as utils; "
             "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL); "
             "utils.atomic_write_text(sys.argv[1], 'half')")
     child = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT)

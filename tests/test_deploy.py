@@ -217,7 +217,7 @@ def test_export_says_which_export_it_replaced(trained, tmp_path, capsys):
 
 
 def test_export_checks_on_the_device_it_is_given(trained, tmp_path, capsys, monkeypatch):
-    from hapi_runner.deploy import run as deploy_run
+    from hapi_runner.deploy import tasks as deploy_run
 
     seen = {}
     real = deploy_run.export_run

@@ -341,7 +341,7 @@ def test_export_keeps_paddles_messages_but_the_pir_out_tensor_warning(tmp_path, 
 
 def test_a_kill_between_the_two_renames_of_the_swap_loses_no_export(tmp_path):
     # The child exports twice and SIGKILLs itself as the second export moves into place:
-    # the first export is then aside as .inference.old-*, and no inference/ exists.
+    # the first export is then aside as .tmp-old-inference-<pid>, and no inference/ exists.
     folder = tmp_path / "inference"
     code = textwrap.dedent("""
         import os, signal, sys
@@ -355,7 +355,7 @@ def test_a_kill_between_the_two_renames_of_the_swap_loses_no_export(tmp_path):
         real_replace = os.replace
 
         def replace(src, dst):
-            if os.path.basename(src).startswith(".inference.tmp-"):
+            if os.path.basename(src).startswith(".tmp-inference-"):
                 os.kill(os.getpid(), signal.SIGKILL)
             real_replace(src, dst)
 
@@ -366,8 +366,8 @@ def test_a_kill_between_the_two_renames_of_the_swap_loses_no_export(tmp_path):
     assert child.wait() == -9, child.stderr.read()
     left = sorted(os.listdir(tmp_path))
     assert not folder.exists() and len(left) == 2
-    assert left[0].startswith(".inference.old-") and left[0].endswith(f"-{child.pid}")
-    assert left[1].startswith(".inference.tmp-") and left[1].endswith(f"-{child.pid}")
+    assert left[0].startswith(".tmp-inference-") and left[0].endswith(f"-{child.pid}")
+    assert left[1] == f".tmp-old-inference-{child.pid}"
 
     export_module.recover_export(str(folder))
     assert sorted(os.listdir(tmp_path)) == ["inference"]
@@ -381,11 +381,11 @@ def test_recovery_removes_dead_litter_beside_an_export_and_spares_a_live_writer(
     export_model(TinyNet(), str(folder), shape, sidecar_for(shape), None, metadata={"epoch": 3})
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    for name in (f".inference.old-x-{dead.pid}", f".inference.tmp-y-{dead.pid}", f".inference.tmp-z-{os.getppid()}"):
+    for name in (f".tmp-old-inference-{dead.pid}", f".tmp-inference-y-{dead.pid}", f".tmp-inference-z-{os.getppid()}"):
         (tmp_path / name).mkdir()
-    (tmp_path / ".other.old-w-1").mkdir()  # another folder's litter is that folder's business
+    (tmp_path / ".tmp-old-other-1").mkdir()  # another folder's litter is that folder's business
 
     callback = StaticExport(str(folder), shape, sidecar_for(shape))
     callback.on_train_begin()
-    assert sorted(os.listdir(tmp_path)) == [".inference.tmp-z-" + str(os.getppid()), ".other.old-w-1", "inference"]
+    assert sorted(os.listdir(tmp_path)) == [".tmp-inference-z-" + str(os.getppid()), ".tmp-old-other-1", "inference"]
     assert load_sidecar(str(folder))["epoch"] == 3

@@ -13,6 +13,7 @@ from hapi_runner.cli.app import main
 from hapi_runner.config.train_config import TrainConfig, from_mapping, load_config_file
 from hapi_runner.datasets.registry import DATASETS, folder_datasets, synthetic_choices
 from hapi_runner.errors import UsageError
+from hapi_runner.paddle_compat import loss_of
 
 TINY = ["--threads", "1", "--epochs", "1", "--image-size", "28", "--batch-size", "32", "--verbose", "0", "--no-visualdl",
         "--no-report"]
@@ -142,7 +143,7 @@ def test_class_weights_auto_on_a_built_in_dataset_reach_the_loss():
     counts = np.bincount(runner.train_data.labels, minlength=10)
     expected = (1 / counts) * 10 / (1 / counts).sum()
     assert runner.class_weights == pytest.approx(expected)
-    loss = runner.model._loss
+    loss = loss_of(runner.model)
     assert isinstance(loss, SmoothedCrossEntropy)
     np.testing.assert_allclose(loss.class_weight.numpy(), expected, rtol=1e-6)
 

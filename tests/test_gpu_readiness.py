@@ -24,6 +24,7 @@ from hapi_runner.errors import HapiRunnerError, UsageError
 from hapi_runner.callbacks.checkpoint import ModelCheckpoint
 from hapi_runner.paddle_compat import GRAD_SCALER_KEY, evaluate_under_amp
 from hapi_runner.runfolder.resume import restore
+from hapi_runner.paddle_compat import grad_scaler_of, restore_grad_scaler
 
 SHAPE = [1, 8, 8]
 LAUNCHER_ENV = ("PADDLE_TRAINER_ID", "PADDLE_TRAINERS_NUM", "PADDLE_LOCAL_SIZE", "FLAGS_selected_gpus")
@@ -274,16 +275,15 @@ def checkpoint_of(model, directory):
 def test_the_loss_scaler_is_checkpointed_with_the_optimizer_and_restored(tmp_path, monkeypatch):
     monkeypatch.setattr(paddle.amp, "GradScaler", FakeScaler)  # what hapi (and the restore) make the scaler with
     trained = prepared_model(TinyNet(), amp_configs={"level": "O1", "init_loss_scaling": 32768})
-    trained._scaler = FakeScaler()
-    trained._scaler.state = dict(SCALER_STATE)  # a float16 run whose loss scale came down to 2048
+    assert restore_grad_scaler(trained, SCALER_STATE)  # as if a float16 run's loss scale had come down to 2048
     folder = checkpoint_of(trained, tmp_path / "checkpoints")
     saved = paddle.load(f"{folder}/model.pdopt")
     assert saved[GRAD_SCALER_KEY]["incr_count"] == 123
 
     resumed = prepared_model(TinyNet(), amp_configs={"level": "O1", "init_loss_scaling": 32768})
-    assert resumed._scaler is None  # hapi makes it at the first step, with the initial scale
+    assert grad_scaler_of(resumed) is None  # hapi makes it at the first step, with the initial scale
     restore(resumed, folder)
-    scaler = resumed._scaler
+    scaler = grad_scaler_of(resumed)
     assert isinstance(scaler, FakeScaler) and scaler.configs == {"init_loss_scaling": 32768}
     assert sorted(scaler.state) == sorted(SCALER_STATE)
     np.testing.assert_array_equal(scaler.state["scale"], [2048.0])

@@ -8,7 +8,7 @@ from hapi_runner import TrainConfig
 from hapi_runner.datasets import DATASETS, BatchTransform, ImageDataset, make_loader
 from hapi_runner.datasets.pipeline import _BatchCollate, _SampleCollate
 from hapi_runner.training.environment import amp_configs, configure_gpu_flags, default_num_workers
-from hapi_runner.paddle_compat import amp_dtype_of, set_amp_dtype
+from hapi_runner.paddle_compat import amp_dtype_of, amp_level_of, set_amp_dtype
 
 SIDE = 8
 # Every (top, left, flip) a 4-pixel padded crop of a SIDE x SIDE image can take.
@@ -151,4 +151,4 @@ def test_amp_configs_and_dtype():
                   amp_configs=amp_configs("O2", "bfloat16"))
     assert amp_dtype_of(model) == "float16"
     set_amp_dtype(model, "O2", "bfloat16")
-    assert amp_dtype_of(model) == "bfloat16" and model._adapter._amp_level == "O2"
+    assert amp_dtype_of(model) == "bfloat16" and amp_level_of(model) == "O2"

@@ -12,6 +12,7 @@ from hapi_runner import Runner, TrainConfig
 from hapi_runner.runfolder.checkpoint_format import load_checkpoint
 from hapi_runner.cli.app import main
 from hapi_runner.deploy.tasks import evaluate_run, load_run
+from hapi_runner.paddle_compat import grad_clip_of, loss_of
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +82,7 @@ def test_the_training_pipeline_alone_is_augmented_and_mixed():
     np.testing.assert_allclose(targets.numpy().sum(axis=1), 1.0, rtol=1e-6)
     _, labels = next(iter(runner.eval_loader))
     assert list(labels.shape) == [16, 1] and labels.dtype == paddle.int64
-    assert type(runner.model._loss).__name__ == "SmoothedCrossEntropy" and runner.model._loss.epsilon == 0.1
+    assert type(loss_of(runner.model)).__name__ == "SmoothedCrossEntropy" and loss_of(runner.model).epsilon == 0.1
 
 
 def test_mixing_works_in_the_per_sample_pipeline(tmp_path):
@@ -91,9 +92,9 @@ def test_mixing_works_in_the_per_sample_pipeline(tmp_path):
 
 def test_clip_grad_reaches_the_optimizer():
     runner = Runner(TrainConfig(**TINY, clip_grad=0.25))
-    clip = runner.optimizer._grad_clip
+    clip = grad_clip_of(runner.optimizer)
     assert isinstance(clip, paddle.nn.ClipGradByGlobalNorm) and clip.clip_norm == pytest.approx(0.25)
-    assert Runner(TrainConfig(**TINY)).optimizer._grad_clip is None
+    assert grad_clip_of(Runner(TrainConfig(**TINY)).optimizer) is None
 
 
 @pytest.mark.parametrize("accumulate, batch_size", [(1, 16), (3, 16)])

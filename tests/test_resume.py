@@ -17,6 +17,7 @@ from hapi_runner.runfolder import layout as rundir
 from hapi_runner.runfolder.resume import (CheckpointError, ResumePoint, find_checkpoint, load_checkpoint, load_weights,
                                 restore, set_epoch_offset)
 from hapi_runner.training.runner import _EpochSeeder
+from hapi_runner.paddle_compat import lr_scheduler_of, pending_optimizer_state, optimizer_of
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
@@ -271,14 +272,14 @@ def test_restore_brings_back_optimizer_lr_schedule_rng_and_sources(run_dir, hapi
     state = load_checkpoint(str(folder))
     assert (ckpt.best, ckpt.best_epoch, ckpt.global_step) == (state["monitor"]["best"], state["monitor"]["best_epoch"], 12)
 
-    optimizer = model._optimizer
-    assert optimizer._learning_rate.last_epoch == 2 * STEPS_PER_EPOCH  # the LR schedule continues, not restarts
+    optimizer = optimizer_of(model)
+    assert lr_scheduler_of(model).last_epoch == 2 * STEPS_PER_EPOCH  # the LR schedule continues, not restarts
     assert optimizer.get_lr() == pytest.approx(0.05 * 0.7 ** (12 // 5))
     saved_opt = paddle.load(str(folder / "model.pdopt"))
     saved_names = state["param_names"]
     # Velocities arrive under this process's parameter names: the next step uses them.
     for key, param in model.network.named_parameters():
-        velocity = optimizer._accumulators_holder[f"{param.name}_velocity_0"]
+        velocity = pending_optimizer_state(optimizer)[f"{param.name}_velocity_0"]
         np.testing.assert_array_equal(np.asarray(velocity), saved_opt[f"{saved_names[key]}_velocity_0"].numpy())
     rng_after = paddle.rand([4]).numpy()
     paddle.set_rng_state(paddle.load(str(folder / "rng.pdstate")))
@@ -301,7 +302,7 @@ def test_resumed_fit_ends_with_the_weights_of_an_unbroken_one(tmp_path, eval_fre
     # another thread count or Paddle/oneDNN build, or a GPU with non-deterministic cuDNN algorithms.
     for key, value in weights(straight).items():
         np.testing.assert_allclose(weights(resumed)[key], value, rtol=0, atol=1e-6, err_msg=key)
-    assert resumed._optimizer._learning_rate.last_epoch == straight._optimizer._learning_rate.last_epoch == 24
+    assert lr_scheduler_of(resumed).last_epoch == lr_scheduler_of(straight).last_epoch == 24
     assert resumed_ckpt.global_step == straight_ckpt.global_step == 4 * STEPS_PER_EPOCH
     assert resumed_ckpt.saved == [3, 4]
     assert load_checkpoint(find_checkpoint(str(tmp_path / "broken")))["epoch"] == 4

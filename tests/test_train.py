@@ -95,7 +95,7 @@ def test_a_chosen_thread_count_brings_no_paddle_thread_warning(tmp_path):
 def test_the_thread_warning_filter_passes_every_other_line():
     import io
 
-    from hapi_runner.paddle_compat import OMP_WARNING_PREFIXES, _DropLines
+    from hapi_runner.training.paddle_import import OMP_WARNING_PREFIXES, _DropLines
 
     out = io.StringIO()
     stream = _DropLines(out, OMP_WARNING_PREFIXES)

@@ -14,11 +14,12 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ..runfolder import checkpoint_format as fmt
+from ..runfolder import layout as names
 from ..config.checks import check_bool, check_int
 from ..errors import HapiRunnerError, UsageError
 from ..paddle_compat import (lr_schedule_name, optimizer_of, optimizer_state_with_scaler, parameter_names,
                              rng_state_for_checkpoint)
-from ..utils import remove_litter
+from ..runfolder.atomic import recover_litter
 from .base import MonitorCallback
 
 log = logging.getLogger("hapi_runner")
@@ -76,7 +77,7 @@ class ModelCheckpoint(MonitorCallback):
             or None.
     """
 
-    def __init__(self, directory: str, save_freq: int = 1, keep_last: Optional[int] = None, monitor: str = "acc_top1",
+    def __init__(self, directory: str, *, save_freq: int = 1, keep_last: Optional[int] = None, monitor: str = "acc_top1",
                  mode: Optional[str] = None, min_delta: float = 0.0, fingerprint: Optional[Dict[str, Any]] = None,
                  state_sources: Optional[Dict[str, Any]] = None, is_writer: Optional[bool] = None, ema=None):
         super().__init__(monitor=monitor, mode=mode, min_delta=min_delta)
@@ -155,7 +156,7 @@ class ModelCheckpoint(MonitorCallback):
         self.saved, self.unsaved, self._value = [], None, None
         if self.is_writer:
             os.makedirs(self.directory, exist_ok=True)
-            remove_litter(self.directory)  # .tmp-* of writers that died; a live process's work is left alone
+            recover_litter(self.directory)  # .tmp-* of writers that died; a live process's work is left alone
             if self.epoch_offset:
                 self._forget_later_epochs(self.epoch_offset)
 
@@ -211,15 +212,15 @@ class ModelCheckpoint(MonitorCallback):
             folder = fmt.write_checkpoint(self.directory, epoch, self._tensors(), self._state(epoch, value))
         except OSError as exc:
             # A full disk or a lost mount: the writer dropped its half copy; what was published stays.
-            kept = fmt.link_target(self.directory, fmt.LAST)
+            kept = fmt.link_target(self.directory, names.LAST)
             advice = (f"the checkpoint {kept} is intact; free space and continue with --resume" if kept
                       else "no earlier checkpoint exists; free space and start the run again")
             raise HapiRunnerError(
                 f"could not write the checkpoint of epoch {epoch} in {self.directory}: {exc.strerror or exc}; {advice}."
             ) from exc
-        fmt.point_link(self.directory, fmt.LAST, fmt.epoch_name(epoch))
+        fmt.point_link(self.directory, names.LAST, names.epoch_name(epoch))
         if new_best:
-            fmt.point_link(self.directory, fmt.BEST, fmt.epoch_name(epoch))
+            fmt.point_link(self.directory, names.BEST, names.epoch_name(epoch))
         if self.keep_last is not None:
             fmt.prune(self.directory, self.keep_last, epoch)
         return folder
@@ -227,11 +228,11 @@ class ModelCheckpoint(MonitorCallback):
     def _tensors(self) -> Dict[str, Any]:
         # The AMP loss scaler travels with the optimizer: a float16 run resumed without it restarts at the initial scale.
         weights = self.ema.training_state_dict() if self.ema is not None else self.model.network.state_dict()
-        tensors = {fmt.PARAMS_FILE: weights,
-                   fmt.OPT_FILE: optimizer_state_with_scaler(self.model),
-                   fmt.RNG_FILE: rng_state_for_checkpoint()}
+        tensors = {names.PARAMS_FILE: weights,
+                   names.OPT_FILE: optimizer_state_with_scaler(self.model),
+                   names.RNG_FILE: rng_state_for_checkpoint()}
         if self.ema is not None:
-            tensors[fmt.EMA_FILE] = self.ema.arrays()
+            tensors[names.EMA_FILE] = self.ema.arrays()
         return tensors
 
     def _state(self, epoch: int, value: Optional[float]) -> Dict[str, Any]:
@@ -243,7 +244,7 @@ class ModelCheckpoint(MonitorCallback):
             "global_step": self.global_step,
             "monitor": {"name": self.monitor, "mode": self.mode, "value": value, "best": self.best, "best_epoch": self.best_epoch},
             "sources": self._source_states(),
-            "rng": {"paddle": fmt.RNG_FILE, **fmt.rng_state_json()},
+            "rng": {"paddle": names.RNG_FILE, **fmt.rng_state_json()},
             "param_names": parameter_names(self.model.network),
             "optimizer": type(optimizer).__name__ if optimizer is not None else None,
             "lr_scheduler": lr_schedule_name(self.model),
@@ -270,16 +271,16 @@ class ModelCheckpoint(MonitorCallback):
         Folders of later epochs belong to a continuation this run abandons;
         they are replaced as the run reaches their epochs.
         """
-        later = [e for e in fmt.epoch_folders(self.directory) if e > offset]
+        later = [e for e in names.epoch_folders(self.directory) if e > offset]
         if later:
             log.warning("checkpoints of epochs %s come after the resumed epoch %d; this run replaces them as it reaches those epochs.",
                         ", ".join(map(str, later)), offset)
-        for link, epoch in ((fmt.LAST, offset), (fmt.BEST, self.best_epoch)):
-            target = fmt.epoch_of(fmt.link_target(self.directory, link) or "")
+        for link, epoch in ((names.LAST, offset), (names.BEST, self.best_epoch)):
+            target = names.epoch_of(fmt.link_target(self.directory, link) or "")
             if target is None or target <= offset:
                 continue
-            keep = epoch is not None and epoch <= offset and fmt.is_complete(os.path.join(self.directory, fmt.epoch_name(epoch)))
-            fmt.point_link(self.directory, link, fmt.epoch_name(epoch) if keep else None)
+            keep = epoch is not None and epoch <= offset and fmt.is_complete(os.path.join(self.directory, names.epoch_name(epoch)))
+            fmt.point_link(self.directory, link, names.epoch_name(epoch) if keep else None)
 
 
 def _check_fingerprint(fingerprint: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:

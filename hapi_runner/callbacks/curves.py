@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..config.checks import check_int
 from ..errors import UsageError
-from ..paddle_compat import is_main_process
-from ..utils import atomic_write_bytes
+from ..training.distributed import is_main
+from ..runfolder.atomic import atomic_write_bytes
 from .base import RunCallback
 
 PANELS = (("loss", "Loss"), ("acc_top1", "Top-1 accuracy"))
@@ -72,7 +72,7 @@ class Curves(RunCallback):
         self._flush()
 
     def _flush(self) -> None:
-        if self._pending and is_main_process():
+        if self._pending and is_main():
             self.draw()
         self._pending = False
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from ..config.checks import check_bool
 from ..paddle_compat import clear_stop_request, request_stop
-from ..utils import fmt_value
+from .logs import fmt_value
 from .base import MonitorCallback, check_epochs
 
 log = logging.getLogger("hapi_runner")
@@ -59,7 +59,7 @@ class EarlyStopping(MonitorCallback):
         >>> stopper.stopped_early, stopper.stop_reason
     """
 
-    def __init__(self, monitor: str = "acc_top1", mode: Optional[str] = None, patience: int = 5,
+    def __init__(self, monitor: str = "acc_top1", *, mode: Optional[str] = None, patience: int = 5,
                  min_delta: float = 0.0, baseline: Optional[float] = None, start_from_epoch: int = 0,
                  restore_best: bool = False):
         super().__init__(monitor, mode, min_delta, baseline)

@@ -34,8 +34,9 @@ from typing import Any, Dict, Iterator, Optional
 import numpy as np
 import paddle
 
-from ..training.accumulation import accumulate_of, optimizer_stepped
-from ..runfolder.checkpoint_format import EMA_FILE
+from ..paddle_compat import accumulate_of
+from ..training.accumulation import optimizer_stepped
+from ..runfolder.layout import EMA_FILE
 from ..config.checks import check_bool, check_number
 from ..errors import HapiRunnerError
 from .base import RunCallback

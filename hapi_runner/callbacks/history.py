@@ -8,7 +8,8 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ..paddle_compat import current_lr
-from ..utils import atomic_write_text, metric_logs
+from .logs import metric_logs
+from ..runfolder.atomic import atomic_write_text
 from .base import RunCallback
 
 COLUMNS = [

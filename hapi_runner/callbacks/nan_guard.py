@@ -6,7 +6,7 @@ import math
 from typing import Any, Dict, List, Optional
 
 from ..errors import HapiRunnerError
-from ..utils import scalar
+from .logs import scalar
 from .base import RunCallback
 
 

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from ..config.checks import check_number
 from ..errors import UsageError
 from ..paddle_compat import scaled_lr_of
-from ..utils import fmt_value
+from .logs import fmt_value
 from .base import MonitorCallback, check_epochs
 
 log = logging.getLogger("hapi_runner")
@@ -56,7 +56,7 @@ class ReduceLROnPlateau(MonitorCallback):
             monitor missing from the logs.
     """
 
-    def __init__(self, monitor: str = "loss", mode: Optional[str] = None, factor: float = 0.1, patience: int = 2,
+    def __init__(self, monitor: str = "loss", *, mode: Optional[str] = None, factor: float = 0.1, patience: int = 2,
                  min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0):
         super().__init__(monitor, mode, min_delta, None)
         self.factor = float(check_number("factor", factor, 0, 1, low_open=True, high_open=True))

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from ..training.distributed import is_main
 from ..deploy.export import (ExportVerificationError, GraphConversionError, check_agreement, check_input_shape, check_sidecar,
                              check_verify_batch, export_model, recover_export)
 from ..errors import UsageError
@@ -109,9 +110,7 @@ class StaticExport(MonitorCallback):
         else:  # the monitor matters only with on_best, so it need not be among the metrics
             RunCallback.on_train_begin(self, logs)
         self._exported_this_fit = False
-        from ..paddle_compat import is_main_process
-
-        if is_main_process():
+        if is_main():
             recover_export(self.directory)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -135,9 +134,7 @@ class StaticExport(MonitorCallback):
 
     def export(self, reason: str) -> Optional[Dict[str, Any]]:
         """Exports the network now; returns the report (None on a process that does not write)."""
-        from ..paddle_compat import is_main_process
-
-        if not is_main_process() or self.error is not None:
+        if not is_main() or self.error is not None:
             return None
         try:
             report = export_model(

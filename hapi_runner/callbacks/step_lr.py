@@ -11,9 +11,9 @@ batches that stepped the optimizer. With K = 1 it behaves as hapi's.
 from __future__ import annotations
 
 from paddle.callbacks import LRScheduler
-from paddle.optimizer.lr import LRScheduler as Schedule
 
-from ..training.accumulation import accumulate_of, optimizer_stepped
+from ..paddle_compat import accumulate_of, lr_scheduler_of
+from ..training.accumulation import optimizer_stepped
 
 
 class OptimizerStepLR(LRScheduler):
@@ -32,7 +32,6 @@ class OptimizerStepLR(LRScheduler):
         if not optimizer_stepped(step, accumulate_of(self.model), batches):
             return
         self.steps += 1
-        optimizer = getattr(self.model, "_optimizer", None)
-        schedule = getattr(optimizer, "_learning_rate", None)
-        if isinstance(schedule, Schedule):
+        schedule = lr_scheduler_of(self.model)
+        if schedule is not None:
             schedule.step()

@@ -30,8 +30,9 @@ from typing import Any, Dict, Optional
 
 from ..config.checks import check_int
 from ..errors import UsageError
-from ..paddle_compat import current_lr, is_main_process
-from ..utils import metric_logs
+from ..paddle_compat import current_lr
+from ..training.distributed import is_main
+from .logs import metric_logs
 from .base import RunCallback
 
 TRAIN_METRICS = ("loss", "acc_top1", "acc_top5")
@@ -96,7 +97,7 @@ class VisualDLLogger(RunCallback):
     # -- hooks -----------------------------------------------------------
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if is_main_process():
+        if is_main():
             self._open()
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -26,11 +26,15 @@ from typing import Any, Dict, List, Optional
 from .. import __version__
 from ..config.checks import check_int, check_path, parse_device, parse_threads
 from ..config.train_config import TrainConfig, load_config_file, resolve_layers
+from ..datacheck.commands import run_check_data, run_label_issues
+from ..datacheck.confident import METHODS as LABEL_METHODS
+from ..datacheck.hashes import NEAR_THRESHOLD
+from ..datacheck.names import DATA_CHECK_PAGE, LABEL_ISSUES_DIR
 from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "check-data", "label-issues", "launch", "calibrate")
 S = argparse.SUPPRESS
 
 
@@ -166,21 +170,50 @@ def build_evaluate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     add_run_option(parser, "data_dir", None, "the run's")
     add_run_option(parser, "download", True, "")
     add_run_option(parser, "batch_size", None, "the run's")
-    add_run_option(parser, "threads", None, "the run's")
-    add_run_option(parser, "device", "cpu", "cpu", help="cpu, gpu or gpu:N")
-    parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help="with --engine inference on a GPU: TensorRT at this precision")
+    _add_engine_options(parser, "the run's", "with --engine inference on a GPU")
+    _add_tta(parser)
     _add_common(parser, "print one JSON object")
     return parser
+
+
+def _add_engine_options(parser: argparse.ArgumentParser, threads_shown: str, tensorrt_when: str) -> None:
+    """``--threads``, ``--device`` and ``--tensorrt``, the options of every command that runs a trained network."""
+    add_run_option(parser, "threads", None, threads_shown)
+    add_run_option(parser, "device", "cpu", "cpu", help="cpu, gpu or gpu:N")
+    parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help=f"{tensorrt_when}: TensorRT at this precision")
+
+
+def _add_tta(parser: argparse.ArgumentParser, shown: str = "what hapi-runner calibrate --tta chose, else none") -> None:
+    parser.add_argument("--tta", choices=("none", "flip"), default=None,
+                        help=f"flip: average each image's probabilities with its mirror's (refused for the MNIST family); default: {shown}")
 
 
 def build_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("model", metavar="RUN_OR_MODEL_DIR", help="a run folder or an exported model folder")
     parser.add_argument("images", metavar="IMAGE_OR_FOLDER", nargs="+", help="PNG, JPEG, BMP or .npy files, or folders of them")
     parser.add_argument("--top-k", type=int, default=5, help="classes per image; default 5")
-    add_run_option(parser, "threads", None, "auto (every core)")
-    add_run_option(parser, "device", "cpu", "cpu", help="cpu, gpu or gpu:N")
-    parser.add_argument("--tensorrt", choices=("fp32", "fp16"), default=None, help="on a GPU: TensorRT at this precision")
+    _add_engine_options(parser, "auto (every core)", "on a GPU")
+    _add_tta(parser)
+    parser.add_argument("--unsure-below", type=float, default=None, metavar="P",
+                        help="answer 'unsure' when the calibrated top-1 probability is below P (0-1); default: always answer")
+    parser.add_argument("--explain", default=None, metavar="OUT_DIR",
+                        help="write a Grad-CAM overlay PNG and heat map .npy per image into OUT_DIR (needs the run folder)")
+    parser.add_argument("--explain-class", default=None, metavar="NAME", help="with --explain: explain this class; default the top-1")
+    parser.add_argument("--cam-layer", default=None, metavar="NAME", help="with --explain: the layer to weigh; default the last Conv2D")
     _add_common(parser, "print a JSON list, one object per file")
+    return parser
+
+
+def build_calibrate_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("run", metavar="RUN", help="a run folder written by train")
+    parser.add_argument("--checkpoint", default="last", help="last (default: the weights the export holds), best, or a checkpoint path")
+    _add_tta(parser, "none; flip also makes predict and evaluate flip by default")
+    add_run_option(parser, "data_dir", None, "the run's")
+    add_run_option(parser, "download", True, "")
+    add_run_option(parser, "batch_size", None, "the run's")
+    add_run_option(parser, "threads", None, "the run's")
+    add_run_option(parser, "device", "cpu", "cpu", help="cpu, gpu or gpu:N")
+    _add_common(parser, "print the calibration record as JSON")
     return parser
 
 
@@ -197,6 +230,48 @@ def build_export_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     return parser
 
 
+def build_launch_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--master", required=True, metavar="IP:PORT", help="the first node's address and a free port, the same on every node")
+    parser.add_argument("--nnodes", type=int, required=True, help="machines in the job")
+    parser.add_argument("--nproc-per-node", type=int, default=1, help="processes on this machine; default 1")
+    parser.add_argument("--log-dir", default="log", help="the launcher's folder of workerlog.N files; default log")
+    add_run_option(parser, "dist_timeout", 300, "300", help="seconds to wait for the master, then train's --dist-timeout")
+    parser.add_argument("train_args", nargs=argparse.REMAINDER, metavar="-- TRAIN_FLAGS", help="train's flags, after --")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def build_check_data_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("data_dir", metavar="DIR", nargs="?", default=None,
+                        help="the folder holding train/<class>/... (and val/), or the root of --train-list's paths")
+    for name, default, shown in (("train_list", None, "class folders"), ("val_list", None, "a val/ folder, else --val-split"),
+                                 ("image_size", 224, "224"), ("channels", 3, "3"), ("val_split", 0.1, "0.1"), ("seed", 0, "0"),
+                                 ("num_workers", 0, "0"), ("cache_limit", None, "free disk less 10%")):
+        add_run_option(parser, name, default, shown)
+    parser.add_argument("--near-threshold", type=int, default=NEAR_THRESHOLD, metavar="BITS",
+                        help=f"perceptual-hash bits (of 64) a near duplicate may differ in; default {NEAR_THRESHOLD}")
+    parser.add_argument("--output", default=DATA_CHECK_PAGE, help=f"the HTML page to write; default ./{DATA_CHECK_PAGE}")
+    _add_common(parser, "print the whole summary as JSON")
+    return parser
+
+
+def build_label_issues_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("folder", metavar="DIR", nargs="?", default=None,
+                        help="a folder dataset (train/<class>/...): the same as --dataset folder --data-dir DIR")
+    own = parser.add_argument_group("label-issues")
+    own.add_argument("--folds", type=int, default=3, metavar="K", help="cross-fitting trainings, each on K-1 folds; default 3")
+    own.add_argument("--method", choices=LABEL_METHODS, default="both",
+                     help="confident learning's rule: both (C+NR), cj (confident joint) or noise-rate; default both")
+    own.add_argument("--output", default=LABEL_ISSUES_DIR, metavar="DIR",
+                     help=f"where label_issues.csv and .html go (with --apply: the corrected lists); default ./{LABEL_ISSUES_DIR}")
+    own.add_argument("--run", default=None, metavar="RUN", help="take data, model and training flags from a run's config.json")
+    own.add_argument("--apply", default=None, metavar="CSV", help="write corrected list files from an edited label_issues.csv")
+    own.add_argument("--config", default=S, metavar="FILE", help="YAML or JSON file of defaults")
+    _add_common(parser, "print what was written as JSON")
+    add_config_flags(parser)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Train paddle.vision models with paddle.Model, in one command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -208,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     build_export_parser(sub.add_parser("export", help="export a run's checkpoint for paddle.inference or ONNX, verified"))
     build_report_parser(sub.add_parser("report", help="write RUN/report.html: curves, per-class table, confusion matrix, mistakes"))
     build_compare_parser(sub.add_parser("compare", help="runs side by side, and their evaluation curves overlaid"))
+    build_check_data_parser(sub.add_parser("check-data", help="a folder dataset's counts, sizes, unreadable files, duplicates and leakage"))
+    build_label_issues_parser(sub.add_parser("label-issues", help="images whose label a model trained without them disagrees with"))
+    build_launch_parser(sub.add_parser("launch", help="start this machine's part of a multi-node job (paddle.distributed.launch, --host filled in)"))
+    build_calibrate_parser(sub.add_parser("calibrate", help="fit temperature scaling on the evaluation set; ECE before and after"))
     return parser
 
 
@@ -288,13 +367,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError("--tensorrt applies to --engine inference; add --engine inference or drop --tensorrt.")
     result = evaluate_run(args.run, checkpoint=args.checkpoint, engine=args.engine, dataset=args.dataset,
                           data_dir=args.data_dir, batch_size=args.batch_size, threads=args.threads, device=args.device,
-                          download=args.download, tensorrt=args.tensorrt)
+                          download=args.download, tensorrt=args.tensorrt, tta=args.tta)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{result['dataset']} ({result['num_samples']} images, epoch {result['epoch']}, {result['engine']}): "
           f"loss {result['loss']:.4f}, top-1 {result['acc_top1']:.4f}, top-5 {result['acc_top5']:.4f}, "
           f"{result['images_per_second']:.0f} images/s")
+    print(f"calibration: temperature {result['temperature']:.3f}, ECE {result['ece']:.4f} (uncalibrated {result['ece_uncalibrated']:.4f})"
+          + (", each image averaged with its mirror" if result["tta"] == "flip" else ""))
     print(format_per_class(result, result["class_names"]))
     print(f"confusion matrix: {result['confusion_files']['csv']} and .png")
     return 0
@@ -304,15 +385,39 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..deploy.predict import predict_files
 
     check_run_options(args)
+    if (args.explain_class or args.cam_layer) and not args.explain:
+        raise UsageError("--explain-class and --cam-layer choose what --explain draws; add --explain OUT_DIR or drop them.")
     threads = None if args.threads in (None, "auto") else int(args.threads)  # auto: predict's own default, every core
+    explain = None
+    if args.explain:
+        from ..deploy.gradcam import run_explainer
+
+        explain = run_explainer(args.model, args.explain, explain_class=args.explain_class, layer_name=args.cam_layer,
+                                device=args.device, threads=args.threads)
     results = predict_files(args.model, args.images, top_k=args.top_k, device=args.device, threads=threads,
-                            tensorrt=args.tensorrt)
+                            tensorrt=args.tensorrt, tta=args.tta, unsure_below=args.unsure_below, explain=explain)
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     for item in results:
         top = ", ".join(f"{t['class_name']} {t['probability']:.3f}" for t in item["top_k"])
-        print(f"{item['path']}: {top}")
+        print(f"{item['path']}: " + (f"unsure ({top})" if item["unsure"] else top)
+              + (f"; Grad-CAM: {item['explanation']['overlay']}" if "explanation" in item else ""))
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from ..deploy.calibrate import calibrate_run
+
+    check_run_options(args)
+    record = calibrate_run(args.run, checkpoint=args.checkpoint, tta=args.tta or "none", data_dir=args.data_dir,
+                           batch_size=args.batch_size, threads=args.threads, device=args.device, download=args.download)
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    where = f"; the export's sidecar {record['sidecar']} now uses it" if record["sidecar"] else "; the run has no export to update"
+    print(f"temperature {record['temperature']:.3f} on {record['source']}: ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}, "
+          f"NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}{where}")
     return 0
 
 
@@ -332,8 +437,17 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_launch(args: argparse.Namespace) -> int:
+    from ..training.launch import LaunchPlan, run_launch as launch
+
+    train_args = args.train_args[1:] if args.train_args[:1] == ["--"] else args.train_args
+    plan = LaunchPlan(args.master, args.nnodes, args.nproc_per_node, args.log_dir, args.dist_timeout, train_args)
+    return launch(plan)
+
+
 RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
-           "report": run_report, "compare": run_compare}
+           "report": run_report, "compare": run_compare, "check-data": run_check_data, "label-issues": run_label_issues,
+           "launch": run_launch, "calibrate": run_calibrate}
 
 
 class _StderrHandler(logging.StreamHandler):

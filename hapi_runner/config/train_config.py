@@ -169,6 +169,8 @@ class TrainConfig:
     recipe: Optional[str] = _optim(None, _RECIPE_HELP, choices=sorted(RECIPES))
     device: str = _hardware("auto", "auto, cpu, gpu or gpu:N", means="a GPU if one is visible")
     gpu: bool = _hardware(False, "require a GPU: fail rather than train on the CPU")
+    dist_timeout: int = _hardware(300, "a job on several machines: seconds without a finished step (a lost node or link) before "
+                                       "every rank stops with one line naming the lost rank", metavar="SECONDS")
     threads: str = _hardware("auto", "CPU math threads, N or auto", means="1 for lenet, all cores otherwise")
     amp: Optional[str] = _hardware(None, "mixed precision on GPU; ignored with a warning on CPU", type=str.upper,
                                    choices=AMP_LEVELS, means="off")
@@ -272,7 +274,7 @@ class TrainConfig:
         if is_int(self.synthetic_size) and self.synthetic_size > 1_000_000:
             raise UsageError(f"synthetic_size must be at most 1000000 (images held in memory), got {self.synthetic_size}.")
         for name in ("epochs", "batch_size", "eval_freq", "log_freq", "synthetic_size", "save_freq", "plateau_patience",
-                     "prefetch_factor"):
+                     "prefetch_factor", "dist_timeout"):
             check_int(name, getattr(self, name), minimum=1)
         if self.image_size is not None:
             check_int("image_size", self.image_size, minimum=1, maximum=4096)
@@ -658,7 +660,7 @@ def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:
 
 def _check_monitor(monitor: str) -> None:
     """The monitor must be a metric a run logs (checked before any folder is made)."""
-    from ..utils import split_monitor
+    from .monitor import split_monitor
 
     _, name = split_monitor(monitor)
     if name not in RUN_METRICS:

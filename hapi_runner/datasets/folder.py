@@ -20,6 +20,7 @@ import numpy as np
 from ..config.checks import check_bool, check_choice, check_int, check_number, check_path, parse_size
 from ..training.distributed import on_main
 from ..errors import DataFileError, UsageError
+from .file_duplicates import leakage_note
 from .folder_scan import FileSet, find_folders, read_file_list, scan_class_folders, stratified_split
 from .folder_transform import CROP_PCT, CropTransform, imagenet_stats, resize_short_for, stats_from_sums
 from .image_cache import DecodeReport, decode_once
@@ -71,7 +72,8 @@ class FolderSplits:
     preprocessing: Dict[str, object] = field(default_factory=dict)
 
 
-def _check_options(image_size, channels, val_split, normalize_stats, skip_bad_images, cache_limit, num_workers, crop_pct):
+def _check_options(*, image_size, channels, val_split, normalize_stats, skip_bad_images, cache_limit, num_workers, crop_pct):
+    """The options of :func:`load_folder`, a public function: a caller of the Python API has no TrainConfig to check them."""
     check_int("image_size", image_size, minimum=8)
     check_choice("channels", channels, (1, 3))
     check_number("val_split", val_split, 0.0, 1.0, low_open=True, high_open=True)
@@ -190,7 +192,8 @@ def load_folder_splits(data_dir: Optional[str] = None, *, train_list: Optional[s
             skipped), an empty class folder, a single class, a validation
             class training lacks; one line each.
     """
-    _check_options(image_size, channels, val_split, normalize_stats, skip_bad_images, cache_limit, num_workers, crop_pct)
+    _check_options(image_size=image_size, channels=channels, val_split=val_split, normalize_stats=normalize_stats,
+                   skip_bad_images=skip_bad_images, cache_limit=cache_limit, num_workers=num_workers, crop_pct=crop_pct)
     check_bool("augment", augment)
     train_files, val_files = _file_sets(data_dir, train_list, val_list)
     decode = dict(cache_limit=cache_limit, num_workers=num_workers, root=cache_root, with_stats=normalize_stats == "data")
@@ -211,6 +214,7 @@ def load_folder_splits(data_dir: Optional[str] = None, *, train_list: Optional[s
     notes += [note for _, report in reports for note in report.notes]
     if bad:
         notes.append(f"skipped {len(bad)} unreadable image(s) (skip_bad_images), the first: {bad[0][0]}")
+    notes += leakage_note(train_files.paths, val_files.paths)
     return FolderSplits(train, val, notes, bad, transform.evaluation().preprocessing())
 
 
@@ -245,6 +249,16 @@ def folder_options(config, num_workers: int = 0) -> Dict[str, object]:
                 normalize_stats=config.normalize_stats or "imagenet", skip_bad_images=config.skip_bad_images,
                 cache_limit=parse_size("cache_limit", config.cache_limit), num_workers=num_workers, seed=config.seed,
                 augment=config.augment, crop_pct=config.eval_crop_pct)
+
+
+def list_folder_files(data_dir: Optional[str] = None, train_list: Optional[str] = None,
+                      val_list: Optional[str] = None) -> Tuple[FileSet, Optional[FileSet]]:
+    """``(training files, validation files or None)`` of a folder dataset, listed as training lists them (nothing decoded).
+
+    Raises:
+        UsageError, DataFileError: as :func:`load_folder_splits`.
+    """
+    return _file_sets(data_dir, train_list, val_list)
 
 
 def folder_class_names(config) -> List[str]:

@@ -22,6 +22,8 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from .transform_base import TransformBase
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_PCT = 0.875
@@ -57,7 +59,7 @@ def centre_box(height: int, width: int, crop: float) -> Tuple[int, int]:
     return int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
 
 
-class CropTransform:
+class CropTransform(TransformBase):
     """List of uint8 ``[H, W, C]`` images in, normalised float32 ``[B, C, S, S]`` out.
 
     Args:
@@ -77,33 +79,23 @@ class CropTransform:
             None by default and in :meth:`evaluation`.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], size: int, channels: int, train: bool = False,
+    def __init__(self, mean: Sequence[float], std: Sequence[float], size: int, channels: int, *, train: bool = False,
                  crop_pct: float = CROP_PCT, stored_short: int = 0, seed: int = 0):
         self.mean, self.std = tuple(mean), tuple(std)
-        std_arr = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
-        self.scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
-        self.shift = (-np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1) / std_arr).astype(np.float32)
         self.out_size = size
         self.channels = channels
         self.train = train
         self.crop_pct = crop_pct
         self.resize_short = resize_short_for(size, crop_pct)
         self.stored_short = stored_short or self.resize_short
-        self.seed = seed
         self.randaugment = None
         self.erasing = None
-        self.epoch = 0
-        self.rng = np.random.default_rng([seed, 0, 0])
-
-    def set_epoch(self, epoch: int, worker: int = 0) -> None:
-        """Restarts the random state for ``epoch`` (and a DataLoader worker)."""
-        self.epoch = epoch
-        self.rng = np.random.default_rng([self.seed, epoch, worker])
+        self._start(mean, std, seed)
 
     def evaluation(self) -> "CropTransform":
         """The same statistics and sizes without augmentation."""
-        return CropTransform(self.mean, self.std, self.out_size, self.channels, False, self.crop_pct,
-                             self.stored_short, self.seed)
+        return CropTransform(self.mean, self.std, self.out_size, self.channels, train=False, crop_pct=self.crop_pct,
+                             stored_short=self.stored_short, seed=self.seed)
 
     def preprocessing(self) -> Dict[str, object]:
         """How evaluation prepares an image, for an export's sidecar (``predict`` and inference users repeat it)."""

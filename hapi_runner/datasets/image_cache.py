@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import DataFileError
-from ..utils import TMP_PREFIX, atomic_write_bytes, atomic_write_text, fsync_dir, remove_litter, remove_path, writer_suffix
+from ..runfolder.atomic import TMP_PREFIX, atomic_write_bytes, atomic_write_text, fsync_dir, remove_litter, remove_path, writer_suffix
 from . import image_decode as decoding
 
 CACHE_VERSION = 1
@@ -72,7 +72,17 @@ def cache_key(paths: Sequence[str], channels: int, side: int) -> str:
     return digest.hexdigest()[:32]
 
 
-class CachedImages:
+class _Images:
+    """Images by position: ``images[i]`` one array, ``images[a:b]`` or ``images[[i, j]]`` a list of them."""
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self.image(int(key))
+        positions = range(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64).ravel()
+        return [self.image(int(p)) for p in positions]
+
+
+class CachedImages(_Images):
     """Images of a cache, read through a memory map; indexing gives ``[H, W, C]`` views (a list for many)."""
 
     def __init__(self, folder: str, rows: np.ndarray, index: np.ndarray):
@@ -98,17 +108,11 @@ class CachedImages:
         offset, height, width, channels = self.index[self.rows[position]]
         return self.pixels[offset:offset + height * width * channels].reshape(height, width, channels)
 
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            return self.image(int(key))
-        positions = range(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64).ravel()
-        return [self.image(int(p)) for p in positions]
-
     def subset(self, indices) -> "CachedImages":
         return CachedImages(self.folder, self.rows[np.asarray(indices, dtype=np.int64)], self.index)
 
 
-class DecodingImages:
+class DecodingImages(_Images):
     """The same interface as :class:`CachedImages`, decoding the files on every access (no cache)."""
 
     def __init__(self, paths: Sequence[str], channels: int, side: int):
@@ -126,12 +130,6 @@ class DecodingImages:
         except decoding.DECODE_ERRORS as exc:
             raise DataFileError(f"{path}: cannot be decoded any more ({exc}); it changed since the run started: "
                                 f"restore it, or start again with skip_bad_images.") from exc
-
-    def __getitem__(self, key):
-        if isinstance(key, (int, np.integer)):
-            return self.image(int(key))
-        positions = range(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64).ravel()
-        return [self.image(int(p)) for p in positions]
 
     def subset(self, indices) -> "DecodingImages":
         return DecodingImages([self.paths[i] for i in np.asarray(indices, dtype=np.int64)], self.channels, self.side)
@@ -211,7 +209,7 @@ def _probe_all(paths: Sequence[str], channels: int, side: int) -> Tuple[np.ndarr
     return index, bad
 
 
-def _run_pass(paths, index, bad, pixels_path, channels, side, num_workers, with_stats) -> Optional[np.ndarray]:
+def _run_pass(paths, index, bad, *, pixels_path, channels, side, num_workers, with_stats) -> Optional[np.ndarray]:
     """Decodes every readable file (into ``pixels_path`` when given); adds failures to ``bad``; returns the stats."""
     stats = np.zeros((len(paths), 2 * channels + 1), dtype=np.float64)
     todo = [(i, paths[i], *map(int, index[i, :3])) for i in range(len(paths)) if i not in bad]
@@ -263,7 +261,7 @@ def _stats_of_cache(folder: str, store: "CachedImages", bad: Dict[int, str], cha
     return stats
 
 
-def _build_cache(root, key, paths, index, bad, channels, side, num_workers, with_stats) -> Tuple[str, np.ndarray]:
+def _build_cache(root, key, paths, index, bad, *, channels, side, num_workers, with_stats) -> Tuple[str, np.ndarray]:
     """Decodes everything into a ``.tmp-`` folder and renames it to the cache; returns (folder, stats)."""
     final = os.path.join(root, f"folder-{key}")
     tmp = os.path.join(root, f"{TMP_PREFIX}folder-{key}{writer_suffix()}")
@@ -273,7 +271,8 @@ def _build_cache(root, key, paths, index, bad, channels, side, num_workers, with
         pixels_path = os.path.join(tmp, "pixels.u8")
         with open(pixels_path, "wb") as fh:
             fh.truncate(total)
-        stats = _run_pass(paths, index, bad, pixels_path if total else None, channels, side, num_workers, with_stats)
+        stats = _run_pass(paths, index, bad, pixels_path=pixels_path if total else None, channels=channels, side=side,
+                          num_workers=num_workers, with_stats=with_stats)
         with open(pixels_path, "rb+") as fh:
             os.fsync(fh.fileno())
         np.save(os.path.join(tmp, "index.npy"), index)
@@ -329,13 +328,15 @@ def decode_once(paths: Sequence[str], channels: int, side: int, *, cache_limit: 
     decodable = len(paths) - len(bad)
     if total > limit:
         why = "the cache_limit" if cache_limit is not None else "free disk less 10%"
-        stats = _run_pass(paths, index, bad, None, channels, side, num_workers, with_stats)
+        stats = _run_pass(paths, index, bad, pixels_path=None, channels=channels, side=side, num_workers=num_workers,
+                          with_stats=with_stats)
         note = (f"image cache of {format_bytes(total)} would not fit in {format_bytes(limit)} ({why}); "
                 f"decoding every epoch instead (slower)")
         return DecodeReport(DecodingImages(paths, channels, side), bad, stats, None, decodable, [note])
     remove_path(folder)  # a damaged cache under the key (it did not add up): replaced
     remove_litter(root)
-    folder, stats = _build_cache(root, key, paths, index, bad, channels, side, num_workers, with_stats)
+    folder, stats = _build_cache(root, key, paths, index, bad, channels=channels, side=side,
+                                 num_workers=num_workers, with_stats=with_stats)
     found = _read_cache(folder, len(paths), channels)
     if found is None:
         raise DataFileError(f"{folder}: the image cache just written cannot be read back; check the disk, "

@@ -21,12 +21,13 @@ from paddle.io import Dataset, DistributedBatchSampler
 from ..config.checks import check_choice
 from .mixing import MixingCollate
 from .registry import AUGMENTATIONS, PIPELINES
+from .transform_base import TransformBase
 
 # The label of an evaluation filler (see eval_batch_sampler): paddle.nn.CrossEntropyLoss's default ignore_index.
 FILLER_LABEL = -100
 
 
-class BatchTransform:
+class BatchTransform(TransformBase):
     """uint8 ``[B, C, H, W]`` in, normalised float32 ``[B, C, S, S]`` out.
 
     Args:
@@ -46,22 +47,11 @@ class BatchTransform:
     def __init__(self, mean: Sequence[float], std: Sequence[float], out_size: Optional[int] = None,
                  augment: str = "none", seed: int = 0, *, randaugment=None, erasing=None):
         check_choice("augment", augment, AUGMENTATIONS)
-        std_arr = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
-        # x/255 then (x - mean)/std, folded into one multiply-add.
-        self.scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
-        self.shift = (-np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1) / std_arr).astype(np.float32)
         self.out_size = out_size
         self.augment = augment
-        self.seed = seed
         self.randaugment = randaugment
         self.erasing = erasing
-        self.epoch = 0
-        self.rng = np.random.default_rng([seed, 0, 0])
-
-    def set_epoch(self, epoch: int, worker: int = 0) -> None:
-        """Restarts the random state for ``epoch`` (and a DataLoader worker)."""
-        self.epoch = epoch
-        self.rng = np.random.default_rng([self.seed, epoch, worker])
+        self._start(mean, std, seed)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = self._pad_to_size(images)
@@ -196,7 +186,7 @@ class _SampleCollate:
         return default_collate_fn(samples)
 
 
-def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, num_workers: int = 0,
+def make_loader(dataset: ImageDataset, batch_size: int, shuffle: bool, *, num_workers: int = 0,
                 drop_last: bool = False, evaluation: bool = False, pipeline: str = "batched",
                 prefetch_factor: int = 2, persistent_workers: bool = False, use_shared_memory: bool = True,
                 mixing=None):

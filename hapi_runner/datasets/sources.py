@@ -10,15 +10,15 @@ every header and size, and is much faster than Paddle's per-record parser.
 
 from __future__ import annotations
 
-import os
+import hashlib
 from importlib import resources
+import os
 from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ..config.checks import check_choice
 from ..errors import DataFileError, UsageError
-from ..utils import md5_of
 from .formats import read_cifar, read_mnist_split
 from .pipeline import BatchTransform, ImageDataset
 from .registry import AUGMENTATIONS, DATASETS, DatasetSpec, spec_for
@@ -236,3 +236,12 @@ def split_for_validation(train: ImageDataset, fraction: float, seed: int = 0) ->
     plain = BatchTransform((0.0,), (1.0,), out_size=t.out_size, seed=t.seed)
     plain.scale, plain.shift = t.scale, t.shift
     return train.subset(kept), train.subset(held, transform=plain)
+
+
+def md5_of(path: str) -> str:
+    """The md5 hex digest of a file, read in 1 MiB blocks (the checksums paddle.vision publishes are md5)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

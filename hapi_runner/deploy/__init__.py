@@ -10,6 +10,9 @@ Modules, each with one job:
 - ``export``: the export engine (``jit.save``, sidecar, check, atomic swap, recovery).
 - ``onnx``: the ONNX export through ``paddle2onnx``, checked with ``onnxruntime``.
 - ``predict``: class predictions for image files (``hapi-runner predict``).
+- ``calibration``: temperature scaling, ECE, test-time flips, and ``answers_from_logits`` (logits -> what a user is told).
+- ``calibrate``: a run's temperature fitted and saved (``hapi-runner calibrate``, and the end of training).
+- ``gradcam``: Grad-CAM heat maps and overlays from the run's dygraph network (``predict --explain``).
 - ``metrics``: loss, top-k and the confusion matrix from logits.
 - ``run``: a finished run folder evaluated and exported (``hapi-runner evaluate`` and ``export``).
 
@@ -29,6 +32,9 @@ _LAZY = {
     "recover_export": "export",
     "export_onnx": "onnx",
     "predict_files": "predict",
+    "answers_from_logits": "calibration",
+    "calibrate_run": "calibrate",
+    "grad_cam": "gradcam",
     "metrics_from_logits": "scoring",
     "load_run": "tasks",
     "evaluate_run": "tasks",

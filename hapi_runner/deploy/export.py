@@ -14,9 +14,9 @@ decides when) and for ``hapi-runner export``:
    check goes to ``<directory>-rejected`` instead, so a good export already
    in place is never replaced by a bad one.
 
-A process killed mid-export leaves ``.<name>.tmp-*-<pid>`` (a staging
-folder) or ``.<name>.old-*-<pid>`` (the previous export, set aside for the
-swap) beside ``directory``; :func:`recover_export` puts the previous export
+A process killed mid-export leaves ``.tmp-<name>-*-<pid>`` (a staging
+folder) or ``.tmp-old-<name>-<pid>`` (the previous export, set aside for the
+swap) beside ``directory`` (the swap is :func:`runfolder.atomic.replace_dir`); :func:`recover_export` puts the previous export
 back or removes the litter, and runs before every export and at the start of
 every fit.
 """
@@ -37,9 +37,10 @@ import numpy as np
 
 from ..config.checks import is_number
 from ..errors import HapiRunnerError, UsageError
-from ..utils import DIR_MODE, dead_litter, fsync_dir, remove_path, writer_suffix, write_json
+from ..runfolder.atomic import recover_litter, replace_dir, staging_dir, write_json
 from .inference import InferenceModel
-from .layout import MODEL_PREFIX, REPORT, SIDECAR, SIDECAR_VERSION, find_model_files, graph_format
+from ..runfolder.layout import EXPORT_REPORT
+from .layout import MODEL_PREFIX, SIDECAR, SIDECAR_VERSION, find_model_files, graph_format
 
 log = logging.getLogger("hapi_runner")
 
@@ -112,23 +113,21 @@ def export_model(network, directory: str, input_shape: Sequence[int], sidecar: D
                              verify_batch=verify_batch, min_top1_agreement=min_top1_agreement, device=device)
     if not report["passed"]:
         rejected = directory + "-rejected"
-        _replace_dir(staging, rejected)
+        replace_dir(staging, rejected)
         raise ExportVerificationError(
             f"the exported graph agrees with the trained network on {report['top1_agreement']:.2%} of "
             f"{report['num_samples']} images (needed {min_top1_agreement:.2%}), largest logit difference "
             f"{report['max_abs_diff']:.3g} (allowed {report['max_abs_diff_allowed']:.3g}); {directory} is unchanged, "
             f"the rejected export and its report are in {rejected}."
         )
-    _replace_dir(staging, directory)
+    replace_dir(staging, directory)
     return report
 
 
 def _stage(network, directory: str, input_shape: list, sidecar: Dict[str, Any], *,
            verify_batch: Optional[np.ndarray], min_top1_agreement: float, device: str):
     """Graph, sidecar and report in a new staging folder beside ``directory``; ``(folder, report)``."""
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", suffix=writer_suffix(),
-                               dir=os.path.dirname(directory))
-    os.chmod(staging, DIR_MODE)  # mkdtemp makes it private; the export is for whoever may read the run
+    staging = staging_dir(directory)
     started = time.perf_counter()
     try:
         model_file = save_static(network, os.path.join(staging, MODEL_PREFIX), input_shape)
@@ -137,7 +136,7 @@ def _stage(network, directory: str, input_shape: list, sidecar: Dict[str, Any], 
         report = verify_export(network, staging, verify_batch=verify_batch, min_top1_agreement=min_top1_agreement,
                                device=device)
         report.update(export_seconds=export_seconds, seconds=time.perf_counter() - started, directory=directory)
-        write_json(os.path.join(staging, REPORT), report)
+        write_json(os.path.join(staging, EXPORT_REPORT), report)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -398,44 +397,14 @@ def _full_sidecar(sidecar: Dict[str, Any], input_shape: Sequence[int], model_fil
     return out
 
 
-def _replace_dir(source: str, target: str) -> None:
-    """Puts the folder ``source`` at ``target``, replacing what is there.
-
-    Two renames: the old folder aside, the new one in. A crash between them
-    leaves the old export intact as ``.<name>.old-*`` beside ``target``.
-    """
-    parent = os.path.dirname(target)
-    old = None
-    if os.path.lexists(target):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", suffix=writer_suffix(), dir=parent)
-        os.rmdir(old)
-        os.replace(target, old)
-    os.replace(source, target)
-    fsync_dir(parent)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def recover_export(directory: str) -> None:
-    """Undoes what a process killed mid-export left beside ``directory``.
+    """Undoes what a process killed mid-export left beside ``directory`` (see :func:`runfolder.atomic.recover_litter`).
 
-    A previous export set aside (``.<name>.old-*``) goes back in place when
-    ``directory`` is missing, so a kill between the two renames of the swap
-    loses nothing; otherwise it, and any staging folder, is removed. The
-    same goes for ``<directory>-rejected``. Litter of a live process is left
-    alone.
+    A previous export set aside goes back in place when ``directory`` is
+    missing, so a kill between the two renames of the swap loses nothing;
+    staging folders of dead writers are removed, a live process's are left alone.
     """
     directory = os.path.abspath(directory)
-    parent = os.path.dirname(directory)
-    for target in (directory, directory + "-rejected"):  # both are swapped in by _replace_dir
-        name = os.path.basename(target)
-        for entry in dead_litter(parent, lambda n: n.startswith(f".{name}.old-")):
-            path = os.path.join(parent, entry)
-            if os.path.lexists(target):
-                remove_path(path)
-            else:
-                os.replace(path, target)
-                log.warning("put back the export a killed process had set aside: %s", target)
-        for entry in dead_litter(parent, lambda n: n.startswith(f".{name}.tmp-")):
-            remove_path(os.path.join(parent, entry))
-    fsync_dir(parent)
+    for name in (os.path.basename(directory), os.path.basename(directory) + "-rejected"):
+        for target in recover_litter(os.path.dirname(directory), name):
+            log.warning("put back the export a killed process had set aside: %s", target)

@@ -23,7 +23,6 @@ from ..errors import HapiRunnerError, UsageError
 
 MODEL_PREFIX = "model"
 SIDECAR = "hapi_runner.json"
-REPORT = "export_report.json"
 SIDECAR_VERSION = 1
 # Suffix of the graph file -> the format name recorded in the sidecar.
 GRAPH_FORMATS = ((".json", "pir"), (".pdmodel", "pdmodel"))

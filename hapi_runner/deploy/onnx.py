@@ -7,8 +7,10 @@ real batch, as the Paddle export is.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any, Dict, Optional, Sequence
@@ -16,12 +18,19 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from ..errors import HapiRunnerError
-from ..utils import stdout_to_stderr, write_json
-from .export import ExportVerificationError, compare_logits, dygraph_logits, export_agrees, export_model, float32_network
+from ..runfolder.atomic import replace_dir, staging_dir, write_json
+from ..runfolder.layout import INFERENCE, ONNX_REPORT as REPORT
+from .export import (
+    ExportVerificationError,
+    compare_logits,
+    dygraph_logits,
+    export_agrees,
+    export_model,
+    float32_network,
+)
 from .layout import SIDECAR, find_model_files
 
 ONNX_FILE = "model.onnx"
-REPORT = "onnx_report.json"
 OPSET = 13
 
 
@@ -60,31 +69,50 @@ def export_onnx(network, directory: str, input_shape: Sequence[int], sidecar: Di
     from ..paddle_compat import paddle2onnx_export_options
 
     network = float32_network(network)
-    staging = tempfile.mkdtemp(prefix="hapi-runner-onnx-")
+    directory = os.path.abspath(directory)
+    graph = tempfile.mkdtemp(prefix="hapi-runner-onnx-")
+    staging = staging_dir(directory)
     try:
-        export_model(network, os.path.join(staging, "inference"), input_shape, sidecar)
-        model_file, params_file = find_model_files(os.path.join(staging, "inference"))
-        os.makedirs(directory, exist_ok=True)
-        target = os.path.join(directory, ONNX_FILE)
+        export_model(network, os.path.join(graph, INFERENCE), input_shape, sidecar)
+        model_file, params_file = find_model_files(os.path.join(graph, INFERENCE))
         started = time.perf_counter()
         with stdout_to_stderr():  # paddle2onnx reports progress on stdout
-            paddle2onnx.export(model_file, params_file, save_file=target + ".tmp", opset_version=OPSET,
+            paddle2onnx.export(model_file, params_file, save_file=os.path.join(staging, ONNX_FILE), opset_version=OPSET,
                                **paddle2onnx_export_options())
-        os.replace(target + ".tmp", target)
-        shutil.copyfile(os.path.join(staging, "inference", SIDECAR), os.path.join(directory, SIDECAR))
-    finally:
+        shutil.copyfile(os.path.join(graph, INFERENCE, SIDECAR), os.path.join(staging, SIDECAR))
+        target = os.path.join(directory, ONNX_FILE)
+        report: Dict[str, Any] = {"file": target, "opset": OPSET, "export_seconds": time.perf_counter() - started,
+                                  "paddle2onnx": paddle2onnx.__version__, "onnxruntime": onnxruntime.__version__}
+        if verify_batch is not None:
+            session = onnxruntime.InferenceSession(os.path.join(staging, ONNX_FILE), providers=["CPUExecutionProvider"])
+            actual = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(verify_batch, np.float32)})[0]
+            report.update(compare_logits(dygraph_logits(network, verify_batch), actual))
+            report["engine"] = "onnxruntime CPUExecutionProvider"
+        write_json(os.path.join(staging, REPORT), report)
+        replace_dir(staging, directory)  # model, sidecar and report appear together, or not at all
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-    report: Dict[str, Any] = {"file": target, "opset": OPSET, "export_seconds": time.perf_counter() - started,
-                              "paddle2onnx": paddle2onnx.__version__, "onnxruntime": onnxruntime.__version__}
-    if verify_batch is not None:
-        session = onnxruntime.InferenceSession(target, providers=["CPUExecutionProvider"])
-        actual = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(verify_batch, np.float32)})[0]
-        report.update(compare_logits(dygraph_logits(network, verify_batch), actual))
-        report["engine"] = "onnxruntime CPUExecutionProvider"
-    write_json(os.path.join(directory, REPORT), report)
+        raise
+    finally:
+        shutil.rmtree(graph, ignore_errors=True)
     if verify_batch is not None and not export_agrees(report, min_top1_agreement):
         raise ExportVerificationError(
             f"the ONNX model agrees with the trained network on {report['top1_agreement']:.2%} of {report['num_samples']} images "
             f"(needed {min_top1_agreement:.2%}), largest logit difference {report['max_abs_diff']:.3g} (allowed {report['max_abs_diff_allowed']:.3g}); see {os.path.join(directory, REPORT)}."
         )
     return report
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Sends what C++ libraries print to stdout to stderr instead, so ``--json`` output stays clean."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):  # and Python-level prints
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

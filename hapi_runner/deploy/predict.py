@@ -9,14 +9,16 @@ padding, mean and std).
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..config.checks import check_int
 from ..errors import HapiRunnerError, UsageError
+from .calibration import answers_from_logits, check_tta, check_unsure_below, mirror
 from .inference import InferenceModel
 from .layout import SIDECAR
+from ..runfolder.layout import INFERENCE
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".npy")
 
@@ -25,7 +27,7 @@ def resolve_model_dir(target: str) -> str:
     """An export folder from an export folder or a run folder (its ``inference/``)."""
     if not os.path.exists(target):
         raise UsageError(f"'{target}' does not exist; pass a run folder or its inference/ folder.")
-    for folder in (target, os.path.join(target, "inference")):
+    for folder in (target, os.path.join(target, INFERENCE)):
         if os.path.isfile(os.path.join(folder, SIDECAR)):
             return folder
     raise HapiRunnerError(f"'{target}' holds no exported model ({SIDECAR} not found there or in its inference/); "
@@ -101,8 +103,10 @@ def _read_npy(path: str, channels: int, size: int) -> np.ndarray:
 
 
 def predict_files(target: str, paths: Sequence[str], *, top_k: int = 5, device: str = "cpu",
-                  threads: Optional[int] = None, batch_size: int = 64, tensorrt: Optional[str] = None) -> List[Dict[str, Any]]:
-    """Top-k classes with probabilities for each image file.
+                  threads: Optional[int] = None, batch_size: int = 64, tensorrt: Optional[str] = None,
+                  tta: Optional[str] = None, unsure_below: Optional[float] = None,
+                  explain: Optional[Callable[[List[str], np.ndarray, List[Dict[str, Any]]], None]] = None) -> List[Dict[str, Any]]:
+    """Top-k classes with calibrated probabilities for each image file.
 
     Args:
         target: an export folder or a run folder.
@@ -112,32 +116,42 @@ def predict_files(target: str, paths: Sequence[str], *, top_k: int = 5, device: 
         threads: CPU threads. Defaults to every core.
         batch_size: images per predictor run. Defaults to 64.
         tensorrt: ``fp32``/``fp16`` for TensorRT on a GPU. Defaults to None.
+        tta: ``flip`` averages each image's probabilities with its mirror's;
+            ``none`` does not. Defaults to the sidecar's ``tta`` (set by
+            ``hapi-runner calibrate --tta``), else ``none``.
+        unsure_below: answer ``unsure`` below this calibrated top-1 probability. Defaults to None (never).
+        explain: called with each batch's paths, its preprocessed images and
+            its answers (e.g. a :class:`hapi_runner.deploy.gradcam.ExplanationWriter`). Defaults to None.
 
     Returns:
-        One dict per file: ``path``, ``class_id``, ``class_name``,
-        ``probability``, and ``top_k`` (a list of the same three keys).
+        One dict per file: ``path`` and
+        :func:`hapi_runner.deploy.calibration.answers_from_logits`'s answer
+        (``answer``, ``unsure``, ``class_id``, ``class_name``, ``probability``,
+        ``top_k``, raw ``logits``); the sidecar's ``temperature`` divides the logits.
     """
     check_int("top_k", top_k, minimum=1)
+    unsure_below = check_unsure_below(unsure_below)
     files = expand_paths(paths)
     model = InferenceModel(resolve_model_dir(target), device=device, threads=threads, tensorrt=tensorrt)
     sidecar = model.sidecar
-    channels = int(sidecar["channels"])
-    size = int(sidecar.get("image_size") or sidecar.get("pad_to"))
-    names = model.class_names
+    tta = check_tta(tta or sidecar.get("tta"), sidecar.get("dataset"))
     results = []
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
-        steps = sidecar.get("image_preprocessing")
-        if steps:
-            images = [decode_for(p, steps) for p in chunk]
-        else:
-            images = np.stack([read_image(p, channels, size) for p in chunk])
-        logits = model.predict(model.preprocess(images)).astype(np.float64)
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        k = min(top_k, probs.shape[1])
-        for path, row in zip(chunk, probs):
-            order = np.argsort(-row)[:k]
-            top = [{"class_id": int(i), "class_name": names[i] if names else str(i), "probability": float(row[i])} for i in order]
-            results.append({"path": path, **top[0], "top_k": top})
+        batch = model.preprocess(_read_batch(chunk, sidecar))
+        views = [model.predict(batch)] + ([model.predict(mirror(batch))] if tta == "flip" else [])
+        answers = answers_from_logits(np.stack(views), class_names=model.class_names, top_k=top_k,
+                                      temperature=float(sidecar.get("temperature") or 1.0), unsure_below=unsure_below)
+        if explain is not None:
+            explain(chunk, batch, answers)
+        results.extend({"path": path, **answer} for path, answer in zip(chunk, answers))
     return results
+
+
+def _read_batch(paths: Sequence[str], sidecar: Dict[str, Any]):
+    """The files as the export's preprocess takes them: decoded as a folder dataset decodes, or read at the input size."""
+    steps = sidecar.get("image_preprocessing")
+    if steps:
+        return [decode_for(p, steps) for p in paths]
+    size = int(sidecar.get("image_size") or sidecar.get("pad_to"))
+    return np.stack([read_image(p, int(sidecar["channels"]), size) for p in paths])

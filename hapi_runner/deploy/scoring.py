@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from ..training.metrics import classification_report, without_roc_points
-from ..utils import atomic_write_bytes, atomic_write_text
+from ..runfolder.atomic import atomic_write_bytes, atomic_write_text
 
 
 def metrics_from_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int,

@@ -22,17 +22,20 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..runfolder.checkpoint_format import EMA_FILE
+from ..runfolder.layout import EMA_FILE
 from ..config.checks import check_choice
 from ..config.train_config import TrainConfig, read_run_config
 from ..errors import DataFileError, HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
-from ..utils import write_json
+from ..runfolder.atomic import write_json
+from .calibration import (check_tta, expected_calibration_error, logits_from_probabilities, mirrored, negative_log_likelihood,
+                          probabilities, read_calibration)
 from .export import export_model
 from .inference import InferenceModel
 from .layout import SIDECAR, build_sidecar, load_sidecar
 from .scoring import metrics_from_logits, write_confusion
 from .onnx import export_onnx, require_onnx
+from ..runfolder.layout import RunPaths
 
 log = logging.getLogger("hapi_runner")
 
@@ -65,6 +68,9 @@ class LoadedRun:
             extra["image_preprocessing"] = self.folder.preprocessing
         if self.weights == "ema":
             extra["weights"] = "ema"
+        calibration = read_calibration(self.run_dir)
+        if calibration is not None:  # a fresh export keeps the run's temperature
+            extra.update(temperature=calibration["temperature"], tta=calibration.get("tta", "none"))
         return build_sidecar(self.spec.mean, self.spec.std, self.input_shape, class_names=list(self.class_names),
                              model=self.config.model, dataset=self.config.dataset,
                              image_size=self.input_shape[-1] if resized else self.spec.size,
@@ -96,24 +102,16 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
 
     config = read_run_config(run_dir)
     configure_threads(threads or config.threads, config.model)
-    from ..datasets import spec_for
-    from ..model.build import build_network, network_input_size
+    from ..model.assembly import build_for, load_data
 
     select_device(device)
-    folder = None
-    if config.dataset == "folder":  # classes, channels and statistics come from the images, read again
-        from ..datasets.folder import folder_splits_for
-
-        folder = folder_splits_for(config)
-        spec = folder.train.spec
-    else:
-        spec = spec_for(config.dataset, config.synthetic_like, config.normalize)
-    size = network_input_size(config, spec.size)
+    data = load_data(config, training=False, evaluation=False)  # a folder's classes and statistics come from its images
+    folder, spec = data.folder, data.spec
     if network is None:
-        network = build_network(config, spec.num_classes, spec.channels, size)
-    shape = [spec.channels, size, size]
+        network = build_for(config, data)
+    shape = data.input_shape
     if checkpoint in ("last", "best"):
-        link = os.path.join(run_dir, "checkpoints", checkpoint)
+        link = RunPaths(run_dir).checkpoint(checkpoint)
         if not os.path.exists(link):
             raise UsageError(f"'{run_dir}' has no checkpoints/{checkpoint}; was it trained with hapi-runner train? Pass --checkpoint PATH.")
         checkpoint_folder = find_checkpoint(link)
@@ -133,7 +131,10 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
 
 def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str], download: bool):
     """The evaluation split of ``dataset`` (default: the run's own), checked to have the run's classes and channels."""
-    from ..datasets import DATASETS, load_dataset, spec_for
+    from dataclasses import replace
+
+    from ..datasets import DATASETS, spec_for
+    from ..model.assembly import load_split
 
     cfg = run.config
     name = dataset or cfg.dataset
@@ -144,14 +145,8 @@ def eval_dataset(run: LoadedRun, dataset: Optional[str], data_dir: Optional[str]
     if (spec.num_classes, spec.channels) != (run.spec.num_classes, run.spec.channels):
         raise UsageError(f"dataset {name} has {spec.num_classes} classes of {spec.channels}-channel images; "
                          f"the model was trained on {cfg.dataset} ({run.spec.num_classes} classes of {run.spec.channels}-channel images): pick a dataset of that shape.")
-    data = load_dataset(name, "test", data_dir or (cfg.data_dir if name == cfg.dataset else None), augment=False,
-                        out_size=run.input_shape[-1], seed=cfg.seed, download=download,
-                        synthetic_like=cfg.synthetic_like, synthetic_size=cfg.synthetic_size, normalize=cfg.normalize)
-    if cfg.image_size is not None:
-        from ..datasets.resize import resize_dataset
-
-        resize_dataset(data, run.input_shape[-1])
-    return data
+    other = replace(cfg, dataset=name, data_dir=data_dir or (cfg.data_dir if name == cfg.dataset else None), download=download)
+    return load_split(other, "test", run.input_shape[-1], False)
 
 
 def _folder_eval_dataset(run: LoadedRun, name: str, data_dir: Optional[str]):
@@ -186,7 +181,7 @@ def run_logits(run: LoadedRun, data, batch_size: int) -> np.ndarray:
 
 def _inference_folder(run: LoadedRun, explicit_checkpoint: bool) -> str:
     """The run's exported graph if it holds these weights, else a fresh export of them."""
-    folder = os.path.join(run.run_dir, "inference")
+    folder = RunPaths(run.run_dir).inference
     sidecar_path = os.path.join(folder, SIDECAR)
     if os.path.isfile(sidecar_path):
         with open(sidecar_path, encoding="utf-8") as fh:
@@ -194,8 +189,8 @@ def _inference_folder(run: LoadedRun, explicit_checkpoint: bool) -> str:
         if not explicit_checkpoint or exported_epoch == run.epoch:
             return folder
     target = tempfile.mkdtemp(prefix="hapi-runner-export-")
-    export_model(run.network, os.path.join(target, "inference"), run.input_shape, run.sidecar())
-    return os.path.join(target, "inference")
+    export_model(run.network, RunPaths(target).inference, run.input_shape, run.sidecar())
+    return RunPaths(target).inference
 
 
 def _timed_logits(run: LoadedRun, data, *, engine: str, batch_size: int, explicit_checkpoint: bool,
@@ -219,7 +214,7 @@ def _timed_logits(run: LoadedRun, data, *, engine: str, batch_size: int, explici
 def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str = "dygraph",
                  dataset: Optional[str] = None, data_dir: Optional[str] = None, batch_size: Optional[int] = None,
                  threads: Optional[str] = None, device: str = "cpu", download: bool = True,
-                 tensorrt: Optional[str] = None, network: Any = None) -> Dict[str, Any]:
+                 tensorrt: Optional[str] = None, network: Any = None, tta: Optional[str] = None) -> Dict[str, Any]:
     """Evaluates a run's weights on a test split, every sample exactly once.
 
     Args:
@@ -238,6 +233,12 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
             TensorRT on a GPU. Defaults to None.
         network: the network, for a run trained on one built in Python (see
             :func:`load_run`). Defaults to None.
+        tta: ``flip`` averages the probabilities of each image and its
+            mirror; ``none`` does not. Defaults to the run's calibration's
+            choice (``hapi-runner calibrate --tta``), else ``none``.
+
+    The run's temperature (``calibration.json``) divides the logits before
+    the loss; accuracy does not depend on it.
 
     Returns:
         :func:`hapi_runner.deploy.scoring.metrics_from_logits`'s figures (loss,
@@ -246,18 +247,35 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
         ``images_per_second``, and where the CSV/PNG of the confusion matrix were written.
     """
     check_choice("engine", engine, ENGINES)
+    calibration = read_calibration(run_dir) or {}
     run = load_run(run_dir, checkpoint=checkpoint or "last", threads=threads, device=device, network=network)
+    tta = check_tta(tta or calibration.get("tta"), dataset or run.config.dataset)
     data = eval_dataset(run, dataset, data_dir, download)
-    logits, seconds, engine_name = _timed_logits(
-        run, data, engine=engine, batch_size=batch_size or run.config.batch_size,
-        explicit_checkpoint=checkpoint is not None, threads=threads, device=device, tensorrt=tensorrt)
-    result = metrics_from_logits(logits, data.labels, run.spec.num_classes, data.class_names)
+    views, seconds = [], 0.0
+    for view in ([data, mirrored(data)] if tta == "flip" else [data]):
+        logits, more, engine_name = _timed_logits(
+            run, view, engine=engine, batch_size=batch_size or run.config.batch_size,
+            explicit_checkpoint=checkpoint is not None, threads=threads, device=device, tensorrt=tensorrt)
+        views.append(logits)
+        seconds += more
+    result = _calibrated_metrics(np.stack(views), data, run.spec.num_classes, calibration.get("temperature", 1.0))
+    result["tta"] = tta
     result.update(images_per_second=len(data) / seconds if seconds > 0 else None, seconds=seconds, engine=engine_name,
                   dataset=data.spec.name, checkpoint=run.checkpoint, epoch=run.epoch, weights=run.weights,
                   synthetic=data.synthetic)
     stem = f"confusion_{data.spec.name}_epoch{run.epoch}"
     result["confusion_files"] = write_confusion(run.run_dir, stem, result["confusion_matrix"], data.class_names)
     write_json(os.path.join(run.run_dir, f"evaluation_{data.spec.name}_epoch{run.epoch}_{engine}.json"), result)
+    return result
+
+
+def _calibrated_metrics(views: np.ndarray, data, num_classes: int, temperature: float) -> Dict[str, Any]:
+    """:func:`metrics_from_logits` of the views' averaged probabilities at ``temperature``, with the ECE before and after."""
+    calibrated, raw = probabilities(views, temperature), probabilities(views)
+    result = metrics_from_logits(logits_from_probabilities(calibrated), data.labels, num_classes, data.class_names)
+    result.update(temperature=float(temperature), ece=expected_calibration_error(calibrated, data.labels),
+                  ece_uncalibrated=expected_calibration_error(raw, data.labels),
+                  loss_uncalibrated=negative_log_likelihood(views, data.labels))
     return result
 
 
@@ -317,7 +335,7 @@ def export_run(run_dir: str, *, checkpoint: str = "last", fmt: str = "paddle", o
         require_onnx()
     run = load_run(run_dir, checkpoint=checkpoint, network=network, device=device)
     batch = _verify_batch(run, data_dir, download)
-    target = output or os.path.join(run_dir, "inference" if fmt == "paddle" else "onnx")
+    target = output or RunPaths(run_dir).export(fmt)
     before = describe_export(target)
     sidecar = dict(run.sidecar(), reason=f"checkpoint {checkpoint}")
     if fmt == "paddle":

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 from ..config.checks import check_choice
 from ..training.distributed import say
@@ -125,7 +125,7 @@ def _cifar_stem(model) -> None:
 
 def _set_input_channels(model, channels: int) -> None:
     """Rebuilds the first convolution when the data has other than 3 channels."""
-    from ..paddle_compat import conv_groups, first_conv, rebuild_conv
+    from ..paddle_compat import conv_groups, rebuild_conv
 
     parent, attr, conv = first_conv(model)
     if conv.weight.shape[1] * conv_groups(conv) != channels:
@@ -246,3 +246,17 @@ def describe_pretrained(path: str, report: Dict[str, Any], listed: int = 4) -> s
     if report["missing"]:
         parts.append(f"{len(report['missing'])} not in the file{names(report['missing'], str)}")
     return f"pretrained weights from {path}: {', '.join(parts)}"
+
+
+def first_conv(model) -> Tuple[object, str, object]:
+    """``(parent, attribute name, layer)`` of the first Conv2D in ``model``."""
+    import paddle.nn as nn
+
+    for name, layer in model.named_sublayers():
+        if isinstance(layer, nn.Conv2D):
+            parent = model
+            *path, attr = name.split(".")
+            for part in path:
+                parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]
+            return parent, attr, layer
+    raise ValueError(f"{type(model).__name__} has no Conv2D layer")

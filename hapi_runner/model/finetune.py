@@ -25,7 +25,7 @@ from typing import Dict, List, Tuple
 from ..errors import HapiRunnerError, UsageError
 from ..paddle_compat import keep_batch_norm_statistics
 from .builtin import MODELS
-from ..utils import md5_of
+from ..datasets.sources import md5_of
 
 IMAGENET = "imagenet"
 # Our model name -> (paddle.vision.models module, key of its model_urls).

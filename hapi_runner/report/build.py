@@ -8,14 +8,15 @@ from typing import Any, Dict, Optional
 from ..config.checks import check_int
 from ..errors import UsageError
 from ..training.metrics import classification_report, without_roc_points
-from ..utils import atomic_write_text
-from . import sections
+from ..runfolder.atomic import atomic_write_text
+from ..deploy.calibration import read_calibration
+from . import sections, trust
 from .figures import require_drawing
 from .page import document
 from .predictions import Predictions
 from ..runfolder.finished import read_run, resolve_checkpoint
+from ..runfolder.layout import REPORT
 
-REPORT = "report.html"
 MAX_IMAGES = 24
 CORRECT_PER_CLASS = 2
 
@@ -67,6 +68,7 @@ def build_report(run_dir: str, predictions: Optional[Predictions] = None, *, che
             parts.append(sections.binary(evaluation, names))
         parts.append(sections.confusion(evaluation, names))
         order = sorted(range(len(names)), key=lambda i: (evaluation["f1"][i], evaluation["recall"][i], i))
+        parts.append(trust.calibration(predictions, read_calibration(run_dir), run_dir))
         parts.append(sections.gallery(predictions, order, max_images, correct_per_class))
     parts.append(sections.export_check(run))
     results = run.results

@@ -6,8 +6,9 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..errors import UsageError
-from ..utils import atomic_write_bytes
+from ..runfolder.atomic import atomic_write_bytes
 from . import figures
+from .page import fmt
 from ..runfolder.finished import RunFolder, read_run
 
 COMPARE_PNG = "compare.png"
@@ -98,8 +99,4 @@ def format_comparison(result: Dict[str, Any]) -> str:
 
 
 def _text(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    return fmt(value, digits, missing="-")

@@ -24,9 +24,11 @@ import numpy as np
 
 from ..runfolder import layout as rundir
 from ..training.distributed import is_main, say
+from ..deploy.calibrate import calibrate_predictions
+from ..deploy.gradcam import dataset_cams
 from ..errors import HapiRunnerError
 from ..training.metrics import classification_report, without_roc_points
-from ..utils import write_json
+from ..runfolder.atomic import write_json
 from .build import build_report
 from .predictions import Predictions
 
@@ -123,7 +125,12 @@ def report_at_end(runner, results: Dict[str, Any]) -> Dict[str, Any]:
             f"{budget:.0f} s); run hapi-runner report {run_dir}")
         return results
     checkpoint, source = _checkpoint_and_source(runner, results, seconds)
+    calibration = calibrate_predictions(run_dir, probs, data.labels, source)
+    if calibration is not None:
+        results["calibration"] = {key: calibration[key] for key in ("temperature", "ece_before", "ece_after")}
     predictions = Predictions.from_dataset(data, probs, source)
+    if runner.amp is None:  # Grad-CAM feeds float32; an AMP network's half-precision weights would refuse it
+        predictions.heatmaps = dataset_cams(runner.network, data)
     evaluation = classification_report(predictions.labels, predictions.probs, predictions.class_names)
     results["class_metrics"] = dict(without_roc_points(evaluation), class_names=predictions.class_names, source=source)
     try:

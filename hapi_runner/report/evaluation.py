@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from .predictions import Predictions
+from ..runfolder.layout import BEST, RunPaths
 
 
 def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional[str] = None, device: str = "cpu",
@@ -35,10 +36,13 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
             rebuild. Defaults to None: rebuilt from the run's config.json.
     """
     import os
+    from dataclasses import replace
 
+    from ..deploy.gradcam import dataset_cams
     from ..deploy.tasks import eval_dataset, load_run, run_logits
+    from ..model.assembly import load_data
 
-    if checkpoint == "best" and not os.path.exists(os.path.join(run_dir, "checkpoints", "best")):
+    if checkpoint == "best" and not os.path.exists(RunPaths(run_dir).checkpoint(BEST)):
         checkpoint = "last"
     run = load_run(run_dir, checkpoint=checkpoint, threads=threads, device=device, network=network)
     config = run.config
@@ -46,7 +50,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
         data = eval_dataset(run, None, data_dir, download)
         split = "validation images"
     elif config.val_split:
-        data = _held_out(config, run.input_shape[-1], data_dir, download)
+        data = load_data(replace(config, data_dir=data_dir or config.data_dir, download=download), training=False).eval
         split = f"the {config.val_split:g} of train held out for evaluation"
     else:
         data = eval_dataset(run, None, data_dir, download)
@@ -54,18 +58,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     logits = run_logits(run, data, batch_size or config.batch_size)
     probs = Predictions.from_logits(data.labels, logits).probs
     source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
-    return Predictions.from_dataset(data, probs, source)
+    predictions = Predictions.from_dataset(data, probs, source)
+    predictions.heatmaps = dataset_cams(run.network, data)
+    return predictions
 
-
-def _held_out(config, out_size: int, data_dir: Optional[str], download: bool):
-    """The part of train a ``val_split`` run evaluated on: the same seeded choice, without augmentation."""
-    from ..datasets import load_dataset, split_for_validation
-
-    train = load_dataset(config.dataset, "train", data_dir or config.data_dir, augment=False, out_size=out_size,
-                         seed=config.seed, download=download, synthetic_like=config.synthetic_like,
-                         synthetic_size=config.synthetic_size, normalize=config.normalize)
-    if config.image_size is not None:
-        from ..datasets.resize import resize_dataset
-
-        resize_dataset(train, out_size)
-    return split_for_validation(train, config.val_split, config.seed)[1]

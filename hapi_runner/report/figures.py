@@ -170,3 +170,44 @@ def thumbnail_png(image: np.ndarray, side: int = THUMBNAIL_SIDE) -> bytes:
     buf = io.BytesIO()
     picture.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
+
+
+def reliability_png(panels: Sequence[Tuple[str, Dict[str, Any]]]) -> bytes:
+    """Reliability diagrams side by side: per confidence bin, the accuracy as a bar against the diagonal of perfect calibration.
+
+    Args:
+        panels: ``(title, bins)`` pairs, ``bins`` as
+            :func:`hapi_runner.deploy.calibration.reliability` returns them.
+    """
+    figure = _figure(4.2 * len(panels), 4.2)
+    axes = np.atleast_1d(figure.subplots(1, len(panels)))
+    for ax, (title, bins) in zip(axes, panels):
+        edges = np.asarray(bins["edges"])
+        width = edges[1] - edges[0]
+        filled = [i for i, count in enumerate(bins["count"]) if count]
+        ax.bar(edges[filled], [bins["accuracy"][i] for i in filled], width=width, align="edge", color="tab:blue",
+               edgecolor="white", label="accuracy")
+        gaps = [(min(bins["confidence"][i], bins["accuracy"][i]), abs(bins["confidence"][i] - bins["accuracy"][i])) for i in filled]
+        ax.bar(edges[filled], [g for _, g in gaps], width=width, align="edge", bottom=[b for b, _ in gaps], color="tab:red",
+               alpha=0.3, label="gap to the mean confidence")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("top-1 probability")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{title}: ECE {bins['ece']:.4f}")
+        ax.legend(loc="upper left", fontsize=8)
+    return _png(figure)
+
+
+def coverage_png(curve: Dict[str, Sequence[float]]) -> bytes:
+    """Accuracy of the answers given against the share of images answered, as the unsure threshold rises."""
+    figure = _figure(5, 4)
+    ax = figure.add_subplot(1, 1, 1)
+    ax.plot(curve["coverage"], curve["accuracy"], "-", color="tab:blue")
+    ax.set_xlabel("coverage (share of images answered)")
+    ax.set_ylabel("accuracy of the answers")
+    ax.set_xlim(0, 1.0)
+    ax.set_title("Answering only above a probability")
+    ax.grid(True, alpha=0.3)
+    return _png(figure)

@@ -29,6 +29,8 @@ img.plot { max-width: 100%; border: 1px solid #e3e8ef; } .row img.plot { max-wid
 .gallery { display: flex; flex-wrap: wrap; gap: 10px; }
 figure.sample { margin: 0; width: 132px; font-size: 12px; border: 1px solid #e3e8ef; padding: 6px; background: #fafbfc; }
 figure.sample img { display: block; margin: 0 auto 4px; image-rendering: pixelated; }
+figure.sample.explained { width: 250px; }
+figure.sample.explained img { display: inline-block; margin: 0 2px 4px; }
 figure.mistake { border-color: #e09a9a; } figure.correct { border-color: #9ad0a4; }
 figcaption b { font-weight: 600; }
 """
@@ -47,10 +49,10 @@ def img(png: bytes, alt: str, css: str = "plot") -> str:
     return f'<img class="{esc(css)}" alt="{esc(alt)}" src="{data_uri(png)}">'
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number for a table cell: floats to ``digits`` decimals, None as an en dash."""
+def fmt(value: Any, digits: int = 4, missing: str = "\u2013") -> str:
+    """A number for a table cell: floats to ``digits`` decimals, None as ``missing`` (an en dash)."""
     if value is None:
-        return "\u2013"
+        return missing
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
@@ -87,11 +89,15 @@ def section(title: str, body: str, section_id: str) -> str:
     return f'<section id="{esc(section_id)}"><h2>{esc(title)}</h2>{body}</section>'
 
 
-def sample(png: bytes, caption_lines: Sequence[str], css: str) -> str:
-    """One gallery tile: the image and its caption lines (``label: value``, the label in bold)."""
+def sample(png: bytes, caption_lines: Sequence[str], css: str, beside: Optional[bytes] = None) -> str:
+    """One gallery tile: the image (and ``beside`` it, its Grad-CAM overlay) and its caption lines (``label: value``, the label in bold)."""
     caption = "<br>".join(f"<b>{esc(line.split(': ', 1)[0])}</b>: {esc(line.split(': ', 1)[1])}" if ": " in line else esc(line)
                           for line in caption_lines)
-    return f'<figure class="sample {esc(css)}">{img(png, caption_lines[0], "thumb")}<figcaption>{caption}</figcaption></figure>'
+    pictures = img(png, caption_lines[0], "thumb")
+    if beside is not None:
+        pictures += img(beside, "Grad-CAM: where the network looked for its prediction", "thumb cam")
+        css += " explained"
+    return f'<figure class="sample {esc(css)}">{pictures}<figcaption>{caption}</figcaption></figure>'
 
 
 def document(title: str, subtitle: str, sections: Iterable[str]) -> str:

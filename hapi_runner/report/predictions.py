@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -25,6 +25,9 @@ class Predictions:
         class_names: one name per class. Defaults to ``class_<i>``.
         source: a line saying where the predictions come from, e.g.
             ``checkpoint epoch_3 on the test split``. Defaults to "".
+        heatmaps: ``(indices, classes) -> [len(indices), H, W]`` Grad-CAM
+            maps of the images (:func:`hapi_runner.deploy.gradcam.dataset_cams`),
+            drawn beside each mistake in the gallery. Defaults to None (none drawn).
     """
 
     labels: np.ndarray
@@ -32,6 +35,7 @@ class Predictions:
     images: Optional[np.ndarray] = None
     class_names: Optional[Sequence[str]] = None
     source: str = ""
+    heatmaps: Optional[Callable[[Sequence[int], Sequence[int]], np.ndarray]] = None
 
     def __post_init__(self):
         self.labels, self.probs = check_inputs(self.labels, self.probs)

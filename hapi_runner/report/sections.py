@@ -6,7 +6,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import figures
+from . import figures, trust
 from .page import facts, fmt, img, notes, pct, sample, section, table
 from .predictions import Predictions
 from ..runfolder.finished import RunFolder, config_differences
@@ -127,8 +127,9 @@ def gallery(predictions: Predictions, class_order: Sequence[int], max_images: in
     labels, predicted, confidence = predictions.labels, predictions.predicted, predictions.confidence
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:max_images]
-    tiles = [_tile(predictions, int(i), "mistake") for i in wrong]
-    body = f"<p>{len(wrong)} of {int((predicted != labels).sum())} misclassified images, most confident first.</p>"
+    overlays, note = trust.mistake_overlays(predictions, wrong)
+    tiles = [_tile(predictions, int(i), "mistake", overlay) for i, overlay in zip(wrong, overlays)]
+    body = f"<p>{len(wrong)} of {int((predicted != labels).sum())} misclassified images, most confident first.</p>" + notes([note])
     body += '<div class="gallery" id="mistakes">' + "".join(tiles) + "</div>" if tiles else "<p>No mistakes.</p>"
     correct: List[int] = []
     for cls in class_order:
@@ -141,11 +142,11 @@ def gallery(predictions: Predictions, class_order: Sequence[int], max_images: in
     return section("Gallery", body, "gallery")
 
 
-def _tile(predictions: Predictions, index: int, css: str) -> str:
+def _tile(predictions: Predictions, index: int, css: str, overlay: Optional[bytes] = None) -> str:
     names = predictions.class_names
     true, pred = names[predictions.labels[index]], names[predictions.predicted[index]]
     lines = [f"true: {true}", f"predicted: {pred}", f"probability: {predictions.confidence[index]:.3f}", f"image: #{index}"]
-    return sample(figures.thumbnail_png(predictions.images[index]), lines, css)
+    return sample(figures.thumbnail_png(predictions.images[index]), lines, css, overlay)
 
 
 def export_check(run: RunFolder) -> str:

@@ -33,26 +33,17 @@ import json
 import os
 import pickle
 import random
-import re
 import warnings
 from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
 from ..errors import HapiRunnerError
-from ..utils import TMP_PREFIX, fsync_dir, remove_path, writer_suffix
+from .atomic import TMP_PREFIX, fsync_dir, remove_path, replace_dir, writer_suffix
+from .layout import BEST, EMA_FILE, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, epoch_folders, epoch_name
 
 FORMAT = 1
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "state.json"
-PARAMS_FILE = "model.pdparams"
-OPT_FILE = "model.pdopt"
-RNG_FILE = "rng.pdstate"
 DATA_FILES = (PARAMS_FILE, OPT_FILE, RNG_FILE)
-EMA_FILE = "ema.pdparams"  # optional: only in the checkpoints of a run with an EMA of its weights
-LAST = "last"
-BEST = "best"
-EPOCH_RE = re.compile(r"epoch_(\d+)")
 
 # What paddle.load raises on a truncated, empty or garbled file (tried on Paddle 3.3: ValueError "can not
 # parse the file", EOFError on an empty one, UnicodeDecodeError, a ValueError, on flipped bytes); pickle's own
@@ -65,26 +56,6 @@ class CheckpointError(HapiRunnerError):
 
 
 # -- layout ------------------------------------------------------------------
-
-def epoch_name(epoch: int) -> str:
-    return f"epoch_{epoch}"
-
-
-def epoch_of(name: str) -> Optional[int]:
-    """N for a folder name ``epoch_<N>``, else None."""
-    match = EPOCH_RE.fullmatch(os.path.basename(os.path.normpath(name)))
-    return int(match.group(1)) if match else None
-
-
-def epoch_folders(directory: str) -> List[int]:
-    """The epochs that have an ``epoch_<N>`` folder in ``directory``, ascending (complete or not)."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    epochs = (epoch_of(n) for n in names if os.path.isdir(os.path.join(directory, n)) and not os.path.islink(os.path.join(directory, n)))
-    return sorted(e for e in epochs if e is not None)
-
 
 def link_target(directory: str, link: str) -> Optional[str]:
     """The folder name ``directory/link`` points to (``epoch_4``), or None if it is no symlink."""
@@ -257,7 +228,7 @@ def write_checkpoint(directory: str, epoch: int, tensors: Dict[str, Any], state:
         remove_path(tmp)
         raise
     final = os.path.join(directory, epoch_name(epoch))
-    _publish(directory, tmp, final)
+    replace_dir(tmp, final)  # only a resumed run re-saves an epoch; no link points there then (see ModelCheckpoint)
     return final
 
 
@@ -269,21 +240,6 @@ def _save_tensors(folder: str, tensors: Dict[str, Any]) -> None:
         warnings.filterwarnings("ignore", message="The input state dict is empty")
         for name, obj in tensors.items():
             paddle.save(obj, os.path.join(folder, name))
-
-
-def _publish(directory: str, tmp: str, final: str) -> None:
-    """Renames the finished ``tmp`` folder to ``final``, replacing an older folder of that name."""
-    if os.path.lexists(final):
-        # Only a resumed run re-saves an epoch; no link points here then (see ModelCheckpoint).
-        old = temp_name(directory, f"old-{os.path.basename(final)}")
-        remove_path(old)
-        os.rename(final, old)
-        os.rename(tmp, final)
-        fsync_dir(directory)
-        remove_path(old)
-    else:
-        os.rename(tmp, final)
-    fsync_dir(directory)
 
 
 def point_link(directory: str, link: str, name: Optional[str]) -> None:

@@ -3,7 +3,7 @@
 A run is reported once it has finished: ``results.json`` exists and no
 live process is writing into the folder. A writer is seen by the
 ``.tmp-*-<pid>`` names every atomic write and checkpoint uses (see
-:mod:`hapi_runner.utils`); a run without ``results.json`` and without a live
+:mod:`hapi_runner.runfolder.atomic`); a run without ``results.json`` and without a live
 writer was killed before its end, and ``--resume`` completes it. Either way
 the report is refused in one line rather than drawn from half a run.
 """
@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import layout as rundir
-from .checkpoint_format import CHECKPOINTS, STATE_FILE, epoch_folders, epoch_name
+from .layout import CHECKPOINTS, STATE_FILE, RunPaths, epoch_folders, epoch_name
 from ..config.train_config import TrainConfig
 from ..errors import HapiRunnerError, UsageError
-from ..utils import alive, is_atomic_temp, writer_pid
+from .atomic import alive, is_atomic_temp, writer_pid
 
-METRICS = "metrics.csv"
-EXPORT_REPORT = os.path.join("inference", "export_report.json")
 
 
 @dataclass
@@ -50,7 +48,7 @@ class RunFolder:
 
 def live_writer(run_dir: str) -> Optional[int]:
     """The pid of a live process with a temporary file in the run folder or its checkpoints, or None."""
-    for folder in (run_dir, os.path.join(run_dir, CHECKPOINTS), os.path.join(run_dir, "inference")):
+    for folder in (run_dir, RunPaths(run_dir).checkpoints, RunPaths(run_dir).inference):
         if not os.path.isdir(folder):
             continue
         for name in os.listdir(folder):
@@ -73,8 +71,8 @@ def read_run(run_dir: str, need_checkpoints: bool = True) -> RunFolder:
         raise UsageError(f"'{run_dir}' has no {rundir.RESULTS}: its training is still going or was killed before the end; "
                          f"wait for it, or finish it with: python train.py --resume {run_dir}")
     run = RunFolder(run_dir, _read_json(os.path.join(run_dir, rundir.CONFIG)), _read_json(os.path.join(run_dir, rundir.RESULTS)))
-    run.rows = read_metrics(os.path.join(run_dir, METRICS))
-    export_path = os.path.join(run_dir, EXPORT_REPORT)
+    run.rows = read_metrics(RunPaths(run_dir).metrics)
+    export_path = RunPaths(run_dir).export_report
     run.export = _read_json(export_path) if os.path.isfile(export_path) else None
     run.checkpoints = read_checkpoints(os.path.join(run_dir, CHECKPOINTS))
     if need_checkpoints and not run.checkpoints:

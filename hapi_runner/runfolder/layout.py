@@ -1,16 +1,111 @@
-"""Run folders: where a run's files go, chosen without ever overwriting a finished run."""
+"""A run's folder: every file name in it, and where a new run goes without ever overwriting a finished one.
+
+Every name a run writes is spelled here and nowhere else; :class:`RunPaths`
+turns them into paths::
+
+    run_003/
+      config.json        the resolved TrainConfig
+      results.json       the run's end: metrics, epochs run, export check (written once, at the end)
+      metrics.csv        one row per epoch          curves.png   loss and accuracy curves
+      visualdl/          VisualDL logs              report.html  the report a person reads
+      bad_images.txt     images skipped by --skip-bad-images
+      checkpoints/       epoch_<N>/ (model.pdparams, model.pdopt, rng.pdstate, [ema.pdparams], state.json),
+                         last -> epoch_<N>, best -> epoch_<M>
+      inference/         the exported graph and its sidecar (deploy/layout.py), export_report.json
+      onnx/              an ONNX export, when asked for
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Optional
+from typing import List, Optional
 
-from .checkpoint_format import CHECKPOINTS, LAST, epoch_folders
 from ..errors import UsageError
 
 RESULTS = "results.json"
 CONFIG = "config.json"
+METRICS = "metrics.csv"
+CURVES = "curves.png"
+VISUALDL = "visualdl"
+REPORT = "report.html"
+BAD_IMAGES = "bad_images.txt"
+CHECKPOINTS = "checkpoints"
+INFERENCE = "inference"
+ONNX = "onnx"
+EXPORT_REPORT = "export_report.json"  # inside the export folder
+ONNX_REPORT = "onnx_report.json"  # inside the ONNX export folder
+CALIBRATION = "calibration.json"  # the temperature fitted on the evaluation set, ECE before and after
+
+# One checkpoint folder, checkpoints/epoch_<N>/.
+STATE_FILE = "state.json"
+PARAMS_FILE = "model.pdparams"
+OPT_FILE = "model.pdopt"
+RNG_FILE = "rng.pdstate"
+EMA_FILE = "ema.pdparams"  # optional: only in the checkpoints of a run with an EMA of its weights
+LAST = "last"
+BEST = "best"
+EPOCH_RE = re.compile(r"epoch_(\d+)")
+
+
+class RunPaths:
+    """The paths of one run folder's files: ``RunPaths(run).results``, ``.checkpoint("best")``...
+
+    Args:
+        root: the run folder.
+    """
+
+    def __init__(self, root: str):
+        self.root = os.fspath(root)
+
+    def __fspath__(self) -> str:
+        return self.root
+
+    def __repr__(self) -> str:
+        return f"RunPaths({self.root!r})"
+
+    def _join(self, *names: str) -> str:
+        return os.path.join(self.root, *names)
+
+    results = property(lambda self: self._join(RESULTS))
+    config = property(lambda self: self._join(CONFIG))
+    metrics = property(lambda self: self._join(METRICS))
+    curves = property(lambda self: self._join(CURVES))
+    visualdl = property(lambda self: self._join(VISUALDL))
+    report = property(lambda self: self._join(REPORT))
+    bad_images = property(lambda self: self._join(BAD_IMAGES))
+    checkpoints = property(lambda self: self._join(CHECKPOINTS))
+    inference = property(lambda self: self._join(INFERENCE))
+    onnx = property(lambda self: self._join(ONNX))
+    export_report = property(lambda self: self._join(INFERENCE, EXPORT_REPORT))
+
+    def checkpoint(self, name: str = LAST) -> str:
+        """``checkpoints/<name>``: ``last``, ``best`` or ``epoch_<N>``."""
+        return self._join(CHECKPOINTS, name)
+
+    def export(self, fmt: str = "paddle") -> str:
+        """The export folder of a format: ``inference/`` for Paddle's graph, ``onnx/`` for ONNX."""
+        return self.inference if fmt == "paddle" else self.onnx
+
+
+def epoch_name(epoch: int) -> str:
+    return f"epoch_{epoch}"
+
+
+def epoch_of(name: str) -> Optional[int]:
+    """N for a folder name ``epoch_<N>``, else None."""
+    match = EPOCH_RE.fullmatch(os.path.basename(os.path.normpath(name)))
+    return int(match.group(1)) if match else None
+
+
+def epoch_folders(directory: str) -> List[int]:
+    """The epochs that have an ``epoch_<N>`` folder in ``directory``, ascending (complete or not)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    epochs = (epoch_of(n) for n in names if os.path.isdir(os.path.join(directory, n)) and not os.path.islink(os.path.join(directory, n)))
+    return sorted(e for e in epochs if e is not None)
 
 
 def is_finished(path: str) -> bool:

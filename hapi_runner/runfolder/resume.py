@@ -22,9 +22,9 @@ import logging
 import os
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
-from .checkpoint_format import (CHECKPOINTS, EMA_FILE, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, CheckpointError,
-                                epoch_folders, epoch_name, epoch_of, load_checkpoint, load_tensors, restore_rng_json,
-                                weight_files)
+from .checkpoint_format import CheckpointError, load_checkpoint, load_tensors, restore_rng_json, weight_files
+from .layout import (CHECKPOINTS, EMA_FILE, LAST, OPT_FILE, PARAMS_FILE, RNG_FILE, STATE_FILE, epoch_folders, epoch_name,
+                     epoch_of)
 from .checkpoint_format import short_path as _short
 from ..errors import HapiRunnerError, UsageError
 from ..paddle_compat import (lr_schedule_name, optimizer_of, parameter_names, remap_optimizer_state, restore_grad_scaler,

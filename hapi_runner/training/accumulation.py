@@ -7,17 +7,12 @@ only add their gradients. hapi does not divide them by K: one optimizer
 step applies the *sum* of the K batches' mean gradients. Callbacks that act
 per optimizer step (the LR schedule, the weight EMA) use
 :func:`optimizer_stepped`, and schedules are sized with
-:func:`optimizer_steps_per_epoch`. This module imports nothing.
+:func:`optimizer_steps_per_epoch` (the running fit's K is ``paddle_compat.accumulate_of``). This module imports nothing.
 """
 
 from __future__ import annotations
 
 from typing import Optional
-
-
-def accumulate_of(model) -> int:
-    """The K of the running ``fit`` (hapi keeps it as ``model._accumulate``); 1 outside a fit."""
-    return max(1, int(getattr(model, "_accumulate", 1) or 1))
 
 
 def optimizer_stepped(step: int, accumulate: int, batches: Optional[int]) -> bool:

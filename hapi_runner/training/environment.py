@@ -13,7 +13,8 @@ from typing import Optional, Tuple
 
 from .distributed import launched, local_world_size
 from ..errors import HapiRunnerError, UsageError
-from ..paddle_compat import import_paddle_without_thread_warning, paddle_imported, set_cpu_threads, set_thread_env
+from ..paddle_compat import set_cpu_threads
+from .paddle_import import import_paddle_without_thread_warning, paddle_imported, set_thread_env
 
 log = logging.getLogger("hapi_runner")
 
@@ -55,7 +56,7 @@ def configure_threads(setting: str, model: str) -> int:
 
     Paddle cautions against more than one OpenMP thread when it is
     imported; here the count is a deliberate choice, so that caution is left
-    out (``paddle_compat.import_paddle_without_thread_warning``).
+    out (``paddle_import.import_paddle_without_thread_warning``).
     """
     count = resolve_threads(setting, model)
     if not paddle_imported():

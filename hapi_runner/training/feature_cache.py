@@ -43,7 +43,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from ..datasets.image_cache import cache_root
-from ..utils import TMP_PREFIX, fsync_dir, remove_litter, write_json, writer_suffix
+from ..runfolder.atomic import TMP_PREFIX, fsync_dir, remove_litter, write_json, writer_suffix
 from .distributed import say, world_size
 
 FEATURES_DIR = "features"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any, List
 
-from ..runfolder.checkpoint_format import epoch_of
+from ..runfolder.layout import epoch_of
 from .distributed import say
 
 FROZEN, UNFROZEN = "frozen", "unfrozen"

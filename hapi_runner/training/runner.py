@@ -7,7 +7,6 @@ results. There is no training loop here.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -17,13 +16,14 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..runfolder import layout as rundir
+from ..runfolder.layout import RunPaths
 from ..config.train_config import TrainConfig, read_run_config
 from .distributed import is_main, on_main, say, world_size
 from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
 from ..errors import HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
 from ..model.names import python_object_label, run_name
-from ..utils import atomic_write_text, remove_litter, write_json
+from ..runfolder.atomic import atomic_write_text, recover_litter, write_json
 
 log = logging.getLogger("hapi_runner")
 
@@ -277,8 +277,8 @@ class Runner:
             set_epoch_offset([*ordered, self.seeder], done)
         # Only now, with every check passed, is anything in the run folder changed.
         if is_main():
-            remove_litter(self.run_dir)  # half-written files of a process killed mid-write
-            write_json(os.path.join(self.run_dir, rundir.CONFIG), cfg.to_dict())
+            recover_litter(self.run_dir)  # half-written files, or an export set aside, of a process killed mid-write
+            write_json(RunPaths(self.run_dir).config, cfg.to_dict())
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
         self._write_bad_images()
         for line in describe_techniques(cfg, self.mixing):
@@ -324,7 +324,7 @@ class Runner:
         hapi's ``evaluate`` alone returns the last batch's.
         """
         from ..callbacks import LossMean
-        from ..utils import metric_logs
+        from ..callbacks.logs import metric_logs
 
         loader = self.eval_loader if data is None and batch_size is None else \
             self.loader(data or self.eval_data, batch_size=batch_size, evaluation=True)
@@ -360,7 +360,7 @@ class Runner:
         """``bad_images.txt`` in the run folder: each file ``skip_bad_images`` left out, with the reason."""
         if self.folder is None or not self.folder.bad_images or not is_main():
             return
-        path = os.path.join(self.run_dir, "bad_images.txt")
+        path = RunPaths(self.run_dir).bad_images
         atomic_write_text(path, "".join(f"{file}\t{' '.join(reason.split())}\n" for file, reason in self.folder.bad_images))
         log.warning("%d unreadable image(s) skipped; their list: %s", len(self.folder.bad_images), path)
 
@@ -375,7 +375,7 @@ class Runner:
             raise UsageError(
                 f"this run's cosine schedule spans {before.epochs} epochs; resuming with --epochs {cfg.epochs} would "
                 f"reshape it. Resume with --epochs {before.epochs}, or start a new run from the weights with "
-                f"--pretrained {os.path.join(self.run_dir, 'checkpoints', 'last', 'model.pdparams')}.")
+                f"--pretrained {os.path.join(RunPaths(self.run_dir).checkpoint(), rundir.PARAMS_FILE)}.")
 
     def _finish_trained_run(self, done: int) -> Dict[str, Any]:
         """Completes a run killed after its last checkpoint: the export and results.json, no training."""
@@ -431,9 +431,9 @@ class Runner:
 
         cfg, run = self.config, self.run_dir
         self.nan_guard = NanGuard()
-        self.graceful_stop = GracefulStop(f"the checkpoints in {os.path.join(run, 'checkpoints')} are whole; "
+        self.graceful_stop = GracefulStop(f"the checkpoints in {RunPaths(run).checkpoints} are whole; "
                                           f"continue with: python train.py --resume {run}")
-        self.history = History(os.path.join(run, "metrics.csv") if is_main() else None)
+        self.history = History(RunPaths(run).metrics if is_main() else None)
         named: Dict[str, Any] = {"history": self.history}
         # Our own progress logger, after LossMean, so the line printed at the end of each pass shows the mean loss
         # (hapi would otherwise put its logger first and print the last batch's), and counting the run's epochs.
@@ -445,9 +445,9 @@ class Runner:
             named["ema"] = self.ema
         ordered: List[Any] = [LossMean(), *progress, self.nan_guard, *([self.ema] if self.ema else []), self.graceful_stop,
                               self.history, self.seeder.callback(),
-                              Curves(self.history, os.path.join(run, "curves.png"), title=f"{cfg.model} on {cfg.dataset}")]
+                              Curves(self.history, RunPaths(run).curves, title=f"{cfg.model} on {cfg.dataset}")]
         if cfg.visualdl:
-            named["visualdl"] = VisualDLLogger(os.path.join(run, "visualdl"), log_freq=cfg.log_freq, hparams=cfg.to_dict())
+            named["visualdl"] = VisualDLLogger(RunPaths(run).visualdl, log_freq=cfg.log_freq, hparams=cfg.to_dict())
         if cfg.reduce_lr_on_plateau:
             named["reduce_lr"] = ReduceLROnPlateau(factor=cfg.plateau_factor, patience=cfg.plateau_patience)
         self.early_stopping = None
@@ -461,7 +461,7 @@ class Runner:
         if self.exporter is not None:
             named["export"] = self.exporter
         self.checkpoint = ModelCheckpoint(
-            os.path.join(run, "checkpoints"), save_freq=cfg.save_freq, keep_last=cfg.keep_last, monitor=cfg.monitor,
+            RunPaths(run).checkpoints, save_freq=cfg.save_freq, keep_last=cfg.keep_last, monitor=cfg.monitor,
             mode=cfg.mode, min_delta=cfg.min_delta, fingerprint=self.fingerprint(), state_sources=named, ema=self.ema)
         ordered.append(self.checkpoint)
         if self.exporter is not None:
@@ -487,7 +487,7 @@ class Runner:
                                 **({"resize_to": self.input_size} if resized else {}),
                                 synthetic=self.train_data.synthetic, **folder, **({"weights": "ema"} if self.ema else {}))
         verify = self.eval_data.transform(self.eval_data.images[:64])
-        return StaticExport(os.path.join(self.run_dir, "inference"), self.input_shape, sidecar, verify_batch=verify,
+        return StaticExport(RunPaths(self.run_dir).inference, self.input_shape, sidecar, verify_batch=verify,
                             on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device,
                             network=self.network)
 
@@ -530,7 +530,7 @@ class Runner:
             "run_dir": self.run_dir,
         }
         if is_main():
-            write_json(os.path.join(self.run_dir, rundir.RESULTS), results)
+            write_json(RunPaths(self.run_dir).results, results)
         return results
 
 
@@ -580,8 +580,3 @@ def _spec(config: TrainConfig):
     from ..datasets import spec_for
 
     return spec_for(config.dataset, config.synthetic_like, config.normalize)
-
-
-def read_results(run_dir: str) -> Dict[str, Any]:
-    with open(os.path.join(run_dir, rundir.RESULTS), encoding="utf-8") as fh:
-        return json.load(fh)

@@ -1,17 +1,19 @@
-"""Small helpers shared across the package: atomic files, writers' litter, log values."""
+"""Files that are whole or absent: atomic writes, strict JSON, and the litter a killed writer leaves.
+
+Every file of a run, of the decoded-image cache and of an export is written
+here: to a temporary name beside its target, flushed and fsynced, then
+renamed over it, so a crash leaves the old file or the new one, never half.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import sys
 import tempfile
-from typing import Any, Callable, Dict
+from typing import Any, Callable, List, Optional
 
 
 def _umask() -> int:
@@ -22,6 +24,8 @@ def _umask() -> int:
 
 # mkstemp creates files readable by the owner alone; results are for everyone the umask allows.
 FILE_MODE = 0o666 & ~_umask()
+
+
 DIR_MODE = 0o777 & ~_umask()
 
 
@@ -115,6 +119,18 @@ def remove_litter(folder: str, is_temporary: Callable[[str], bool] = is_atomic_t
         fsync_dir(folder)
 
 
+def fsync_tree(folder: str) -> None:
+    """Flushes every file under ``folder``, and the folders themselves, to disk (what a library wrote unsynced)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                continue
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(root)
+
+
 def fsync_dir(folder: str) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -126,15 +142,6 @@ def fsync_dir(folder: str) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def md5_of(path: str) -> str:
-    """The md5 hex digest of a file, read in 1 MiB blocks (the checksums paddle.vision publishes are md5)."""
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -166,62 +173,60 @@ def _json_default(obj):
     return str(obj)
 
 
-def scalar(value: Any):
-    """A log value as a float: hapi gives losses as one-element lists."""
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return None
-        value = value[0]
-    if hasattr(value, "item"):
-        value = value.item() if getattr(value, "size", 1) == 1 else float(value.ravel()[0])
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+ASIDE_RE = re.compile(re.escape(TMP_PREFIX) + r"old-(.+)-(\d+)$")
 
 
-def metric_logs(logs: Dict[str, Any]) -> Dict[str, float]:
-    """The numeric metrics of a hapi log dict, without its bookkeeping keys."""
-    out = {}
-    for key, value in (logs or {}).items():
-        if key in ("step", "batch_size"):
-            continue
-        number = scalar(value)
-        if number is not None:
-            out[key] = number
-    return out
+def staging_dir(target: str) -> str:
+    """A new, empty folder beside ``target`` to build its replacement in (``.tmp-<name>-*-<pid>``, readable as the run is)."""
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.path.basename(target)}-", suffix=writer_suffix(), dir=parent)
+    os.chmod(folder, DIR_MODE)  # mkdtemp makes it private
+    return folder
 
 
-def is_finite(value) -> bool:
-    return value is not None and math.isfinite(value)
+def replace_dir(source: str, target: str) -> None:
+    """Puts the finished folder ``source`` at ``target``, replacing what is there, durably.
+
+    Two renames: the old folder aside as ``.tmp-old-<name>-<pid>``, the new
+    one in, then the parent fsynced and the old folder removed. A crash
+    between the renames leaves the old folder aside, and
+    :func:`recover_litter` puts it back; a crash before them leaves the
+    staging folder, which it removes.
+    """
+    parent = os.path.dirname(os.path.abspath(target))
+    fsync_tree(source)
+    old = None
+    if os.path.lexists(target):
+        old = os.path.join(parent, f"{TMP_PREFIX}old-{os.path.basename(target)}{writer_suffix()}")
+        remove_path(old)
+        os.replace(target, old)
+    os.replace(source, target)
+    fsync_dir(parent)
+    if old:
+        remove_path(old)
 
 
-def fmt_value(value) -> str:
-    """A metric for a log line: 6 significant digits, or 'none'."""
-    return "none" if value is None else f"{value:.6g}"
+def recover_litter(folder: str, name: Optional[str] = None) -> List[str]:
+    """Undoes what writers killed mid-write left in ``folder``; returns the folders put back.
 
+    A folder set aside by :func:`replace_dir` goes back in place when its
+    target is missing (the kill fell between the two renames); every other
+    dead temporary file or folder is removed. A live writer's are left alone.
 
-@contextlib.contextmanager
-def stdout_to_stderr():
-    """Sends what C++ libraries print to stdout to stderr instead, so ``--json`` output stays clean."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with contextlib.redirect_stdout(sys.stderr):  # and Python-level prints
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-MONITOR_PREFIXES = ("eval_", "val_", "train_")
-
-
-def split_monitor(monitor: str):
-    """``('eval'|'train', metric name)`` for a monitor such as ``acc_top1``, ``eval_loss`` or ``train_loss``."""
-    for prefix in MONITOR_PREFIXES:
-        if monitor.startswith(prefix):
-            return ("train" if prefix == "train_" else "eval"), monitor[len(prefix):]
-    return "eval", monitor
+    Args:
+        folder: where to look.
+        name: only the litter of this one target (``inference``), for a
+            folder that is not the package's own. Defaults to all.
+    """
+    ours = (lambda n: True) if name is None else (lambda n: n.startswith((f"{TMP_PREFIX}{name}-", f"{TMP_PREFIX}old-{name}-")))
+    restored = []
+    for entry in dead_litter(folder, lambda n: ASIDE_RE.match(n) is not None and ours(n)):
+        target = os.path.join(folder, ASIDE_RE.match(entry).group(1))
+        if not os.path.lexists(target):
+            os.replace(os.path.join(folder, entry), target)
+            restored.append(target)
+    remove_litter(folder, lambda n: is_atomic_temp(n) and ours(n))
+    if restored:
+        fsync_dir(folder)
+    return restored
