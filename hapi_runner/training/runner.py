@@ -101,7 +101,9 @@ class Runner:
         config, device, threads, train_data, eval_data, network (the
         ``paddle.nn.Layer``), model (the prepared ``paddle.Model``),
         run_dir (set by :meth:`fit`), finetuning (what ``freeze_backbone``
-        or ``backbone_lr_mult`` did, or None).
+        or ``backbone_lr_mult`` did, or None), features (the
+        :class:`~hapi_runner.training.feature_cache.CachedFeatures` a frozen
+        backbone's classifier trained on, after :meth:`fit`, or None).
     """
 
     def __init__(self, config: Optional[TrainConfig] = None, network: Any = None, **overrides: Any):
