@@ -89,6 +89,15 @@ def test_a_malformed_fine_tune_is_refused(value, message):
         TrainConfig(fine_tune=value)
 
 
+def test_a_malformed_flag_is_one_line_and_exit_2(capsys):
+    from hapi_runner.cli.app import main
+
+    assert main(["train", "--fine-tune", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("hapi-runner: error: fine_tune must be two epoch counts F,U such as 3,2 "
+                           "(F frozen, then U unfrozen), got '3'.")
+
+
 def test_fine_tune_sets_the_epochs_and_excludes_freeze_backbone():
     from hapi_runner import TrainConfig
     from hapi_runner.cli.app import build_parser, config_from_args

@@ -146,7 +146,7 @@ class TrainConfig:
     fine_tune: Optional[List[int]] = _optim(
         None, "two phases, as fastai's fine_tune: F epochs of the classifier alone (the backbone frozen, on cached "
               "features), then U epochs of every layer (the backbone at --backbone-lr-mult), each with its own warm-up and "
-              "--lr-schedule; --epochs becomes F+U", metavar="F,U", nargs=None, type=lambda text: parse_epoch_pair("fine_tune", text),
+              "--lr-schedule; --epochs becomes F+U", metavar="F,U", nargs=None, type=str,
         means="one phase")
     feature_cache: bool = _optim(True, "with --freeze-backbone: run the frozen layers on every image in every epoch, in "
                                        "dygraph, instead of once through paddle.inference with the features cached")
