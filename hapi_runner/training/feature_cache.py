@@ -256,11 +256,13 @@ def _build(runner, head: str, views, root: str, folder: str) -> None:
                                                        "eval_images": len(runner.eval_data), "engine": engine.engine,
                                                        "seconds": round(time.perf_counter() - started, 3)})
         fsync_dir(staging)
-        if os.path.isdir(folder):  # another run built the same features meanwhile
-            shutil.rmtree(staging)
-        else:
+        try:
             os.replace(staging, folder)
-            fsync_dir(root)
+        except OSError:
+            if not os.path.isdir(folder):
+                raise
+            shutil.rmtree(staging)  # another run built the same features meanwhile: theirs are as good
+        fsync_dir(root)
         say(f"hapi_runner: features of {total} images in {time.perf_counter() - started:.1f} s, cached in {folder}")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
