@@ -6,6 +6,7 @@ A Paddle upgrade that renames one of these touches this file and its test
 
 from __future__ import annotations
 
+import re
 from typing import Optional, Tuple
 
 def rebuild_conv(conv, in_channels: int):
@@ -176,6 +177,12 @@ def remap_optimizer_state(state: dict, saved_names: dict, current_names: dict) -
     names (``linear_1.w_0``), and ``Optimizer.set_state_dict`` would not find
     its accumulators. ``LR_Scheduler`` and unknown keys are kept as they are.
 
+    The ``n`` counts the accumulators of that name the process made before
+    (a second optimizer over the same parameters, as in ``--fine-tune``'s
+    second phase, makes ``_velocity_1``). A renamed parameter is one the
+    loading process has made no accumulator for yet, so its keys end in
+    ``_0`` whatever the saving process had counted.
+
     Args:
         state: the saved optimizer state dict.
         saved_names: :func:`parameter_names` of the network that saved it.
@@ -192,7 +199,8 @@ def remap_optimizer_state(state: dict, saved_names: dict, current_names: dict) -
         new_key = key
         for old in olds:
             if key.startswith(old + "_"):
-                new_key = rename[old] + key[len(old):]
+                rest = key[len(old):]
+                new_key = rename[old] + (re.sub(r"_\d+$", "_0", rest) if rename[old] != old else rest)
                 break
         out[new_key] = value
     return out
@@ -411,3 +419,25 @@ def create_optimizer_state(optimizer) -> None:
             optimizer._create_accumulators(block, {**group, "params": params})
     else:
         optimizer._create_accumulators(block, [p for p in optimizer._parameter_list if not p.stop_gradient])
+
+def keep_batch_norm_statistics(layers, keep: bool = True) -> int:
+    """Makes every batch norm among ``layers`` normalise with its running statistics, in train mode too; returns how many.
+
+    ``keep=False`` gives them back Paddle's default (batch statistics in
+    train mode), for a backbone unfrozen again. Defaults to True.
+
+    A frozen backbone's batch norms must not learn from the new data: in
+    train mode they would normalise by each batch's statistics and update
+    their running ones. Paddle's ``use_global_stats`` argument does exactly
+    this, but only at construction; ``_use_global_stats`` is where the
+    layers keep it.
+    """
+    import paddle
+
+    kinds = (paddle.nn.BatchNorm, paddle.nn.BatchNorm1D, paddle.nn.BatchNorm2D, paddle.nn.BatchNorm3D, paddle.nn.SyncBatchNorm)
+    count = 0
+    for layer in layers:
+        if isinstance(layer, kinds):
+            layer._use_global_stats = True if keep else None  # None: Paddle's default, by the mode
+            count += 1
+    return count

@@ -33,12 +33,16 @@ class History(RunCallback):
 
     Attributes:
         rows: one dict per epoch with the keys of ``COLUMNS`` (1-based epochs).
+        phase: the training phase, written in a ``phase`` column after the
+            others when set (``--fine-tune``'s ``frozen`` and ``unfrozen``).
+            Defaults to None: no such column.
     """
 
     def __init__(self, csv_path: Optional[str] = None):
         super().__init__()
         self.csv_path = csv_path
         self.rows: List[Dict[str, Any]] = []
+        self.phase: Optional[str] = None
         self._start = 0.0
         self._images = 0
 
@@ -78,6 +82,8 @@ class History(RunCallback):
             seconds=seconds,
             images_per_second=self._images / seconds if seconds > 0 else None,
         )
+        if self.phase is not None:
+            row["phase"] = self.phase
         self.rows.append(row)
         self._write()
 
@@ -102,11 +108,12 @@ class History(RunCallback):
     def _write(self) -> None:
         if not self.csv_path:
             return
+        columns = COLUMNS + (["phase"] if any("phase" in row for row in self.rows) else [])
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in self.rows:
-            writer.writerow({k: _fmt(row.get(k)) for k in COLUMNS})
+            writer.writerow({k: _fmt(row.get(k)) for k in columns})
         atomic_write_text(self.csv_path, buf.getvalue())
 
 

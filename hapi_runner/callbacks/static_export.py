@@ -49,6 +49,9 @@ class StaticExport(MonitorCallback):
             with ``on_best``. Default to ``acc_top1``, the table's mode, 0.
         min_top1_agreement: see :func:`~hapi_runner.deploy.export.export_model`. Defaults to 0.999.
         device: where ``paddle.inference`` runs the check. Defaults to ``cpu``.
+        network: the layer to export, when it is not the model's network (a
+            model that trains a part of it, such as a head on cached
+            features). Defaults to None: the model's network.
 
     A forward that ``paddle.jit.to_static`` cannot convert does not stop
     the run: the failure is logged as one warning line, kept in ``error``,
@@ -67,7 +70,7 @@ class StaticExport(MonitorCallback):
     def __init__(self, directory: str, input_shape: Sequence[int], sidecar: Dict[str, Any],
                  verify_batch: Optional[np.ndarray] = None, *, on_best: bool = False, monitor: str = "acc_top1",
                  mode: Optional[str] = None, min_delta: float = 0.0, min_top1_agreement: float = 0.999,
-                 device: str = "cpu"):
+                 device: str = "cpu", network=None):
         super().__init__(monitor=monitor, mode=mode, min_delta=min_delta)
         if not directory or not isinstance(directory, (str, os.PathLike)):
             raise UsageError(f"directory must be a folder path such as '<run>/inference', got {directory!r}.")
@@ -80,6 +83,7 @@ class StaticExport(MonitorCallback):
         self.on_best = bool(on_best)
         self.min_top1_agreement = float(min_top1_agreement)
         self.device = device
+        self.network = network
         self.report: Optional[Dict[str, Any]] = None
         self.exported_epoch: Optional[int] = None
         self._exported_this_fit = False
@@ -134,7 +138,7 @@ class StaticExport(MonitorCallback):
             return None
         try:
             report = export_model(
-                self.model.network, self.directory, self.input_shape, self.sidecar, self.verify_batch,
+                self.network if self.network is not None else self.model.network, self.directory, self.input_shape, self.sidecar, self.verify_batch,
                 min_top1_agreement=self.min_top1_agreement, device=self.device, metadata={"epoch": self.epoch, "reason": reason},
             )
         except GraphConversionError as exc:

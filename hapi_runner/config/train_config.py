@@ -162,6 +162,18 @@ class TrainConfig:
                                               "is printed and kept in config.json", metavar="TIME", means="off")
     freeze_backbone: bool = _optim(False, "train the classifier only (README: Fine-tuning says which layer that is)")
     backbone_lr_mult: float = _optim(1.0, "train every layer but the classifier at F times --lr", metavar="F")
+    head: Optional[str] = _optim(None, "the layer --freeze-backbone and --backbone-lr-mult treat as the classifier: a sublayer "
+                                 "name such as fc or classifier", metavar="NAME",
+                                 means="the network's classifier_layer, else the last Linear layer")
+    fine_tune: Optional[List[int]] = _optim(
+        None, "two phases, as fastai's fine_tune: F epochs of the classifier alone (the backbone frozen, on cached "
+              "features), then U epochs of every layer (the backbone at --backbone-lr-mult), each with its own warm-up and "
+              "--lr-schedule; --epochs becomes F+U", metavar="F,U", nargs=None, type=str,
+        means="one phase")
+    feature_cache: bool = _optim(True, "with --freeze-backbone: run the frozen layers on every image in every epoch, in "
+                                       "dygraph, instead of once through paddle.inference with the features cached")
+    feature_views: int = _optim(1, "cached features: views kept per training image; 1 is the evaluation transform (no "
+                                   "augmentation), N adds N-1 augmented views and epoch e trains on view e mod N", metavar="N")
     seed: int = _optim(0, "seeds the weights, shuffling and augmentation")
     label_smoothing: float = _regular(0.0, "label smoothing of the loss, in [0, 1) (also in the evaluation loss)", metavar="EPS")
     mixup: float = _regular(0.0, "Mixup of training batches: the Beta alpha", metavar="ALPHA", means="off")
@@ -241,6 +253,22 @@ class TrainConfig:
         self._check_numbers()
         self._check_regularisation()
         self._check_settings()
+        self._check_fine_tune()
+
+    def _check_fine_tune(self) -> None:
+        """``fine_tune`` as ``[F, U]``, each at least 1; it sets ``epochs`` and leaves no room for ``freeze_backbone``."""
+        if self.fine_tune is None:
+            return
+        pair = self.fine_tune
+        if isinstance(pair, str):
+            pair = parse_epoch_pair("fine_tune", pair)
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise UsageError(f"fine_tune must be two epoch counts F,U (frozen, then unfrozen), got {pair!r}.")
+        self.fine_tune = [check_int("fine_tune", value, minimum=1) for value in pair]
+        if self.freeze_backbone:
+            raise UsageError("--fine-tune freezes the backbone for its first phase only and then trains every layer; "
+                             "drop --freeze-backbone.")
+        self.epochs = sum(self.fine_tune)
 
     def _check_names(self) -> None:
         """The fields that name one of a fixed set."""
@@ -272,6 +300,9 @@ class TrainConfig:
             check_int(name, getattr(self, name), minimum=1)
         if self.image_size is not None:
             check_int("image_size", self.image_size, minimum=1, maximum=4096)
+        check_int("feature_views", self.feature_views, minimum=1, maximum=64)
+        if self.head is not None:
+            check_text("head", self.head, "a sublayer name such as fc or classifier")
         for name in ("warmup_epochs", "seed", "start_from_epoch"):
             check_int(name, getattr(self, name), minimum=0)
         if self.seed > MAX_SEED:  # numpy's and Paddle's seeds are 32-bit
@@ -645,6 +676,14 @@ def _yaml_scalar(key: str, raw: str) -> Any:
 
 # What paddle.Model reports with the loss and Accuracy(topk=(1, 5)) the Runner prepares.
 RUN_METRICS = ("loss", "acc_top1", "acc_top5")
+
+
+def parse_epoch_pair(name: str, text: str) -> List[int]:
+    """``"3,2"`` as ``[3, 2]``; UsageError naming ``name`` when it is not two integers joined by a comma."""
+    parts = [part.strip() for part in str(text).split(",")]
+    if len(parts) != 2 or not all(part.isdigit() for part in parts):
+        raise UsageError(f"{name} must be two epoch counts F,U such as 3,2 (F frozen, then U unfrozen), got {text!r}.")
+    return [int(part) for part in parts]
 
 
 def _check_data_dir(dataset: str, data_dir: Optional[str]) -> None:

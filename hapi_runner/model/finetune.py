@@ -11,8 +11,9 @@ sublayer that holds the last ``paddle.nn.Linear`` in definition order:
 ``fc`` for ResNets, LeNet and MobileNet v1, ``classifier`` for VGG and
 MobileNet v2/v3, ``_fc`` for ShuffleNet, ``out`` for DenseNet.
 ``--freeze-backbone`` trains it alone (``stop_gradient`` on every other
-parameter); ``--backbone-lr-mult F`` trains the rest at F times the rate
-(each parameter's ``optimize_attr['learning_rate']``, the multiplier Paddle
+parameter; the backbone's batch norms keep their running statistics, in
+train mode too); ``--backbone-lr-mult F`` trains the rest at F times the
+rate (each parameter's ``optimize_attr['learning_rate']``, the multiplier Paddle
 2.6 and 3.x apply on top of the optimizer's rate).
 """
 
@@ -22,6 +23,7 @@ import os
 from typing import Dict, List, Tuple
 
 from ..errors import HapiRunnerError, UsageError
+from ..paddle_compat import keep_batch_norm_statistics
 from .builtin import MODELS
 from ..datasets.sources import md5_of
 
@@ -124,6 +126,8 @@ def apply_finetuning(network, freeze_backbone: bool, backbone_lr_mult: float) ->
     if freeze_backbone:
         for param in backbone:
             param.stop_gradient = True
+        keep_batch_norm_statistics(layer for key, layer in network.named_sublayers()
+                                   if key != name and not key.startswith(name + "."))
     elif backbone_lr_mult != 1.0:
         for param in backbone:
             param.optimize_attr["learning_rate"] = float(backbone_lr_mult)

@@ -101,8 +101,9 @@ class Runner:
         from ..model.builtin import load_pretrained
         from ..model.assembly import build_for
         from ..model.build import check_forward
-        from .optim import build_grad_clip, build_optimizer
-        from .regularisation import add_training_augmentation, build_mixing, build_run_loss, steps_per_epoch
+        from .feature_cache import check_cacheable
+        from .fine_tune import first_phase
+        from .regularisation import add_training_augmentation, build_mixing
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
         configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
@@ -119,6 +120,7 @@ class Runner:
         self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
         check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
         parameters, self.finetuning = _finetuning(self.network, cfg)
+        check_cacheable(self)  # a network whose head cannot be split off is refused before any folder is made
         self.class_weights = inverse_frequency(self.train_data.labels, spec.num_classes) if cfg.class_weights == "auto" else None
         self.mixing = build_mixing(cfg, len(self.train_data.class_names))
         self.train_loader = self.loader(self.train_data, shuffle=True, mixing=self.mixing)
@@ -129,26 +131,37 @@ class Runner:
             inputs=paddle.static.InputSpec([None, *self.input_shape], "float32", "image"),
             labels=paddle.static.InputSpec([None, 1], "int64", "label"),
         )
-        self.optimizer, self.lr = build_optimizer(cfg, parameters, steps_per_epoch(cfg, len(self.train_loader)),
-                                                  grad_clip=build_grad_clip(cfg.clip_grad))
-        self.model.prepare(
-            self.optimizer,
-            build_run_loss(cfg, self.class_weights),
-            paddle.metric.Accuracy(topk=(1, 5)),
-            amp_configs=amp_configs(self.amp, cfg.amp_dtype),
-        )
-        if self.amp:
-            from ..paddle_compat import evaluate_under_amp, set_amp_dtype
-
-            set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
-            evaluate_under_amp(self.model, self.amp, cfg.amp_dtype)
+        self.prepare(parameters, first_phase(cfg))
         self.run_dir: Optional[str] = None
+        self.features = None  # the CachedFeatures a frozen backbone's head trained on, if any
         self.lr_finding = None  # the LRFinding of --lr auto, saved into the run folder by fit
         self.records = _plan_run(self, auto_lr)
         self.history = self.checkpoint = self.exporter = self.early_stopping = self.nan_guard = self.graceful_stop = None
         self.ema = None
 
     # -- building blocks ---------------------------------------------------
+    def prepare(self, parameters, schedule: Optional[TrainConfig] = None) -> None:
+        """Builds ``optimizer`` (and ``lr``) over ``parameters`` and prepares ``model`` with it, the loss and the metrics.
+
+        ``schedule``: the config whose ``epochs`` the LR schedule spans (a
+        fine-tuning phase's). Defaults to None: the run's config.
+        """
+        import paddle
+
+        from .optim import build_grad_clip, build_optimizer
+        from .regularisation import build_run_loss, steps_per_epoch
+
+        cfg = self.config
+        self.optimizer, self.lr = build_optimizer(schedule or cfg, parameters, steps_per_epoch(cfg, len(self.train_loader)),
+                                                  grad_clip=build_grad_clip(cfg.clip_grad))
+        self.model.prepare(self.optimizer, build_run_loss(cfg, self.class_weights), paddle.metric.Accuracy(topk=(1, 5)),
+                           amp_configs=amp_configs(self.amp, cfg.amp_dtype))
+        if self.amp:
+            from ..paddle_compat import evaluate_under_amp, set_amp_dtype
+
+            set_amp_dtype(self.model, self.amp, cfg.amp_dtype)
+            evaluate_under_amp(self.model, self.amp, cfg.amp_dtype)
+
     def reschedule(self, **changes: Any) -> None:
         """Changes fields that shape the learning rate (``lr``, ``epochs``...) on the config and on the optimizer's schedule.
 
@@ -252,11 +265,7 @@ class Runner:
             return self._publish(report_at_end(self.outcome(), self._finish_trained_run(done)))
         started = time.perf_counter()
         try:
-            self.model.fit(
-                self.train_loader, self.eval_loader, epochs=cfg.epochs - done, eval_freq=cfg.eval_freq,
-                log_freq=cfg.log_freq, verbose=self.verbose, callbacks=ordered,
-                accumulate_grad_batches=cfg.accumulate_grad_batches,
-            )
+            self._fit_model(done, ordered)
         except (NonFiniteLossError, ExportVerificationError, TrainingInterrupted) as exc:
             reason = {"error": type(exc).__name__, "message": str(exc), **(getattr(self.nan_guard, "reason", None) or {})}
             self._publish(self._results(time.perf_counter() - started, resumed_from=done, stop_reason=reason, evaluate=False))
@@ -267,8 +276,28 @@ class Runner:
                 self.peer_watch.stop()
         return self._publish(report_at_end(self.outcome(), self._results(time.perf_counter() - started, resumed_from=done)))
 
+    def _fit_model(self, done: int, callbacks: List[Any]) -> None:
+        """Trains from epoch ``done`` to the end: in two phases with ``fine_tune``, on cached features when frozen."""
+        from .feature_cache import fit_frozen
+        from .fine_tune import fit_in_phases
+
+        cfg = self.config
+        if cfg.fine_tune is not None:
+            fit_in_phases(self, done, callbacks)
+        elif cfg.freeze_backbone:
+            fit_frozen(self, cfg.epochs - done, callbacks)
+        else:
+            self.fit_images(cfg.epochs - done, callbacks)
+
+    def fit_images(self, epochs: int, callbacks: List[Any]) -> None:
+        """``paddle.Model.fit`` of the whole network on the images for ``epochs`` epochs, with ``callbacks``."""
+        cfg = self.config
+        self.model.fit(self.train_loader, self.eval_loader, epochs=epochs, eval_freq=cfg.eval_freq, log_freq=cfg.log_freq,
+                       verbose=self.verbose, callbacks=callbacks, accumulate_grad_batches=cfg.accumulate_grad_batches)
+
     def _begin(self, checkpoint_folder: Optional[str], ordered: List[Any]) -> int:
         """Puts the checkpoint back when resuming, then writes config.json and the opening lines; the epochs already done."""
+        from .fine_tune import enter_phase_of
         from .regularisation import describe_techniques
         from ..runfolder.resume import restore, set_epoch_offset
 
@@ -276,6 +305,7 @@ class Runner:
         done = 0
         if checkpoint_folder:
             self._check_schedule_unchanged()
+            enter_phase_of(self, checkpoint_folder)
             done = restore(self.model, checkpoint_folder, self.fingerprint(), self.checkpoint.sources()).epoch
             if done >= cfg.epochs and rundir.is_finished(self.run_dir):
                 raise UsageError(f"the checkpoint is at epoch {done} and --epochs is {cfg.epochs}; pass --epochs above {done} to train on.")
@@ -472,7 +502,8 @@ class Runner:
                                 synthetic=self.train_data.synthetic, **folder, **({"weights": "ema"} if self.ema else {}))
         verify = self.eval_data.transform(self.eval_data.images[:64])
         return StaticExport(RunPaths(self.run_dir).inference, self.input_shape, sidecar, verify_batch=verify,
-                            on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device)
+                            on_best=cfg.export_on_best, monitor=cfg.monitor, mode=cfg.mode, device=self.device,
+                            network=self.network)
 
     # -- results -------------------------------------------------------------
     def outcome(self):
@@ -559,11 +590,14 @@ def _pretrained_path(config: TrainConfig) -> str:
 
 def _finetuning(network, config: TrainConfig):
     """``(parameters to optimise, what fine-tuning did or None)``; says it in one line when it does anything."""
-    if not config.freeze_backbone and config.backbone_lr_mult == 1.0:
+    freeze = config.freeze_backbone or config.fine_tune is not None  # fine_tune's first phase trains the head alone
+    if not freeze and config.backbone_lr_mult == 1.0:
         return network.parameters(), None
+    if config.head is not None:
+        network.classifier_layer = config.head
     from ..model.finetune import apply_finetuning, describe_finetuning
 
-    report = apply_finetuning(network, config.freeze_backbone, config.backbone_lr_mult)
+    report = apply_finetuning(network, freeze, config.backbone_lr_mult)
     say(f"hapi_runner: {describe_finetuning(report)}")
     return report.pop("trainable"), report
 
