@@ -8,6 +8,8 @@ from hapi_runner.errors import UsageError
 from hapi_runner.model.build import build_network, check_forward, network_input_size
 from hapi_runner.model.names import python_object_label
 
+pytestmark = pytest.mark.smoke
+
 TINY = '''
 import paddle
 

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.smoke
 
 def test_fingerprint_of_a_builtin_model_without_network():
     config = TrainConfig(model="lenet", dataset="mnist", ema=0.99, accumulate_grad_batches=3)
-    print_ = run_fingerprint(config, (1, 28, 28), 10)
-    assert print_ == {"model": "lenet", "dataset": "mnist", "input_shape": [1, 28, 28], "num_classes": 10,
+    found = run_fingerprint(config, (1, 28, 28), 10)
+    assert found == {"model": "lenet", "dataset": "mnist", "input_shape": [1, 28, 28], "num_classes": 10,
                       "config": config.fingerprint(), "ema": 0.99, "accumulate_grad_batches": 3}
 
 

@@ -12,6 +12,8 @@ import pytest
 from hapi_runner.config.train_config import TrainConfig
 from hapi_runner.training.optim import ScaledLR, build_optimizer, build_scheduler
 
+pytestmark = pytest.mark.smoke
+
 W = np.array([[0.5, -2.0], [1.0, -0.25]], dtype="float32")
 
 
