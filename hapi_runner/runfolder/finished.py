@@ -21,6 +21,7 @@ from .checkpoint_format import CHECKPOINTS, STATE_FILE, epoch_folders, epoch_nam
 from ..config.train_config import TrainConfig
 from ..errors import HapiRunnerError, UsageError
 from .atomic import alive, is_atomic_temp, writer_pid
+from .relaunch import resume_command
 
 METRICS = "metrics.csv"
 EXPORT_REPORT = os.path.join("inference", "export_report.json")
@@ -71,7 +72,7 @@ def read_run(run_dir: str, need_checkpoints: bool = True) -> RunFolder:
         raise UsageError(f"'{run_dir}' is still training (process {pid} is writing into it); make the report once it has finished.")
     if not rundir.is_finished(run_dir):
         raise UsageError(f"'{run_dir}' has no {rundir.RESULTS}: its training is still going or was killed before the end; "
-                         f"wait for it, or finish it with: python train.py --resume {run_dir}")
+                         f"wait for it, or finish it with: {resume_command(run_dir)}")
     run = RunFolder(run_dir, _read_json(os.path.join(run_dir, rundir.CONFIG)), _read_json(os.path.join(run_dir, rundir.RESULTS)))
     run.rows = read_metrics(os.path.join(run_dir, METRICS))
     export_path = os.path.join(run_dir, EXPORT_REPORT)

@@ -380,6 +380,9 @@ class Runner:
             if source is None:
                 raise UsageError(f"--resume: no run of {name} under '{cfg.output_root}' has a checkpoint; "
                                  f"pass the run folder (--resume PATH) or train without --resume first.")
+        begun = rundir.run_folder_of(source)
+        if begun and not rundir.has_checkpoint(begun) and not rundir.is_finished(begun):
+            return begun, None  # stopped before its first checkpoint: it starts again, in its folder, with its config
         folder = find_checkpoint(source)
         run_dir = os.path.dirname(os.path.dirname(folder))  # run/checkpoints/epoch_N
         if cfg.save_dir and os.path.realpath(cfg.save_dir) != os.path.realpath(run_dir):
@@ -398,11 +401,11 @@ class Runner:
         from ..callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
                                 OptimizerStepLR, ReduceLROnPlateau, RunProgress, VisualDLLogger)
         from .regularisation import build_ema
+        from ..runfolder.relaunch import interruption_hint
 
         cfg, run = self.config, self.run_dir
         self.nan_guard = NanGuard()
-        self.graceful_stop = GracefulStop(f"the checkpoints in {os.path.join(run, 'checkpoints')} are whole; "
-                                          f"continue with: python train.py --resume {run}")
+        self.graceful_stop = GracefulStop(lambda: interruption_hint(run))
         self.history = History(os.path.join(run, "metrics.csv") if is_main() else None)
         named: Dict[str, Any] = {"history": self.history}
         # Our own progress logger, after LossMean, so the line printed at the end of each pass shows the mean loss
