@@ -23,3 +23,11 @@ class UsageError(HapiRunnerError, ValueError):
 
 class DataFileError(HapiRunnerError):
     """A data file that is missing, truncated or not in the expected format."""
+
+
+class DataLayoutError(DataFileError, UsageError):
+    """Data laid out in a way training cannot use (no class folders, one class, an empty class). Exit code 2.
+
+    Bad input like a bad flag, so it exits with the same code; still a
+    ``DataFileError`` for callers that catch data problems.
+    """

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config.checks import check_bool, check_choice, check_int, check_number, check_path, parse_size
 from ..training.distributed import on_main
-from ..errors import DataFileError, UsageError
+from ..errors import DataFileError, DataLayoutError, UsageError
 from .folder_scan import FileSet, find_folders, read_file_list, scan_class_folders, stratified_split
 from .folder_transform import CROP_PCT, CropTransform, imagenet_stats, resize_short_for, stats_from_sums
 from .image_cache import DecodeReport, decode_once
@@ -225,7 +225,7 @@ def load_folder(split: str = "train", data_dir: Optional[str] = None, **options)
     if split == "train":
         return splits.train
     if splits.val is None:
-        raise DataFileError(f"{data_dir}: the validation part is empty; add validation images or raise val_split.")
+        raise DataLayoutError(f"{data_dir}: the validation part is empty; add validation images or raise val_split.")
     return splits.val
 
 
@@ -272,6 +272,6 @@ def folder_splits_for(config, num_workers: int = 0) -> FolderSplits:
     on_main(build_on_main)
     splits = built.get("splits") or load_folder_splits(config.data_dir, **options)
     if splits.val is None:
-        raise DataFileError(f"{config.data_dir or config.train_list}: no validation images (each class keeps at least one "
-                            f"for training); add a validation folder or list, or more images per class.")
+        raise DataLayoutError(f"{config.data_dir or config.train_list}: no validation images (each class keeps at least one "
+                              f"for training); add a validation folder or list, or more images per class.")
     return splits
