@@ -475,6 +475,9 @@ ROWS = [
     ]],
     Row("multistep-not-increasing", (*T, "--lr-schedule", "multistep", "--lr-step-epochs", "5", "3"), 2,
         "lr_step_epochs must be increasing for multistep, got [5, 3]", unchanged=True),
+    Row("warmup-not-below-epochs", (*T, "--warmup-epochs", "2", "--lr-schedule", "cosine", *RUN), 2,
+        "warmup_epochs 2 is not below epochs 1: the rate would never reach lr 0.01 and the cosine schedule would never run; "
+        "pass --warmup-epochs below 1 (0: none), or --epochs 3 or more", unchanged=True),
     Row("val-split-leaves-nothing", (*T, "--val-split", "0.999", *RUN), 2, "val_split 0.999 leaves 64 of 64 samples for evaluation", unchanged=True),
     Row("evaluate-batch-size-0", ("evaluate", "{shared}", "--batch-size", "0"), 2, "batch_size must be >= 1, got 0", unchanged=True),
     Row("predict-top-k-0", ("predict", "{shared}", "{shared}", "--top-k", "0"), 2, "top_k must be >= 1, got 0.", unchanged=True),

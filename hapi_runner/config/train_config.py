@@ -250,6 +250,11 @@ class TrainConfig:
             check_int("image_size", self.image_size, minimum=1, maximum=4096)
         for name in ("warmup_epochs", "seed", "start_from_epoch"):
             check_int(name, getattr(self, name), minimum=0)
+        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
+            # The warm-up would end after the run: the rate never reaches lr, and a cosine or step schedule never starts.
+            raise UsageError(f"warmup_epochs {self.warmup_epochs} is not below epochs {self.epochs}: the rate would never reach "
+                             f"lr {self.lr} and the {self.lr_schedule} schedule would never run; pass --warmup-epochs below "
+                             f"{self.epochs} (0: none), or --epochs {self.warmup_epochs + 1} or more.")
         if self.seed > MAX_SEED:  # numpy's and Paddle's seeds are 32-bit
             raise UsageError(f"seed must be <= {MAX_SEED}, got {self.seed}.")
         for name, minimum in (("num_workers", 0), ("keep_last", 1), ("early_stopping_patience", 1), ("verbose", 0)):
