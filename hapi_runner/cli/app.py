@@ -243,6 +243,12 @@ def _list_datasets() -> str:
     return "\n".join(lines)
 
 
+def _accuracies(figures: Dict[str, Any]) -> str:
+    """``top-1 X, top-5 Y``; top-5 is None (and left out) where the classes are 5 or fewer."""
+    text = f"top-1 {figures['acc_top1']:.4f}"
+    return text if figures.get("acc_top5") is None else f"{text}, top-5 {figures['acc_top5']:.4f}"
+
+
 def run_train(args: argparse.Namespace) -> int:
     if args.list_models or args.list_datasets:
         print(_list_models() if args.list_models else _list_datasets())
@@ -257,7 +263,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     final = results["final_eval"]
     print(f"hapi_runner: done in {results['total_seconds']:.1f}s: eval loss {final['loss']:.4f}, "
-          f"top-1 {final['acc_top1']:.4f}, top-5 {final['acc_top5']:.4f}; results in {results['run_dir']}", flush=True)
+          f"{_accuracies(final)}; results in {results['run_dir']}", flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
@@ -293,7 +299,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     print(f"{result['dataset']} ({result['num_samples']} images, epoch {result['epoch']}, {result['engine']}): "
-          f"loss {result['loss']:.4f}, top-1 {result['acc_top1']:.4f}, top-5 {result['acc_top5']:.4f}, "
+          f"loss {result['loss']:.4f}, {_accuracies(result)}, "
           f"{result['images_per_second']:.0f} images/s")
     print(format_per_class(result, result["class_names"]))
     print(f"confusion matrix: {result['confusion_files']['csv']} and .png")

@@ -77,8 +77,10 @@ def curves(run: RunFolder) -> str:
 def final_metrics(run: RunFolder, evaluation: Optional[Dict[str, Any]], predictions: Optional[Predictions]) -> str:
     """Final loss/top-1/top-5 of the run, and per-class precision, recall, F1 and support, worst F1 first."""
     final = run.results.get("final_eval") or {}
-    body = facts([("final evaluation loss", fmt(final.get("loss"))), ("final top-1", pct(final.get("acc_top1"))),
-                  ("final top-5", pct(final.get("acc_top5")))])
+    shown = [("final evaluation loss", fmt(final.get("loss"))), ("final top-1", pct(final.get("acc_top1")))]
+    if final.get("acc_top5") is not None:  # None with 5 classes or fewer, where top-5 is always 1
+        shown.append(("final top-5", pct(final.get("acc_top5"))))
+    body = facts(shown)
     if evaluation is None:
         return section("Metrics", body + notes(["No predictions were given, so the per-class table, the confusion "
                                                  "matrix and the gallery are left out."]), "metrics")

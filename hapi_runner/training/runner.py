@@ -147,7 +147,7 @@ class Runner:
         self.model.prepare(
             self.optimizer,
             build_run_loss(cfg, self.class_weights),
-            paddle.metric.Accuracy(topk=(1, 5)),
+            _accuracy(len(self.train_data.class_names)),
             amp_configs=amp_configs(self.amp, cfg.amp_dtype),
         )
         if self.amp:
@@ -513,6 +513,17 @@ def _export_result(exporter) -> Optional[Dict[str, Any]]:
     if exporter.report:
         return {k: exporter.report.get(k) for k in ("directory", "top1_agreement", "max_abs_diff")}
     return {"error": exporter.error} if exporter.error else None
+
+
+def _accuracy(num_classes: int):
+    """hapi's Accuracy metric: top-1 and top-5, or top-1 alone (still named ``acc_top1``) where top-5 is always 1."""
+    import paddle
+
+    from .metrics import TOP_K, shows_top_k
+
+    if shows_top_k(num_classes):
+        return paddle.metric.Accuracy(topk=(1, TOP_K))
+    return paddle.metric.Accuracy(topk=(1,), name="acc_top1")
 
 
 def _network_label(network) -> str:
