@@ -414,6 +414,8 @@ ROWS = [
         "paddle.jit.save could not export HostRoundTrip: AttributeError:", write("nets/mynet.py", NOT_CONVERTIBLE), warning=True),
     # command line: flags and types
     Row("unknown-flag", (*T, "--no-such-flag", "3"), 2, "unrecognized arguments: --no-such-flag 3", unchanged=True),
+    Row("unknown-flag-by-meaning", (*T, "--learning-rate", "0.1"), 2, "unrecognized arguments: --learning-rate 0.1; did you mean --lr?", unchanged=True),
+    Row("unknown-flag-by-spelling", (*T, "--batchsize", "8"), 2, "unrecognized arguments: --batchsize 8; did you mean --batch-size?", unchanged=True),
     Row("abbreviated-flag", (*T, "--epoch", "3"), 2, "unrecognized arguments: --epoch 3", unchanged=True),
     Row("flag-without-value", (*T, "--epochs"), 2, "argument --epochs: expected one argument", unchanged=True),
     Row("int-flag-not-a-number", (*T, "--epochs", "two"), 2, "argument --epochs: invalid int value: 'two'", unchanged=True),
@@ -486,6 +488,8 @@ ROWS = [
     Row("config-is-a-folder", (*T, "--config", "{tmp}"), 2, "is a folder; pass the path of a .yaml or .json file", unchanged=True),
     Row("config-unknown-key", (*T, "--config", CFG + "c.yaml"), 2, "unknown key 'epoch'. Did you mean 'epochs'? Allowed keys: model, dataset",
         config("c.yaml", "epoch: 3\n"), unchanged=True),
+    Row("config-key-by-meaning", (*T, "--config", CFG + "c.yaml"), 2, "unknown key 'learning_rate'. Did you mean 'lr'? Allowed keys:",
+        config("c.yaml", "learning_rate: 0.1\n"), unchanged=True),
     Row("config-invalid-yaml", (*T, "--config", CFG + "c.yaml"), 2, "is not valid YAML: expected ',' or ']', but got '<stream end>' at line 2, column 1",
         config("c.yaml", "epochs: [1\n"), unchanged=True),
     Row("config-invalid-json", (*T, "--config", CFG + "c.json"), 2, "is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 14",

@@ -24,7 +24,7 @@ import warnings
 from typing import Any, Dict, List, Optional
 
 from .. import __version__
-from ..config.checks import check_int, check_path, parse_device, parse_threads
+from ..config.checks import alias_of, check_int, check_path, closest, parse_device, parse_threads
 from ..config.train_config import TrainConfig, load_config_file, resolve_layers
 from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
@@ -45,7 +45,26 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        raise UsageError(f"{message} (see {self.prog} --help)")
+        raise UsageError(f"{message}{_closest_flag(message)} (see {self.prog} --help)")
+
+
+OTHER_FLAGS = ("--config", "--list-models", "--list-datasets", "--json", "--debug", "--help", "--version")
+
+
+def _closest_flag(message: str) -> str:
+    """'; did you mean --lr?' for the first unknown flag of an ``unrecognized arguments`` message, or ''.
+
+    The flag's meaning comes first (``--learning-rate`` is ``--lr``), its spelling next (``--batchsize``).
+    """
+    if not message.startswith("unrecognized arguments:"):
+        return ""
+    unknown = next((word for word in message.split()[2:] if word.startswith("--")), None)
+    if unknown is None:
+        return ""
+    flags = {item.name: flag_of(item) for item in dataclasses.fields(TrainConfig)}
+    unknown = unknown.split("=", 1)[0]
+    found = flags.get(alias_of(unknown[2:])) or closest(unknown, [*flags.values(), *OTHER_FLAGS])
+    return f"; did you mean {found}?" if found else ""
 
 
 def flag_of(item: dataclasses.Field) -> str:

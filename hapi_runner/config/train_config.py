@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..runfolder import layout as rundir
 from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
-                     check_recipe_args, check_text, is_int, parse_device, parse_size, parse_threads, suggest)
+                     check_recipe_args, check_text, is_int, parse_device, parse_size, parse_threads, suggest,
+                     suggest_name)
 from ..datasets.registry import AUGMENTATIONS, DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from ..errors import HapiRunnerError, UsageError
 from ..model.names import check_model, is_user_model, run_name
@@ -412,7 +413,7 @@ def from_mapping(values: Dict[str, Any], base: Optional[TrainConfig] = None, sou
     for raw_key, value in values.items():
         key = str(raw_key).replace("-", "_")
         if key not in known:
-            raise UsageError(f"{source}: unknown key '{raw_key}'.{suggest(key, known)} Allowed keys: {', '.join(known)}.")
+            raise UsageError(f"{source}: unknown key '{raw_key}'.{suggest_name(key, known)} Allowed keys: {', '.join(known)}.")
         merged[key] = value
     try:
         return TrainConfig(**merged)
