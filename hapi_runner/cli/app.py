@@ -16,16 +16,15 @@ import argparse
 import dataclasses
 import errno
 import json
-import logging
 import sys
 import traceback
 import typing
-import warnings
 from typing import Any, Dict, List, Optional
 
 from .. import __version__
 from ..config.checks import alias_of, check_int, check_path, closest, parse_device, parse_threads
 from ..config.train_config import TrainConfig, load_config_file, resolve_layers
+from ..console import setup_logging
 from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
 
@@ -361,30 +360,9 @@ RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate,
            "report": run_report, "compare": run_compare}
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the message (it may have been replaced since)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
 def _setup_logging() -> None:
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("hapi_runner: %(levelname)s: %(message)s"))
-    logger = logging.getLogger("hapi_runner")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    # Paddle installs a handler on the root logger; without this each line would print twice.
-    logger.propagate = False
-    # Paddle warns at import that ccache is missing; it only matters for compiling custom ops.
-    warnings.filterwarnings("ignore", message="No ccache found")
-    # hapi's own train_batch calls paddle.to_tensor on tensors; nothing a user can act on.
-    warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+    # On the command line the package's lines are all there is: none reaches another handler.
+    setup_logging().propagate = False
 
 
 # What str.splitlines() breaks at, each shown as its escape: a value the user typed may hold one.

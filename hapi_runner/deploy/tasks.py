@@ -25,6 +25,7 @@ import numpy as np
 from ..runfolder.checkpoint_format import EMA_FILE
 from ..config.checks import check_choice
 from ..config.train_config import TrainConfig, read_run_config
+from ..console import setup_logging
 from ..errors import DataFileError, HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
 from ..runfolder.atomic import write_json
@@ -100,6 +101,7 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
     from ..model.build import build_network, network_input_size
 
     select_device(device)
+    setup_logging()  # Paddle is imported by now, with its root handler: our lines keep our format
     folder = None
     if config.dataset == "folder":  # classes, channels and statistics come from the images, read again
         from ..datasets.folder import folder_splits_for

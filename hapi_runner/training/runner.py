@@ -113,6 +113,10 @@ class Runner:
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
+        from ..console import setup_logging
+
+        setup_logging()  # after Paddle's import, which puts its own handler on the root logger
+
         from .class_weights import inverse_frequency
         from ..model.builtin import load_pretrained
         from ..model.build import build_network, check_forward
