@@ -387,7 +387,8 @@ ROWS = [
     Row("summary-unknown-model", ("summary", "--model", "nosuch"), 2, "model 'nosuch' is not known", unchanged=True),
     # command line: a network of one's own
     Row("user-model-file-missing", (*T, "--model", "{tmp}/nets/absent.py:Net"), 2,
-        "model file '{tmp}/nets/absent.py' does not exist; pass --model FILE.py:NAME with the path of a Python file.", unchanged=True),
+        "model file '{tmp}/nets/absent.py' does not exist; pass --model FILE.py:NAME with the path of a Python file "
+        "(the networks the guide names are in the repository's examples/ folder).", unchanged=True),
     Row("user-model-name-missing", (*T, "--model", "{tmp}/nets/mynet.py:Net"), 2,
         "'{tmp}/nets/mynet.py' has no 'Net'; its Layer classes and functions: make_net, not_a_network. Pass --model {tmp}/nets/mynet.py:ONE_OF_THEM.",
         write("nets/mynet.py", FACTORY), unchanged=True),

@@ -120,6 +120,7 @@ class Runner:
         from .class_weights import inverse_frequency
         from ..model.builtin import load_pretrained
         from ..model.build import build_network, check_forward
+        from ..model.user import check_model_file
         from .optim import build_grad_clip, build_optimizer
         from .regularisation import add_training_augmentation, build_mixing, build_run_loss, steps_per_epoch
 
@@ -129,6 +130,8 @@ class Runner:
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
         self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
+        if network is None:
+            check_model_file(cfg.model)  # before the data, which may be downloaded first
         spec = self._load_data()
         add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
