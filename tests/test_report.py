@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -435,8 +436,13 @@ def test_a_network_from_a_file_resized_inputs_gets_its_report_at_the_end_and_aga
 
     run = tmp_path / "run"
     assert main(quick_train_args(run, "--model", str(ROOT / "examples" / "lenet5.py") + ":LeNet5", "--image-size", "32")) == 0
-    assert f"hapi_runner: report: {run / 'report.html'}" in capsys.readouterr().out
-    at_end = json.loads((run / "results.json").read_text())["class_metrics"]
+    printed = capsys.readouterr().out
+    assert f"hapi_runner: report: {run / 'report.html'}" in printed
+    assert "top-5" not in printed and "acc_top5" not in printed  # three classes: top-5 is always 1, so never shown
+    results = json.loads((run / "results.json").read_text())
+    for mistake in results["mistakes"]:  # each named by its file under --data-dir, so the user can open it
+        assert mistake["image"].startswith("val/") and (tmp_path / "images" / mistake["image"]).is_file()
+    at_end = results["class_metrics"]
     assert main(["report", str(run), "--checkpoint", "last", "--threads", "1", "--output", str(tmp_path / "again.html"), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)["metrics"]
     assert again["confusion_matrix"] == at_end["confusion_matrix"]  # the same weights, the same 32x32 images
@@ -494,7 +500,11 @@ def test_a_run_on_an_image_folder_gets_its_report_at_the_end_and_again(tmp_path,
         parser = parse(page)
         assert sorted(r[0] for r in parser.rows["per-class"]) == ["bag", "coat", "dress"]
         assert sum(len(tiles) for tiles in parser.tiles.values()) > 0  # mistakes or correct ones, cropped as evaluated
-        assert "validation images" in page.read_text(encoding="utf-8")
+        text = page.read_text(encoding="utf-8")
+        assert "validation images" in text
+        named = re.findall(r"<b>image</b>: ([^<]+)<", text)
+        assert len(named) == sum(len(tiles) for tiles in parser.tiles.values()) and "#" not in "".join(named)
+        assert all((tmp_path / "images" / name).is_file() for name in named)
 
 
 def test_model_view_pads_like_the_transform_and_drops_grey_channel():

@@ -27,8 +27,8 @@ from ..training.distributed import is_main, say
 from ..errors import HapiRunnerError
 from ..training.metrics import classification_report, without_roc_points
 from ..runfolder.atomic import write_json
-from .build import build_report
-from .predictions import Predictions
+from .build import MAX_IMAGES, build_report
+from .predictions import Predictions, data_root
 
 log = logging.getLogger("hapi_runner")
 
@@ -123,9 +123,10 @@ def report_at_end(runner, results: Dict[str, Any]) -> Dict[str, Any]:
             f"{budget:.0f} s); run hapi-runner report {run_dir}")
         return results
     checkpoint, source = _checkpoint_and_source(runner, results, seconds)
-    predictions = Predictions.from_dataset(data, probs, source)
+    predictions = Predictions.from_dataset(data, probs, source, root=data_root(runner.config))
     evaluation = classification_report(predictions.labels, predictions.probs, predictions.class_names)
     results["class_metrics"] = dict(without_roc_points(evaluation), class_names=predictions.class_names, source=source)
+    results["mistakes"] = predictions.mistakes(MAX_IMAGES)  # the gallery's images, by file for a folder dataset
     try:
         results["report"] = build_report(run_dir, predictions, checkpoint=checkpoint)["path"]
         say(f"hapi_runner: report: {results['report']}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .predictions import Predictions
+from .predictions import Predictions, data_root
 
 
 def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional[str] = None, device: str = "cpu",
@@ -54,7 +54,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     logits = run_logits(run, data, batch_size or config.batch_size)
     probs = Predictions.from_logits(data.labels, logits).probs
     source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
-    return Predictions.from_dataset(data, probs, source)
+    return Predictions.from_dataset(data, probs, source, root=data_root(config, data_dir))
 
 
 def _held_out(config, out_size: int, data_dir: Optional[str], download: bool):

@@ -127,8 +127,7 @@ def gallery(predictions: Predictions, class_order: Sequence[int], max_images: in
     if predictions.images is None:
         return section("Gallery", notes(["The evaluation came without images: no gallery."]), "gallery")
     labels, predicted, confidence = predictions.labels, predictions.predicted, predictions.confidence
-    wrong = np.flatnonzero(predicted != labels)
-    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:max_images]
+    wrong = predictions.most_confident_mistakes(max_images)
     tiles = [_tile(predictions, int(i), "mistake") for i in wrong]
     body = f"<p>{len(wrong)} of {int((predicted != labels).sum())} misclassified images, most confident first.</p>"
     body += '<div class="gallery" id="mistakes">' + "".join(tiles) + "</div>" if tiles else "<p>No mistakes.</p>"
@@ -146,7 +145,8 @@ def gallery(predictions: Predictions, class_order: Sequence[int], max_images: in
 def _tile(predictions: Predictions, index: int, css: str) -> str:
     names = predictions.class_names
     true, pred = names[predictions.labels[index]], names[predictions.predicted[index]]
-    lines = [f"true: {true}", f"predicted: {pred}", f"probability: {predictions.confidence[index]:.3f}", f"image: #{index}"]
+    lines = [f"true: {true}", f"predicted: {pred}", f"probability: {predictions.confidence[index]:.3f}",
+             f"image: {predictions.name(index)}"]
     return sample(figures.thumbnail_png(predictions.images[index]), lines, css)
 
 
