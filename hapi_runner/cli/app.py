@@ -27,9 +27,10 @@ from ..config.train_config import TrainConfig, load_config_file, resolve_layers
 from ..console import setup_logging
 from ..errors import HapiRunnerError, UsageError
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
+from ..report.visualdl_server import build_visualdl_parser, run_visualdl
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "visualdl")
 S = argparse.SUPPRESS
 
 
@@ -226,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_export_parser(sub.add_parser("export", help="export a run's checkpoint for paddle.inference or ONNX, verified"))
     build_report_parser(sub.add_parser("report", help="write RUN/report.html: curves, per-class table, confusion matrix, mistakes"))
     build_compare_parser(sub.add_parser("compare", help="runs side by side, and their evaluation curves overlaid"))
+    build_visualdl_parser(sub.add_parser("visualdl", help="serve a run's VisualDL logs (to browsers and curl alike)"))
     return parser
 
 
@@ -357,7 +359,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
-           "report": run_report, "compare": run_compare}
+           "report": run_report, "compare": run_compare, "visualdl": run_visualdl}
 
 
 def _setup_logging() -> None:
