@@ -16,10 +16,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..console import setup_logging
 from ..runfolder import layout as rundir
 from ..config.train_config import TrainConfig, read_run_config
 from .distributed import is_main, on_main, say, world_size
-from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
+from .environment import (amp_configs, auto_core_count, configure_gpu_flags, configure_threads, default_num_workers,
+                          exported_thread_count, select_device)
 from ..errors import HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
 from ..model.names import python_object_label, run_name
@@ -110,13 +112,12 @@ class Runner:
             overrides["model"] = _network_label(network)
         self.config = config.replace(**overrides) if overrides else config
         cfg = self.config
+        # auto, with no OMP_NUM_THREADS of the user's: the name's guess now, the network's cost once it is built
+        by_cost = cfg.threads == "auto" and exported_thread_count() is None
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
-        from ..console import setup_logging
-
         setup_logging()  # after Paddle's import, which puts its own handler on the root logger
-
         from .class_weights import inverse_frequency
         from ..model.builtin import load_pretrained
         from ..model.build import build_network, check_forward
@@ -138,6 +139,8 @@ class Runner:
         self.network = network if network is not None else build_network(cfg, spec.num_classes, spec.channels, self.input_size)
         self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
         check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
+        self.thread_choice = _threads_by_cost(self.network, self.input_shape) if by_cost and self.device == "cpu" else None
+        self.threads = self.thread_choice.threads if self.thread_choice else self.threads
         parameters, self.finetuning = _finetuning(self.network, cfg)
         self.class_weights = inverse_frequency(self.train_data.labels, spec.num_classes) if cfg.class_weights == "auto" else None
         self.mixing = build_mixing(cfg, len(self.train_data.class_names))
@@ -224,6 +227,8 @@ class Runner:
             data = f"the images of {c.data_dir or c.train_list}"
         shape = "x".join(str(s) for s in self.input_shape)
         where = f"{self.device}, {self.threads} thread{'s' if self.threads > 1 else ''}" if self.device == "cpu" else self.device
+        if self.device == "cpu" and self.thread_choice is not None:
+            where += f" ({self.thread_choice.describe()})"
         ranks = world_size()
         if ranks > 1:
             where += f" per process; {ranks} processes, batch {c.batch_size} each ({ranks * c.batch_size} in all)"
@@ -520,6 +525,13 @@ def _export_result(exporter) -> Optional[Dict[str, Any]]:
     if exporter.report:
         return {k: exporter.report.get(k) for k in ("directory", "top1_agreement", "max_abs_diff")}
     return {"error": exporter.error} if exporter.error else None
+
+
+def _threads_by_cost(network, input_shape):
+    """``--threads auto`` once the network is built: the count its multiply-adds per image call for, set and returned."""
+    from .auto_threads import choose_threads
+
+    return choose_threads(network, input_shape, auto_core_count())
 
 
 def _accuracy(num_classes: int):
