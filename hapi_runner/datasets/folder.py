@@ -21,6 +21,7 @@ from ..config.checks import check_bool, check_choice, check_int, check_number, c
 from ..training.distributed import on_main
 from ..errors import DataFileError, DataLayoutError, UsageError
 from .folder_scan import FileSet, find_folders, read_file_list, scan_class_folders, stratified_split
+from .image_sizes import median_short_side, size_note
 from .folder_transform import CROP_PCT, CropTransform, imagenet_stats, resize_short_for, stats_from_sums
 from .image_cache import DecodeReport, decode_once
 from .pipeline import ImageDataset
@@ -208,6 +209,7 @@ def load_folder_splits(data_dir: Optional[str] = None, *, train_list: Optional[s
     train = _dataset(train_files, train_store, transform, spec)
     val = _dataset(val_files, val_store, transform.evaluation(), spec) if len(val_files.paths) else None
     notes = [_describe(train, val, data_dir or train_files.origin, split_note)]
+    notes += [note for note in [size_note(image_size, median_short_side(train_files.paths))] if note]
     notes += [note for _, report in reports for note in report.notes]
     if bad:
         notes.append(f"skipped {len(bad)} unreadable image(s) (skip_bad_images), the first: {bad[0][0]}")
