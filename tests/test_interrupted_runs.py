@@ -81,3 +81,14 @@ def test_ctrl_c_from_another_folder_prints_a_command_that_works_there(tmp_path):
     done = subprocess.run([*command, "--epochs", str(epoch + 1)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run" / "results.json").read_text())["epochs_run"] == epoch + 1
+
+
+def test_the_report_of_an_interrupted_run_says_so_and_how_to_finish_it(capsys, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["/somewhere/hapi_runner/__main__.py"])
+    stop_in_epoch(monkeypatch, 1)
+    assert run_main(capsys, [*LEAN_RUN, "--epochs", "1", "--save-dir", str(run)])[0] == 130
+    code, _, err = run_main(capsys, ["report", str(run)])
+    assert code == 2
+    assert one_error_line(err).endswith(f"'{run}' was interrupted before its end; finish it with: "
+                                        f"{relaunch.program()} --resume {run}")

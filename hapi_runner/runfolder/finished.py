@@ -71,8 +71,11 @@ def read_run(run_dir: str, need_checkpoints: bool = True) -> RunFolder:
     if pid is not None:
         raise UsageError(f"'{run_dir}' is still training (process {pid} is writing into it); make the report once it has finished.")
     if not rundir.is_finished(run_dir):
-        raise UsageError(f"'{run_dir}' has no {rundir.RESULTS}: its training is still going or was killed before the end; "
-                         f"wait for it, or finish it with: {resume_command(run_dir)}")
+        if os.path.isfile(os.path.join(run_dir, rundir.RESULTS)):  # Ctrl-C or SIGTERM: results.json says how far it got
+            why = "was interrupted before its end; finish it with"
+        else:
+            why = f"has no {rundir.RESULTS}: its training is still going or was killed before the end; wait for it, or finish it with"
+        raise UsageError(f"'{run_dir}' {why}: {resume_command(run_dir)}")
     run = RunFolder(run_dir, _read_json(os.path.join(run_dir, rundir.CONFIG)), _read_json(os.path.join(run_dir, rundir.RESULTS)))
     run.rows = read_metrics(os.path.join(run_dir, METRICS))
     export_path = os.path.join(run_dir, EXPORT_REPORT)
