@@ -209,8 +209,8 @@ def load_folder_splits(data_dir: Optional[str] = None, *, train_list: Optional[s
     train = _dataset(train_files, train_store, transform, spec)
     val = _dataset(val_files, val_store, transform.evaluation(), spec) if len(val_files.paths) else None
     notes = [_describe(train, val, data_dir or train_files.origin, split_note)]
-    notes += [note for note in [size_note(image_size, median_short_side(train_files.paths))] if note]
     notes += [note for _, report in reports for note in report.notes]
+    notes += [note for note in [size_note(image_size, median_short_side(train_files.paths))] if note]
     if bad:
         notes.append(f"skipped {len(bad)} unreadable image(s) (skip_bad_images), the first: {bad[0][0]}")
     return FolderSplits(train, val, notes, bad, transform.evaluation().preprocessing())
