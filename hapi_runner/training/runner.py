@@ -112,8 +112,7 @@ class Runner:
             overrides["model"] = _network_label(network)
         self.config = config.replace(**overrides) if overrides else config
         cfg = self.config
-        # auto, with no OMP_NUM_THREADS of the user's: the name's guess now, the network's cost once it is built
-        by_cost = cfg.threads == "auto" and exported_thread_count() is None
+        by_cost = cfg.threads == "auto" and exported_thread_count() is None  # the name's guess now, the cost once built
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
@@ -131,8 +130,7 @@ class Runner:
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
         self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
-        if network is None:
-            check_model_file(cfg.model)  # before the data, which may be downloaded first
+        check_model_file(cfg.model if network is None else "")  # before the data, which may be downloaded first
         spec = self._load_data()
         add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
