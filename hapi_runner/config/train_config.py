@@ -158,7 +158,7 @@ class TrainConfig:
     recipe: Optional[str] = _optim(None, _RECIPE_HELP, choices=sorted(RECIPES))
     device: str = _hardware("auto", "auto, cpu, gpu or gpu:N", means="a GPU if one is visible")
     gpu: bool = _hardware(False, "require a GPU: fail rather than train on the CPU")
-    threads: str = _hardware("auto", "CPU math threads, N or auto", means="1 for lenet, all cores otherwise")
+    threads: str = _hardware("auto", "CPU math threads, N or auto", means="1 for a network under 10 M multiply-adds per image, all cores otherwise")
     amp: Optional[str] = _hardware(None, "mixed precision on GPU; ignored with a warning on CPU", type=str.upper,
                                    choices=AMP_LEVELS, means="off")
     amp_dtype: str = _hardware("float16", "the low-precision type of --amp (bfloat16 needs Ampere or newer)", choices=AMP_DTYPES)
