@@ -12,6 +12,9 @@ __version__ = "0.1.0"
 
 from .config import TrainConfig  # noqa: E402  (Paddle-free)
 from .errors import DataFileError, HapiRunnerError, UsageError  # noqa: E402
+from .training.console import silence_noise  # noqa: E402
+
+silence_noise()  # before Paddle is imported, whose import warns about ccache
 
 _LAZY = {
     "Runner": "training.runner",

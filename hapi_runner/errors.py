@@ -50,3 +50,11 @@ class TrainingInterrupted(HapiRunnerError):
 
 class CheckpointError(HapiRunnerError):
     """A checkpoint folder that is incomplete, truncated or corrupt."""
+
+
+class DataLayoutError(DataFileError, UsageError):
+    """Data laid out in a way training cannot use (no class folders, one class, an empty class). Exit code 2.
+
+    Bad input like a bad flag, so it exits with the same code; still a
+    ``DataFileError`` for callers that catch data problems.
+    """

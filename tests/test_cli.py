@@ -196,10 +196,11 @@ def stop_in_epoch(monkeypatch, epoch):
 @pytest.mark.parametrize("epochs, stop_at", [(3, 2), (7, 6)])  # stopped before and after the default of 5 epochs
 def test_the_printed_resume_command_finishes_the_run(capsys, tmp_path, monkeypatch, epochs, stop_at):
     run = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["train.py"])
     undo = stop_in_epoch(monkeypatch, stop_at)
     code, _, err = run_main(capsys, [*LEAN_RUN, "--epochs", str(epochs), "--lr", "0.02", "--save-dir", str(run)])
     assert code == 130
-    command = one_error_line(err).split("continue with: python train.py ", 1)[1].split()  # copied as printed, to the end of the line
+    command = one_error_line(err).split("continue with: ", 1)[1].split()[2:]  # copied as printed, after "python train.py"
     assert command == ["--resume", str(run)]
     undo()
     code, out, err = run_main(capsys, command)

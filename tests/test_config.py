@@ -224,3 +224,12 @@ def test_a_damaged_run_config_is_named(tmp_path):
     (run / "config.json").write_text('{"epochs": ')
     with pytest.raises(HapiRunnerError, match="config.json cannot be read .*the run folder is damaged"):
         parse(["--resume", str(run)])
+
+
+def test_every_alias_names_a_setting_and_wins_over_spelling():
+    from hapi_runner.config.checks import ALIASES, suggest_name
+
+    assert sorted(set(ALIASES.values()) - set(field_names())) == []
+    for alias, name in ALIASES.items():
+        assert suggest_name(alias, field_names()) == f" Did you mean '{name}'?"
+    assert suggest_name("early_stoping_patience", field_names()) == " Did you mean 'early_stopping_patience'?"

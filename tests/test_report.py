@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -484,8 +485,13 @@ def test_a_run_on_an_image_folder_gets_its_report_at_the_end_and_again(tmp_path,
     run = tmp_path / "run"
     assert main(["--dataset", "folder", "--data-dir", str(tmp_path / "images"), "--image-size", "28", "--epochs", "1",
                  "--batch-size", "8", "--threads", "1", "--verbose", "0", "--no-visualdl", "--no-export", "--save-dir", str(run)]) == 0
-    assert f"hapi_runner: report: {run / 'report.html'}" in capsys.readouterr().out
-    at_end = json.loads((run / "results.json").read_text())["class_metrics"]
+    printed = capsys.readouterr().out
+    assert f"hapi_runner: report: {run / 'report.html'}" in printed
+    assert "top-5" not in printed and "acc_top5" not in printed  # three classes: top-5 is always 1, so never shown
+    results = json.loads((run / "results.json").read_text())
+    for mistake in results["mistakes"]:  # each named by its file under --data-dir, so the user can open it
+        assert mistake["image"].startswith("val/") and (tmp_path / "images" / mistake["image"]).is_file()
+    at_end = results["class_metrics"]
     assert at_end["class_names"] == ["bag", "coat", "dress"] and at_end["num_samples"] == 9
     assert main(["report", str(run), "--checkpoint", "last", "--threads", "1", "--output", str(tmp_path / "again.html"), "--json"]) == 0
     again = json.loads(capsys.readouterr().out)["metrics"]
@@ -494,7 +500,11 @@ def test_a_run_on_an_image_folder_gets_its_report_at_the_end_and_again(tmp_path,
         parser = parse(page)
         assert sorted(r[0] for r in parser.rows["per-class"]) == ["bag", "coat", "dress"]
         assert sum(len(tiles) for tiles in parser.tiles.values()) > 0  # mistakes or correct ones, cropped as evaluated
-        assert "validation images" in page.read_text(encoding="utf-8")
+        text = page.read_text(encoding="utf-8")
+        assert "validation images" in text
+        named = re.findall(r"<b>image</b>: ([^<]+)<", text)
+        assert len(named) == sum(len(tiles) for tiles in parser.tiles.values()) and "#" not in "".join(named)
+        assert all((tmp_path / "images" / name).is_file() for name in named)
 
 
 def test_model_view_pads_like_the_transform_and_drops_grey_channel():

@@ -136,8 +136,16 @@ def test_an_output_of_another_shape_is_refused(tmp_path):
     from hapi_runner.model.build import check_forward
 
     network = build(write_net(tmp_path, "net.py", FACTORY) + ":make_net")
-    with pytest.raises(UsageError, match=r"maps a \[2, 1, 28, 28\] input to \[2, 10\], not \[2, 7\]"):
+    with pytest.raises(UsageError, match=r"maps a \[2, 1, 28, 28\] input to \[2, 10\], not \[2, 7\] \(batch, classes\); "
+                                         r"it gives 10 class scores for data of 7 classes: give its last layer num_classes"):
         check_forward(network, [1, 28, 28], 7, "net.py:make_net")
+
+
+def test_a_built_in_model_on_too_small_images_is_told_the_image_size_that_works():
+    from hapi_runner.model.builtin import build_model
+
+    with pytest.raises(UsageError, match=r"resnet18 needs inputs of at least 28x28, got 8x8; pass --image-size 28 or more"):
+        build_model("resnet18", 10, 3, 8)
 
 
 # -- --image-size ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Optional
+from typing import Callable, Optional, Union
 
 from ..errors import TrainingInterrupted
 from .base import RunCallback
@@ -28,14 +28,16 @@ class GracefulStop(RunCallback):
     Python only delivers signals there.
 
     Args:
-        resume_hint: what to tell the user, e.g. the command that resumes.
+        resume_hint: what to tell the user, e.g. the command that resumes,
+            or a function returning it, called when the signal is acted on
+            (what is true then depends on the checkpoints written by then).
             Defaults to ``"resume with --resume"``.
 
     Attributes:
         signum: the signal received, or None.
     """
 
-    def __init__(self, resume_hint: str = "resume with --resume"):
+    def __init__(self, resume_hint: Union[str, Callable[[], str]] = "resume with --resume"):
         super().__init__()
         self.resume_hint = resume_hint
         self.signum: Optional[int] = None
@@ -77,4 +79,5 @@ class GracefulStop(RunCallback):
         if self.signum is None:
             return
         name = signal.Signals(self.signum).name
-        raise TrainingInterrupted(f"stopped by {name} at {where}; {self.resume_hint}", self.signum)  # no full stop: the hint may end in a command to copy
+        hint = self.resume_hint() if callable(self.resume_hint) else self.resume_hint
+        raise TrainingInterrupted(f"stopped by {name} at {where}; {hint}", self.signum)  # no full stop: the hint may end in a command to copy

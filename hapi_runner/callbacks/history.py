@@ -71,7 +71,7 @@ class History(RunCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
-        metrics = metric_logs(logs)
+        metrics = metric_logs(logs, (self.params or {}).get("metrics"))
         row = {c: None for c in COLUMNS}
         row.update(
             epoch=self.epoch,
@@ -90,7 +90,7 @@ class History(RunCallback):
     def on_eval_end(self, logs=None):
         if not self.rows:
             return
-        metrics = metric_logs(logs)
+        metrics = metric_logs(logs, (self.params or {}).get("metrics"))
         row = self.rows[-1]
         row.update(eval_loss=metrics.get("loss"), eval_acc_top1=metrics.get("acc_top1", metrics.get("acc")), eval_acc_top5=metrics.get("acc_top5"))
         self._write()

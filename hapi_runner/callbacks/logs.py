@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 
 def scalar(value: Any):
@@ -19,11 +19,20 @@ def scalar(value: Any):
         return None
 
 
-def metric_logs(logs: Dict[str, Any]) -> Dict[str, float]:
-    """The numeric metrics of a hapi log dict, without its bookkeeping keys."""
+def metric_logs(logs: Dict[str, Any], names: Optional[Sequence[str]] = None) -> Dict[str, float]:
+    """The numeric metrics of a hapi log dict, without its bookkeeping keys.
+
+    Args:
+        logs: hapi's logs.
+        names: the metrics the model measures (a callback's ``params["metrics"]``):
+            other keys are dropped. hapi's ``_run_one_epoch`` keeps one logs dict
+            as a default argument across calls, so a key of an earlier ``fit`` in
+            the same process (``acc_top5`` of a 10-class run, say) is still there.
+            Defaults to None: every key.
+    """
     out = {}
     for key, value in (logs or {}).items():
-        if key in ("step", "batch_size"):
+        if key in ("step", "batch_size") or (names is not None and key not in names):
             continue
         number = scalar(value)
         if number is not None:

@@ -111,7 +111,7 @@ class VisualDLLogger(RunCallback):
         self._epoch_images += int(logs.get("batch_size") or 0)
         if self.writer is None or self.global_step % self.log_freq:
             return
-        metrics = metric_logs(logs)
+        metrics = metric_logs(logs, (self.params or {}).get("metrics"))
         for name in TRAIN_METRICS:
             if name in metrics:
                 self.writer.add_scalar(tag=f"train/{name}", value=metrics[name], step=self.global_step)
@@ -127,7 +127,7 @@ class VisualDLLogger(RunCallback):
     def on_eval_end(self, logs=None):
         if self.writer is None:
             return
-        for name, value in metric_logs(logs).items():
+        for name, value in metric_logs(logs, (self.params or {}).get("metrics")).items():
             self.writer.add_scalar(tag=f"eval/{name}", value=value, step=self.epoch)
         self.writer.flush()
 

@@ -16,27 +16,27 @@ import argparse
 import dataclasses
 import errno
 import json
-import logging
 import os
 import sys
 import traceback
 import typing
-import warnings
 from typing import Any, Dict, List, Optional
 
 from .. import __version__
-from ..config.checks import check_int, check_path, parse_device, parse_threads
+from ..config.checks import alias_of, check_int, check_path, closest, parse_device, parse_threads
 from ..config.train_config import AUTO_LR, DEFAULT_LR, TrainConfig, load_config_file, resolve_layers
 from ..datacheck.commands import run_check_data, run_label_issues
 from ..datacheck.confident import METHODS as LABEL_METHODS
 from ..datacheck.hashes import NEAR_THRESHOLD
 from ..datacheck.names import DATA_CHECK_PAGE, LABEL_ISSUES_DIR
+from ..training.console import setup_logging
 from ..errors import HapiRunnerError, UsageError
 from ..deploy.serve_config import build_serve_parser, settings_from_args
 from ..report.commands import build_compare_parser, build_report_parser, run_compare, run_report
+from ..report.visualdl_server import build_visualdl_parser, run_visualdl
 
 PROG = "hapi-runner"
-COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "check-data", "label-issues", "launch", "calibrate", "lr-find", "serve")
+COMMANDS = ("train", "summary", "evaluate", "predict", "export", "report", "compare", "check-data", "label-issues", "launch", "calibrate", "lr-find", "serve", "visualdl")
 S = argparse.SUPPRESS
 
 
@@ -51,7 +51,26 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
-        raise UsageError(f"{message} (see {self.prog} --help)")
+        raise UsageError(f"{message}{_closest_flag(message)} (see {self.prog} --help)")
+
+
+OTHER_FLAGS = ("--config", "--list-models", "--list-datasets", "--json", "--debug", "--help", "--version")
+
+
+def _closest_flag(message: str) -> str:
+    """'; did you mean --lr?' for the first unknown flag of an ``unrecognized arguments`` message, or ''.
+
+    The flag's meaning comes first (``--learning-rate`` is ``--lr``), its spelling next (``--batchsize``).
+    """
+    if not message.startswith("unrecognized arguments:"):
+        return ""
+    unknown = next((word for word in message.split()[2:] if word.startswith("--")), None)
+    if unknown is None:
+        return ""
+    flags = {item.name: flag_of(item) for item in dataclasses.fields(TrainConfig)}
+    unknown = unknown.split("=", 1)[0]
+    found = flags.get(alias_of(unknown[2:])) or closest(unknown, [*flags.values(), *OTHER_FLAGS])
+    return f"; did you mean {found}?" if found else ""
 
 
 def flag_of(item: dataclasses.Field) -> str:
@@ -300,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_calibrate_parser(sub.add_parser("calibrate", help="fit temperature scaling on the evaluation set; ECE before and after"))
     build_lr_find_parser(sub.add_parser("lr-find", help="LR range test: lr_find.png, lr_find.json, a suggested --lr (train's flags)"))
     build_serve_parser(sub.add_parser("serve", help="serve an exported model over HTTP: POST /predict, a page at /, dynamic batching"))
+    build_visualdl_parser(sub.add_parser("visualdl", help="serve a run's VisualDL logs (to browsers and curl alike)"))
     return parser
 
 
@@ -335,6 +355,12 @@ def _list_datasets() -> str:
     return "\n".join(lines)
 
 
+def _accuracies(figures: Dict[str, Any]) -> str:
+    """``top-1 X, top-5 Y``; top-5 is None (and left out) where the classes are 5 or fewer."""
+    text = f"top-1 {figures['acc_top1']:.4f}"
+    return text if figures.get("acc_top5") is None else f"{text}, top-5 {figures['acc_top5']:.4f}"
+
+
 def run_train(args: argparse.Namespace) -> int:
     if args.list_models or args.list_datasets:
         print(_list_models() if args.list_models else _list_datasets())
@@ -349,7 +375,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     final = results["final_eval"]
     print(f"hapi_runner: done in {results['total_seconds']:.1f}s: eval loss {final['loss']:.4f}, "
-          f"top-1 {final['acc_top1']:.4f}, top-5 {final['acc_top5']:.4f}; results in {results['run_dir']}", flush=True)
+          f"{_accuracies(final)}; results in {results['run_dir']}", flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
     return 0
@@ -385,7 +411,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     print(f"{result['dataset']} ({result['num_samples']} images, epoch {result['epoch']}, {result['engine']}): "
-          f"loss {result['loss']:.4f}, top-1 {result['acc_top1']:.4f}, top-5 {result['acc_top5']:.4f}, "
+          f"loss {result['loss']:.4f}, {_accuracies(result)}, "
           f"{result['images_per_second']:.0f} images/s")
     print(f"calibration: temperature {result['temperature']:.3f}, ECE {result['ece']:.4f} (uncalibrated {result['ece_uncalibrated']:.4f})"
           + (", each image averaged with its mirror" if result["tta"] == "flip" else ""))
@@ -510,33 +536,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
 RUNNERS = {"train": run_train, "summary": run_summary, "evaluate": run_evaluate, "predict": run_predict, "export": run_export,
            "report": run_report, "compare": run_compare, "check-data": run_check_data, "label-issues": run_label_issues,
-           "launch": run_launch, "calibrate": run_calibrate, "lr-find": run_lr_find, "serve": run_serve}
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the message (it may have been replaced since)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
+           "launch": run_launch, "calibrate": run_calibrate, "lr-find": run_lr_find, "serve": run_serve, "visualdl": run_visualdl}
 
 
 def _setup_logging() -> None:
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("hapi_runner: %(levelname)s: %(message)s"))
-    logger = logging.getLogger("hapi_runner")
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    # Paddle installs a handler on the root logger; without this each line would print twice.
-    logger.propagate = False
-    # Paddle warns at import that ccache is missing; it only matters for compiling custom ops.
-    warnings.filterwarnings("ignore", message="No ccache found")
-    # hapi's own train_batch calls paddle.to_tensor on tensors; nothing a user can act on.
-    warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+    # On the command line the package's lines are all there is: none reaches another handler.
+    setup_logging().propagate = False
 
 
 # What str.splitlines() breaks at, each shown as its escape: a value the user typed may hold one.

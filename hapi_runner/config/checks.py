@@ -16,10 +16,45 @@ from typing import Any, Iterable, Optional, Tuple
 from ..errors import UsageError
 
 
+def closest(value: Any, choices: Iterable[Any]) -> Optional[str]:
+    """The choice spelt most like ``value``, or None when none is close."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
 def suggest(value: Any, choices: Iterable[Any]) -> str:
     """Returns ' Did you mean X?' for the closest choice, or ''."""
-    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    close = closest(value, choices)
+    return f" Did you mean '{close}'?" if close else ""
+
+
+# What other trainers (timm, Keras, Lightning, PaddleClas) or plain English call a setting, and its name here:
+# spelling alone would send 'learning_rate' to 'early_stopping_patience'.
+ALIASES = {
+    "learning_rate": "lr", "lr_rate": "lr", "learningrate": "lr", "base_lr": "lr", "rate": "lr",
+    "bs": "batch_size", "batchsize": "batch_size", "batch": "batch_size", "train_batch_size": "batch_size",
+    "epoch": "epochs", "num_epochs": "epochs", "n_epochs": "epochs", "max_epochs": "epochs", "nepochs": "epochs",
+    "wd": "weight_decay", "decay": "weight_decay", "arch": "model", "net": "model", "network": "model", "model_name": "model",
+    "data": "data_dir", "data_path": "data_dir", "dataset_dir": "data_dir", "root": "data_dir",
+    "output_dir": "save_dir", "out_dir": "save_dir", "output": "save_dir", "log_dir": "save_dir",
+    "workers": "num_workers", "j": "num_workers", "img_size": "image_size", "input_size": "image_size",
+    "resolution": "image_size", "smoothing": "label_smoothing", "warmup": "warmup_epochs", "sched": "lr_schedule",
+    "scheduler": "lr_schedule", "schedule": "lr_schedule", "opt": "optimizer", "patience": "early_stopping_patience",
+    "gpus": "device", "cuda": "gpu", "num_threads": "threads", "model_ema": "ema", "model_ema_decay": "ema",
+    "grad_clip": "clip_grad", "clip": "clip_grad", "checkpoint": "resume",
+}
+
+
+def alias_of(name: str) -> Optional[str]:
+    """The setting ``name`` means (:data:`ALIASES`; words joined by ``_`` or ``-``), or None."""
+    return ALIASES.get(name.lower().replace("-", "_"))
+
+
+def suggest_name(name: str, known: Iterable[str]) -> str:
+    """' Did you mean X?' for a setting's name: its meaning first (:data:`ALIASES`), then its spelling."""
+    known = list(known)
+    target = alias_of(name)
+    return f" Did you mean '{target}'?" if target in known else suggest(name, known)
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:

@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from ..runfolder import layout as rundir
 from .checks import (check_bool, check_choice, check_int, check_list, check_number, check_optional_number, check_path,
                      check_recipe_args, check_text, is_int, parse_device, parse_duration, parse_size, parse_threads,
-                     suggest)
+                     suggest, suggest_name)
 from ..datasets.registry import AUGMENTATIONS, DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from ..errors import HapiRunnerError, UsageError
 from ..model.names import check_model, is_user_model, run_name
@@ -193,7 +193,7 @@ class TrainConfig:
     gpu: bool = _hardware(False, "require a GPU: fail rather than train on the CPU")
     dist_timeout: int = _hardware(300, "a job on several machines: seconds without a finished step (a lost node or link) before "
                                        "every rank stops with one line naming the lost rank", metavar="SECONDS")
-    threads: str = _hardware("auto", "CPU math threads, N or auto", means="1 for lenet, all cores otherwise")
+    threads: str = _hardware("auto", "CPU math threads, N or auto", means="1 for a network under 10 M multiply-adds per image, all cores otherwise")
     amp: Optional[str] = _hardware(None, "mixed precision on GPU; ignored with a warning on CPU", type=str.upper,
                                    choices=AMP_LEVELS, means="off")
     amp_dtype: str = _hardware("float16", "the low-precision type of --amp (bfloat16 needs Ampere or newer)", choices=AMP_DTYPES)
@@ -305,6 +305,11 @@ class TrainConfig:
             check_text("head", self.head, "a sublayer name such as fc or classifier")
         for name in ("warmup_epochs", "seed", "start_from_epoch"):
             check_int(name, getattr(self, name), minimum=0)
+        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
+            # The warm-up would end after the run: the rate never reaches lr, and a cosine or step schedule never starts.
+            raise UsageError(f"warmup_epochs {self.warmup_epochs} is not below epochs {self.epochs}: the rate would never reach "
+                             f"lr {self.lr} and the {self.lr_schedule} schedule would never run; pass --warmup-epochs below "
+                             f"{self.epochs} (0: none), or --epochs {self.warmup_epochs + 1} or more.")
         if self.seed > MAX_SEED:  # numpy's and Paddle's seeds are 32-bit
             raise UsageError(f"seed must be <= {MAX_SEED}, got {self.seed}.")
         for name, minimum in (("num_workers", 0), ("keep_last", 1), ("early_stopping_patience", 1), ("verbose", 0)):
@@ -467,7 +472,7 @@ def from_mapping(values: Dict[str, Any], base: Optional[TrainConfig] = None, sou
     for raw_key, value in values.items():
         key = str(raw_key).replace("-", "_")
         if key not in known:
-            raise UsageError(f"{source}: unknown key '{raw_key}'.{suggest(key, known)} Allowed keys: {', '.join(known)}.")
+            raise UsageError(f"{source}: unknown key '{raw_key}'.{suggest_name(key, known)} Allowed keys: {', '.join(known)}.")
         merged[key] = value
     try:
         return TrainConfig(**merged)

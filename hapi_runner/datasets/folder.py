@@ -19,9 +19,10 @@ import numpy as np
 
 from ..config.checks import check_bool, check_choice, check_int, check_number, check_path, parse_size
 from ..training.distributed import on_main
-from ..errors import DataFileError, UsageError
+from ..errors import DataFileError, DataLayoutError, UsageError
 from .file_duplicates import leakage_note
 from .folder_scan import FileSet, find_folders, read_file_list, scan_class_folders, stratified_split
+from .image_sizes import median_short_side, size_note
 from .folder_transform import CROP_PCT, CropTransform, imagenet_stats, resize_short_for, stats_from_sums
 from .image_cache import DecodeReport, decode_once
 from .pipeline import ImageDataset
@@ -212,6 +213,7 @@ def load_folder_splits(data_dir: Optional[str] = None, *, train_list: Optional[s
     val = _dataset(val_files, val_store, transform.evaluation(), spec) if len(val_files.paths) else None
     notes = [_describe(train, val, data_dir or train_files.origin, split_note)]
     notes += [note for _, report in reports for note in report.notes]
+    notes += [note for note in [size_note(image_size, median_short_side(train_files.paths))] if note]
     if bad:
         notes.append(f"skipped {len(bad)} unreadable image(s) (skip_bad_images), the first: {bad[0][0]}")
     notes += leakage_note(train_files.paths, val_files.paths)
@@ -229,7 +231,7 @@ def load_folder(split: str = "train", data_dir: Optional[str] = None, **options)
     if split == "train":
         return splits.train
     if splits.val is None:
-        raise DataFileError(f"{data_dir}: the validation part is empty; add validation images or raise val_split.")
+        raise DataLayoutError(f"{data_dir}: the validation part is empty; add validation images or raise val_split.")
     return splits.val
 
 
@@ -286,6 +288,6 @@ def folder_splits_for(config, num_workers: int = 0) -> FolderSplits:
     on_main(build_on_main)
     splits = built.get("splits") or load_folder_splits(config.data_dir, **options)
     if splits.val is None:
-        raise DataFileError(f"{config.data_dir or config.train_list}: no validation images (each class keeps at least one "
-                            f"for training); add a validation folder or list, or more images per class.")
+        raise DataLayoutError(f"{config.data_dir or config.train_list}: no validation images (each class keeps at least one "
+                              f"for training); add a validation folder or list, or more images per class.")
     return splits

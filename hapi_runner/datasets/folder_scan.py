@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import DataFileError, UsageError
+from ..errors import DataFileError, DataLayoutError, UsageError
 from .image_decode import IMAGE_EXTENSIONS, is_image_name
 
 # Folder names taken for the validation split, in this order of preference.
@@ -75,26 +75,26 @@ def scan_class_folders(folder: str, class_names: Optional[Sequence[str]] = None)
             training folder, and its sorted sub-folders are the classes.
 
     Raises:
-        DataFileError: no class folder, an empty one, a single class, or a
+        DataLayoutError: no class folder, an empty one, a single class, or a
             validation class training does not have.
     """
     names = _class_folders(folder)
     if not names:
-        raise DataFileError(f"{folder}: no class folders; put each class's images in {folder}/<class name>/.")
+        raise DataLayoutError(f"{folder}: no class folders; put each class's images in {folder}/<class name>/.")
     if class_names is None and len(names) < 2:
-        raise DataFileError(f"{folder}: only one class folder ('{names[0]}'); a classifier needs at least two classes, one folder each.")
+        raise DataLayoutError(f"{folder}: only one class folder ('{names[0]}'); a classifier needs at least two classes, one folder each.")
     if class_names is not None:
         unknown = [n for n in names if n not in class_names]
         if unknown:
-            raise DataFileError(f"{folder}: class folder '{unknown[0]}' is not a training class "
-                                f"({len(unknown)} such); validation classes must be among: {', '.join(class_names)}.")
+            raise DataLayoutError(f"{folder}: class folder '{unknown[0]}' is not a training class "
+                                  f"({len(unknown)} such); validation classes must be among: {', '.join(class_names)}.")
     classes = list(class_names) if class_names is not None else names
     paths, labels = [], []
     for name in names:
         found = _images_under(os.path.join(folder, name))
         if not found:
-            raise DataFileError(f"{os.path.join(folder, name)}: class folder holds no images ({_extensions()}); "
-                                f"add images or remove the folder.")
+            raise DataLayoutError(f"{os.path.join(folder, name)}: class folder holds no images ({_extensions()}); "
+                                  f"add images or remove the folder.")
         paths.extend(os.path.abspath(p) for p in found)
         labels.extend([classes.index(name)] * len(found))
     return FileSet(paths, np.asarray(labels, dtype=np.int64), classes, folder)
@@ -179,8 +179,8 @@ def _labels(path: str, rows, class_names: Optional[Sequence[str]], indices_only:
             class_names = [str(i) for i in range(int(labels.max()) + 1)]
             missing = sorted(set(range(len(class_names))) - set(present.tolist()))
             if missing:
-                raise DataFileError(f"{path}: class index {missing[0]} has no images ({len(missing)} of 0..{len(class_names) - 1} "
-                                    f"have none); number the classes 0..K-1 without gaps.")
+                raise DataLayoutError(f"{path}: class index {missing[0]} has no images ({len(missing)} of 0..{len(class_names) - 1} "
+                                      f"have none); number the classes 0..K-1 without gaps.")
         for (number, _, _), label in zip(rows, labels):
             if label >= len(class_names):
                 raise DataFileError(f"{path} line {number}: label {label} is not a training class; "
@@ -220,10 +220,10 @@ def read_file_list(path: str, root: str, class_names: Optional[Sequence[str]] = 
     is_csv = _is_csv_header(first)
     rows = _csv_rows(path, text) if is_csv else _paddleclas_rows(path, text)
     if not rows:
-        raise DataFileError(f"{path}: the list holds no images; write one 'relative/path label' per line.")
+        raise DataLayoutError(f"{path}: the list holds no images; write one 'relative/path label' per line.")
     labels, names = _labels(path, rows, class_names, indices_only=not is_csv)
     if class_names is None and len(names) < 2:
-        raise DataFileError(f"{path}: every image has the same label ('{names[0]}'); a classifier needs at least two classes.")
+        raise DataLayoutError(f"{path}: every image has the same label ('{names[0]}'); a classifier needs at least two classes.")
     paths = [os.path.abspath(os.path.join(root, rel)) for _, rel, _ in rows]
     missing = [(number, p) for (number, _, _), p in zip(rows, paths) if not os.path.isfile(p)]
     if missing:

@@ -84,7 +84,9 @@ def export_onnx(network, directory: str, input_shape: Sequence[int], sidecar: Di
         report: Dict[str, Any] = {"file": target, "opset": OPSET, "export_seconds": time.perf_counter() - started,
                                   "paddle2onnx": paddle2onnx.__version__, "onnxruntime": onnxruntime.__version__}
         if verify_batch is not None:
-            session = onnxruntime.InferenceSession(os.path.join(staging, ONNX_FILE), providers=["CPUExecutionProvider"])
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3  # errors only: its coloured graph-optimisation warnings say nothing about the export
+            session = onnxruntime.InferenceSession(os.path.join(staging, ONNX_FILE), options, providers=["CPUExecutionProvider"])
             actual = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(verify_batch, np.float32)})[0]
             report.update(compare_logits(dygraph_logits(network, verify_batch), actual))
             report["engine"] = "onnxruntime CPUExecutionProvider"

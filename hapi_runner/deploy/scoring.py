@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from ..training.metrics import classification_report, without_roc_points
+from ..training.metrics import classification_report, shows_top_k, without_roc_points
 from ..report.figures import confusion_png
 from ..runfolder.atomic import atomic_write_bytes, atomic_write_text
 
@@ -30,7 +30,8 @@ def metrics_from_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int
         class_names: one per class. Defaults to ``class_<i>``.
 
     Returns:
-        ``loss`` (cross-entropy), ``acc_top1``, ``acc_top5``, ``num_samples``,
+        ``loss`` (cross-entropy), ``acc_top1``, ``acc_top5`` (None with 5
+        classes or fewer, where it is always 1), ``num_samples``,
         ``per_class_accuracy`` (None for a class without samples),
         ``class_names``, and the report's ``confusion_matrix`` (rows: true
         class), ``precision``, ``recall``, ``f1``, ``support``, ``macro``,
@@ -50,7 +51,7 @@ def metrics_from_logits(logits: np.ndarray, labels: np.ndarray, num_classes: int
     return {
         "loss": loss,
         "acc_top1": float((topk[:, 0] == labels).mean()),
-        "acc_top5": float((topk == labels[:, None]).any(axis=1).mean()),
+        "acc_top5": float((topk == labels[:, None]).any(axis=1).mean()) if shows_top_k(logits.shape[1]) else None,
         "num_samples": int(len(labels)),
         "per_class_accuracy": [float(r) if n else None for r, n in zip(report["recall"], support)],
         "class_names": names,

@@ -25,6 +25,7 @@ import numpy as np
 from ..runfolder.layout import EMA_FILE
 from ..config.checks import check_choice
 from ..config.train_config import TrainConfig, read_run_config
+from ..training.console import setup_logging
 from ..errors import DataFileError, HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
 from ..runfolder.atomic import write_json
@@ -105,6 +106,7 @@ def load_run(run_dir: str, *, checkpoint: str = "last", threads: Optional[str] =
     from ..model.assembly import build_for, load_data
 
     select_device(device)
+    setup_logging()  # Paddle is imported by now, with its root handler: our lines keep our format
     data = load_data(config, training=False, evaluation=False)  # a folder's classes and statistics come from its images
     folder, spec = data.folder, data.spec
     if network is None:

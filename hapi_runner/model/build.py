@@ -75,11 +75,20 @@ def check_forward(network, input_shape: Sequence[int], num_classes: int, label: 
     if got != [shape[0], num_classes]:
         shown = _shape(got) if got is not None else f"a {type(output).__name__}"
         raise UsageError(f"{label} maps a {_shape(shape)} input to {shown}, not [{shape[0]}, {num_classes}] "
-                         f"(batch, classes); return one logit per class, or {_fix(input_shape)}.")
+                         f"(batch, classes); {_output_fix(got, shape[0], num_classes, input_shape)}.")
 
 
 def _shape(shape) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def _output_fix(got, batch: int, num_classes: int, input_shape: Sequence[int]) -> str:
+    """The fix for a wrong output: the class count when only it is wrong, the input size when the shape is off."""
+    if got is not None and len(got) == 2 and got[0] == batch:
+        # A [batch, K] output is sized right for its input: only its last layer disagrees with the data.
+        return (f"it gives {got[1]} class scores for data of {num_classes} classes: give its last layer num_classes "
+                f"outputs (hapi_runner passes num_classes={num_classes} to a class or function that takes that argument)")
+    return f"return one logit per class, or {_fix(input_shape)}"
 
 
 def _fix(input_shape: Sequence[int]) -> str:

@@ -90,7 +90,8 @@ def build_model(name: str, num_classes: int, channels: int = 3, size: int = 32, 
     check_choice("model", name, sorted(MODELS))
     spec = MODELS[name]
     if size < spec.min_size:
-        raise UsageError(f"model {name} needs inputs of at least {spec.min_size}x{spec.min_size}, got {size}; pad the images (hapi_runner does this for its datasets).")
+        raise UsageError(f"model {name} needs inputs of at least {spec.min_size}x{spec.min_size}, got {size}x{size}; "
+                         f"pass --image-size {spec.min_size} or more.")
     if stem == "cifar" and spec.family != "resnet":
         raise UsageError(f"stem 'cifar' applies to ResNets only, not {name}; drop --stem or pick a resnet.")
     factory = getattr(pvm, spec.factory)

@@ -46,11 +46,23 @@ def load_module(user: UserModel):
         raise _import_failure(user.source, exc, None) from exc
 
 
+def check_model_file(model: str) -> None:
+    """UsageError if ``model`` is ``FILE.py:NAME`` and FILE.py is not a file: checked before any data is read or downloaded."""
+    user = parse_user_model(model)
+    if user is not None and user.kind == "file":
+        _require_file(user.source)
+
+
+def _require_file(source: str) -> None:
+    if not os.path.isfile(source):
+        what = "is a folder" if os.path.isdir(source) else "does not exist"
+        raise UsageError(f"model file '{source}' {what}; pass --model FILE.py:NAME with the path of a Python file "
+                         f"(the networks the guide names are in the repository's examples/ folder).")
+
+
 def _load_file(source: str):
+    _require_file(source)
     path = os.path.abspath(source)
-    if not os.path.isfile(path):
-        what = "is a folder" if os.path.isdir(path) else "does not exist"
-        raise UsageError(f"model file '{source}' {what}; pass --model FILE.py:NAME with the path of a Python file.")
     digest = hashlib.sha1(path.encode()).hexdigest()[:12]
     stem = "".join(c if c.isalnum() else "_" for c in os.path.splitext(os.path.basename(path))[0])
     module_name = f"hapi_runner_user_{stem}_{digest}"

@@ -85,11 +85,12 @@ def format_comparison(result: Dict[str, Any]) -> str:
     runs = result["runs"]
     rows = [("run", [r["label"] for r in runs]), ("model", [r["model"] for r in runs]), ("dataset", [r["dataset"] for r in runs])]
     rows += [(key, [_text(v) for v in values]) for key, values in result["differing"].items() if key not in ("model", "dataset")]
-    rows += [("epochs", [f"{r['epochs_run']}/{r['epochs']}" for r in runs]),
+    rows += [("epochs run/set", [f"{r['epochs_run']}/{r['epochs']}" for r in runs]),
              ("training s", [_text(r["train_seconds"], 1) for r in runs])]
     for which in ("final", "best"):
         rows += [(f"{which} {name}", [_text(r[which][key]) for r in runs])
-                 for key, name in (("acc_top1", "top-1"), ("acc_top5", "top-5"), ("loss", "loss"))]
+                 for key, name in (("acc_top1", "top-1"), ("acc_top5", "top-5"), ("loss", "loss"))
+                 if any(r[which][key] is not None for r in runs)]  # no top-5 row when every run has 5 classes or fewer
     rows.append(("best epoch", [_text(r["best"]["epoch"]) for r in runs]))
     width = max(len(name) for name, _ in rows)
     columns = [max(len(str(values[i])) for _, values in rows) for i in range(len(runs))]

@@ -27,8 +27,8 @@ from ..deploy.calibrate import calibrate_predictions
 from ..deploy.gradcam import dataset_cams
 from ..errors import HapiRunnerError
 from ..training.metrics import classification_report, without_roc_points
-from .build import build_report
-from .predictions import Predictions
+from .build import MAX_IMAGES, build_report
+from .predictions import Predictions, data_root
 
 log = logging.getLogger("hapi_runner")
 
@@ -148,11 +148,12 @@ def report_at_end(outcome: TrainingOutcome, results: Dict[str, Any]) -> Dict[str
     calibration = calibrate_predictions(run_dir, probs, data.labels, source)
     if calibration is not None:
         results["calibration"] = {key: calibration[key] for key in ("temperature", "ece_before", "ece_after")}
-    predictions = Predictions.from_dataset(data, probs, source)
+    predictions = Predictions.from_dataset(data, probs, source, root=data_root(outcome.config))
     if outcome.amp is None:  # Grad-CAM feeds float32; an AMP network's half-precision weights would refuse it
         predictions.heatmaps = dataset_cams(outcome.network, data)
     evaluation = classification_report(predictions.labels, predictions.probs, predictions.class_names)
     results["class_metrics"] = dict(without_roc_points(evaluation), class_names=predictions.class_names, source=source)
+    results["mistakes"] = predictions.mistakes(MAX_IMAGES)  # the gallery's images, by file for a folder dataset
     try:
         results["report"] = build_report(run_dir, predictions, checkpoint=checkpoint, results=results)["path"]
         say(f"hapi_runner: report: {results['report']}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .predictions import Predictions
+from .predictions import Predictions, data_root
 from ..runfolder.layout import BEST, RunPaths
 
 
@@ -58,7 +58,7 @@ def run_predictions(run_dir: str, checkpoint: str = "best", *, threads: Optional
     logits = run_logits(run, data, batch_size or config.batch_size)
     probs = Predictions.from_logits(data.labels, logits).probs
     source = f"checkpoint epoch {run.epoch}, {len(data)} images of {data.spec.name} ({split}), dygraph"
-    predictions = Predictions.from_dataset(data, probs, source)
+    predictions = Predictions.from_dataset(data, probs, source, root=data_root(config, data_dir))
     predictions.heatmaps = dataset_cams(run.network, data)
     return predictions
 

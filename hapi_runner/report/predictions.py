@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -28,6 +29,9 @@ class Predictions:
         heatmaps: ``(indices, classes) -> [len(indices), H, W]`` Grad-CAM
             maps of the images (:func:`hapi_runner.deploy.gradcam.dataset_cams`),
             drawn beside each mistake in the gallery. Defaults to None (none drawn).
+        files: each sample's image file, as the user would open it (relative
+            to ``--data-dir``), for an image folder or list. Defaults to None:
+            samples are named by their index.
     """
 
     labels: np.ndarray
@@ -36,6 +40,7 @@ class Predictions:
     class_names: Optional[Sequence[str]] = None
     source: str = ""
     heatmaps: Optional[Callable[[Sequence[int], Sequence[int]], np.ndarray]] = None
+    files: Optional[Sequence[str]] = None
 
     def __post_init__(self):
         self.labels, self.probs = check_inputs(self.labels, self.probs)
@@ -50,6 +55,23 @@ class Predictions:
                 raise UsageError(f"{len(self.images)} images for {len(self.labels)} labels; give one image per label.")
         elif self.images is not None:
             self.images = _check_images(np.asarray(self.images), len(self.labels))
+        if self.files is not None and len(self.files) != len(self.labels):
+            raise UsageError(f"{len(self.files)} file names for {len(self.labels)} labels; give one file name per label.")
+
+    def name(self, index: int) -> str:
+        """How the report names sample ``index``: its file, or ``#index`` for an array dataset."""
+        return str(self.files[index]) if self.files is not None else f"#{index}"
+
+    def most_confident_mistakes(self, limit: int) -> np.ndarray:
+        """The indices of up to ``limit`` misclassified samples, the most confident first."""
+        wrong = np.flatnonzero(self.predicted != self.labels)
+        return wrong[np.argsort(-self.confidence[wrong], kind="stable")][:limit]
+
+    def mistakes(self, limit: int) -> List[Dict[str, Any]]:
+        """``image``, ``true``, ``predicted`` and ``probability`` of :meth:`most_confident_mistakes`, for results.json."""
+        names = self.class_names
+        return [{"image": self.name(int(i)), "true": names[self.labels[i]], "predicted": names[self.predicted[i]],
+                 "probability": float(self.confidence[i])} for i in self.most_confident_mistakes(limit)]
 
     @property
     def predicted(self) -> np.ndarray:
@@ -70,18 +92,37 @@ class Predictions:
         return cls(labels, exp / exp.sum(axis=1, keepdims=True), images, class_names, source)
 
     @classmethod
-    def from_dataset(cls, dataset, probs, source: str = "") -> "Predictions":
+    def from_dataset(cls, dataset, probs, source: str = "", root: Optional[str] = None) -> "Predictions":
         """Predictions for a hapi_runner ImageDataset, its images shown as its (augmentation-free) transform makes them.
 
         Built-in datasets hold uint8 ``[N, C, H, W]`` arrays, padded here as
         their transform pads them; image folders hold decoded files of any
-        size, cropped one at a time when the gallery shows them.
+        size, cropped one at a time when the gallery shows them, and named
+        by their path relative to ``root`` (the ``--data-dir``; default None:
+        the paths as the dataset holds them).
         """
         if hasattr(dataset.transform, "crops"):
             images = CroppedImages(dataset)
         else:
             images = model_view(dataset.images, getattr(dataset.transform, "out_size", None))
-        return cls(dataset.labels, probs, images, dataset.class_names, source)
+        files = getattr(dataset, "paths", None)
+        if files is not None and root:
+            files = [_under(path, root) for path in files]
+        return cls(dataset.labels, probs, images, dataset.class_names, source, files)
+
+
+def data_root(config, data_dir: Optional[str] = None) -> Optional[str]:
+    """The folder a folder dataset's file names are shown relative to: ``data_dir``, else the run's, else the list's folder."""
+    root = data_dir or config.data_dir
+    if not root and config.train_list:
+        root = os.path.dirname(os.path.abspath(config.train_list))
+    return root
+
+
+def _under(path: str, root: str) -> str:
+    """``path`` relative to ``root`` when it lies inside it, else as it is."""
+    relative = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    return path if relative.startswith(os.pardir) else relative
 
 
 class CroppedImages:

@@ -77,8 +77,10 @@ def curves(run: RunFolder) -> str:
 def final_metrics(run: RunFolder, evaluation: Optional[Dict[str, Any]], predictions: Optional[Predictions]) -> str:
     """Final loss/top-1/top-5 of the run, and per-class precision, recall, F1 and support, worst F1 first."""
     final = run.results.get("final_eval") or {}
-    body = facts([("final evaluation loss", fmt(final.get("loss"))), ("final top-1", pct(final.get("acc_top1"))),
-                  ("final top-5", pct(final.get("acc_top5")))])
+    shown = [("final evaluation loss", fmt(final.get("loss"))), ("final top-1", pct(final.get("acc_top1")))]
+    if final.get("acc_top5") is not None:  # None with 5 classes or fewer, where top-5 is always 1
+        shown.append(("final top-5", pct(final.get("acc_top5"))))
+    body = facts(shown)
     if evaluation is None:
         return section("Metrics", body + notes(["No predictions were given, so the per-class table, the confusion "
                                                  "matrix and the gallery are left out."]), "metrics")
@@ -125,8 +127,7 @@ def gallery(predictions: Predictions, class_order: Sequence[int], max_images: in
     if predictions.images is None:
         return section("Gallery", notes(["The evaluation came without images: no gallery."]), "gallery")
     labels, predicted, confidence = predictions.labels, predictions.predicted, predictions.confidence
-    wrong = np.flatnonzero(predicted != labels)
-    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:max_images]
+    wrong = predictions.most_confident_mistakes(max_images)
     overlays, note = trust.mistake_overlays(predictions, wrong)
     tiles = [_tile(predictions, int(i), "mistake", overlay) for i, overlay in zip(wrong, overlays)]
     body = f"<p>{len(wrong)} of {int((predicted != labels).sum())} misclassified images, most confident first.</p>" + notes([note])
@@ -145,7 +146,8 @@ def gallery(predictions: Predictions, class_order: Sequence[int], max_images: in
 def _tile(predictions: Predictions, index: int, css: str, overlay: Optional[bytes] = None) -> str:
     names = predictions.class_names
     true, pred = names[predictions.labels[index]], names[predictions.predicted[index]]
-    lines = [f"true: {true}", f"predicted: {pred}", f"probability: {predictions.confidence[index]:.3f}", f"image: #{index}"]
+    lines = [f"true: {true}", f"predicted: {pred}", f"probability: {predictions.confidence[index]:.3f}",
+             f"image: {predictions.name(index)}"]
     return sample(figures.thumbnail_png(predictions.images[index]), lines, css, overlay)
 
 

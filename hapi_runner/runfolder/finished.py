@@ -21,6 +21,7 @@ from .layout import CHECKPOINTS, STATE_FILE, RunPaths, epoch_folders, epoch_name
 from ..config.train_config import TrainConfig
 from ..errors import HapiRunnerError, UsageError
 from .atomic import alive, is_atomic_temp, writer_pid
+from .relaunch import resume_command
 
 
 
@@ -73,8 +74,11 @@ def read_run(run_dir: str, need_checkpoints: bool = True, results: Optional[Dict
     if pid is not None:
         raise UsageError(f"'{run_dir}' is still training (process {pid} is writing into it); make the report once it has finished.")
     if results is None and not rundir.is_finished(run_dir):
-        raise UsageError(f"'{run_dir}' has no {rundir.RESULTS}: its training is still going or was killed before the end; "
-                         f"wait for it, or finish it with: python train.py --resume {run_dir}")
+        if os.path.isfile(os.path.join(run_dir, rundir.RESULTS)):  # Ctrl-C or SIGTERM: results.json says how far it got
+            why = "was interrupted before its end; finish it with"
+        else:
+            why = f"has no {rundir.RESULTS}: its training is still going or was killed before the end; wait for it, or finish it with"
+        raise UsageError(f"'{run_dir}' {why}: {resume_command(run_dir)}")
     run = RunFolder(run_dir, _read_json(os.path.join(run_dir, rundir.CONFIG)),
                     results if results is not None else _read_json(os.path.join(run_dir, rundir.RESULTS)))
     run.rows = read_metrics(RunPaths(run_dir).metrics)

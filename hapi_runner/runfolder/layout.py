@@ -18,6 +18,7 @@ turns them into paths::
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import List, Optional
@@ -112,8 +113,28 @@ def epoch_folders(directory: str) -> List[int]:
     return sorted(e for e in epochs if e is not None)
 
 
+# results.json's ``stop_reason.error`` of a run stopped by Ctrl-C or SIGTERM: written so the user sees how far it
+# got, but the run is not over, so its folder is not "finished" (the same command, or --resume, carries it on).
+INTERRUPTED = "TrainingInterrupted"
+
+
 def is_finished(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, RESULTS))
+    """True if ``path`` holds a run that ended (trained to its end, stopped early or failed), not one interrupted."""
+    results = os.path.join(path, RESULTS)
+    if not os.path.isfile(results):
+        return False
+    try:
+        with open(results, encoding="utf-8") as fh:
+            reason = json.load(fh).get("stop_reason")
+    except (OSError, ValueError, AttributeError):
+        return True  # unreadable: better refuse to overwrite it than lose it
+    return not (isinstance(reason, dict) and reason.get("error") == INTERRUPTED)
+
+
+def has_checkpoint(run: str) -> bool:
+    """True if the run folder ``run`` holds a checkpoint: a ``last`` link or an ``epoch_<N>`` folder."""
+    directory = os.path.join(run, CHECKPOINTS)
+    return os.path.isdir(os.path.join(directory, LAST)) or bool(epoch_folders(directory))
 
 
 def _check_writable(path: str) -> None:
@@ -206,7 +227,6 @@ def latest_run(output_root: str, name: str) -> Optional[str]:
         return None
     runs = sorted(((int(m.group(1)), e) for e in entries if (m := re.fullmatch(r"run_(\d+)", e))), reverse=True)
     for _, entry in runs:
-        directory = os.path.join(base, entry, CHECKPOINTS)
-        if os.path.isdir(os.path.join(directory, LAST)) or epoch_folders(directory):
+        if has_checkpoint(os.path.join(base, entry)):
             return os.path.join(base, entry)
     return None

@@ -42,11 +42,24 @@ def resolve_threads(setting: str, model: str) -> int:
     """
     if setting != "auto":
         return int(setting)
+    exported = exported_thread_count()
+    if exported is not None:
+        return exported
+    if model in SINGLE_THREAD_MODELS:
+        return 1
+    return auto_core_count()
+
+
+def exported_thread_count() -> Optional[int]:
+    """The ``OMP_NUM_THREADS`` the user exported, before Paddle (which sets it) was imported; else None."""
     user_value = os.environ.get("OMP_NUM_THREADS")
     if user_value and user_value.isdigit() and int(user_value) > 0 and not paddle_imported():
         return int(user_value)
-    if model in SINGLE_THREAD_MODELS:
-        return 1
+    return None
+
+
+def auto_core_count() -> int:
+    """The cores this process may use, shared out among the processes ``paddle.distributed.launch`` started here."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // local_world_size())
 

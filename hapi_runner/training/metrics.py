@@ -21,6 +21,14 @@ from ..config.checks import check_int
 from ..errors import UsageError
 
 
+TOP_K = 5
+
+
+def shows_top_k(num_classes: int, k: int = TOP_K) -> bool:
+    """True when top-``k`` accuracy tells something: with ``k`` classes or fewer every label is in the top ``k``, so it is always 1."""
+    return num_classes > k
+
+
 def check_inputs(labels, probs) -> Tuple[np.ndarray, np.ndarray]:
     """``labels`` as int64 ``[N]`` and ``probs`` as float64 ``[N, C]``, or UsageError saying what is wrong."""
     labels = np.asarray(labels).reshape(-1)

@@ -15,12 +15,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .console import setup_logging
 from ..runfolder import layout as rundir
 from ..runfolder.layout import RunPaths
 from ..config.train_config import TrainConfig, read_run_config
 from .distributed import is_main, on_main, say, world_size
 from .multinode import start as start_multinode
-from .environment import amp_configs, configure_gpu_flags, configure_threads, default_num_workers, select_device
+from .environment import (amp_configs, auto_core_count, configure_gpu_flags, configure_threads, default_num_workers,
+                          exported_thread_count, select_device)
 from ..errors import HapiRunnerError, UsageError
 from ..runfolder.fingerprint import run_fingerprint
 from ..model.names import python_object_label, run_name
@@ -94,9 +96,11 @@ class Runner:
         # --lr auto builds with a stand-in rate; the sweep at the end of __init__ replaces it.
         self.config, auto_lr = provisional_lr(self.config)
         cfg = self.config
+        by_cost = cfg.threads == "auto" and exported_thread_count() is None  # the name's guess now, the cost once built
         self.threads = configure_threads(cfg.threads, cfg.model)
         import paddle
 
+        setup_logging()  # after Paddle's import, which puts its own handler on the root logger
         from .class_weights import inverse_frequency
         from ..model.builtin import load_pretrained
         from ..model.assembly import build_for
@@ -104,6 +108,7 @@ class Runner:
         from .feature_cache import check_cacheable
         from .fine_tune import first_phase
         from .regularisation import add_training_augmentation, build_mixing
+        from ..model.user import check_model_file
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
         configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
@@ -113,12 +118,15 @@ class Runner:
         np.random.seed(cfg.seed)
         self.amp = self._amp_level()
         self.num_workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(self.device)
+        check_model_file(cfg.model if network is None else "")  # before the data, which may be downloaded first
         spec = self._load_data()
         add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
         self.network = network if network is not None else build_for(cfg, self.data)
         self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
         check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
+        self.thread_choice = _threads_by_cost(self.network, self.input_shape) if by_cost and self.device == "cpu" else None
+        self.threads = self.thread_choice.threads if self.thread_choice else self.threads
         parameters, self.finetuning = _finetuning(self.network, cfg)
         check_cacheable(self)  # a network whose head cannot be split off is refused before any folder is made
         self.class_weights = inverse_frequency(self.train_data.labels, spec.num_classes) if cfg.class_weights == "auto" else None
@@ -146,15 +154,13 @@ class Runner:
         ``schedule``: the config whose ``epochs`` the LR schedule spans (a
         fine-tuning phase's). Defaults to None: the run's config.
         """
-        import paddle
-
         from .optim import build_grad_clip, build_optimizer
         from .regularisation import build_run_loss, steps_per_epoch
 
         cfg = self.config
         self.optimizer, self.lr = build_optimizer(schedule or cfg, parameters, steps_per_epoch(cfg, len(self.train_loader)),
                                                   grad_clip=build_grad_clip(cfg.clip_grad))
-        self.model.prepare(self.optimizer, build_run_loss(cfg, self.class_weights), paddle.metric.Accuracy(topk=(1, 5)),
+        self.model.prepare(self.optimizer, build_run_loss(cfg, self.class_weights), _accuracy(len(self.train_data.class_names)),
                            amp_configs=amp_configs(self.amp, cfg.amp_dtype))
         if self.amp:
             from ..paddle_compat import evaluate_under_amp, set_amp_dtype
@@ -222,6 +228,8 @@ class Runner:
             data = f"the images of {c.data_dir or c.train_list}"
         shape = "x".join(str(s) for s in self.input_shape)
         where = f"{self.device}, {self.threads} thread{'s' if self.threads > 1 else ''}" if self.device == "cpu" else self.device
+        if self.device == "cpu" and self.thread_choice is not None:
+            where += f" ({self.thread_choice.describe()})"
         ranks = world_size()
         if ranks > 1:
             where += f" per process; {ranks} processes, batch {c.batch_size} each ({ranks * c.batch_size} in all)"
@@ -424,6 +432,9 @@ class Runner:
             if source is None:
                 raise UsageError(f"--resume: no run of {name} under '{cfg.output_root}' has a checkpoint; "
                                  f"pass the run folder (--resume PATH) or train without --resume first.")
+        begun = rundir.run_folder_of(source)
+        if begun and not rundir.has_checkpoint(begun) and not rundir.is_finished(begun):
+            return begun, None  # stopped before its first checkpoint: it starts again, in its folder, with its config
         folder = find_checkpoint(source)
         run_dir = os.path.dirname(os.path.dirname(folder))  # run/checkpoints/epoch_N
         if cfg.save_dir and os.path.realpath(cfg.save_dir) != os.path.realpath(run_dir):
@@ -442,11 +453,11 @@ class Runner:
         from ..callbacks import (Curves, EarlyStopping, GracefulStop, History, LossMean, ModelCheckpoint, NanGuard,
                                 OptimizerStepLR, ReduceLROnPlateau, RunProgress, VisualDLLogger)
         from .regularisation import build_ema
+        from ..runfolder.relaunch import interruption_hint
 
         cfg, run = self.config, self.run_dir
         self.nan_guard = NanGuard()
-        self.graceful_stop = GracefulStop(f"the checkpoints in {RunPaths(run).checkpoints} are whole; "
-                                          f"continue with: python train.py --resume {run}")
+        self.graceful_stop = GracefulStop(lambda: interruption_hint(run))
         self.history = History(RunPaths(run).metrics if is_main() else None)
         named: Dict[str, Any] = {"history": self.history}
         # Our own progress logger, after LossMean, so the line printed at the end of each pass shows the mean loss
@@ -567,6 +578,24 @@ def _export_result(exporter) -> Optional[Dict[str, Any]]:
     if exporter.report:
         return {k: exporter.report.get(k) for k in ("directory", "top1_agreement", "max_abs_diff")}
     return {"error": exporter.error} if exporter.error else None
+
+
+def _threads_by_cost(network, input_shape):
+    """``--threads auto`` once the network is built: the count its multiply-adds per image call for, set and returned."""
+    from .auto_threads import choose_threads
+
+    return choose_threads(network, input_shape, auto_core_count())
+
+
+def _accuracy(num_classes: int):
+    """hapi's Accuracy metric: top-1 and top-5, or top-1 alone (still named ``acc_top1``) where top-5 is always 1."""
+    import paddle
+
+    from .metrics import TOP_K, shows_top_k
+
+    if shows_top_k(num_classes):
+        return paddle.metric.Accuracy(topk=(1, TOP_K))
+    return paddle.metric.Accuracy(topk=(1,), name="acc_top1")
 
 
 def _network_label(network) -> str:
