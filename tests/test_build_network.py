@@ -66,8 +66,7 @@ def test_check_forward_refuses_wrong_output_and_restores_training_mode():
     net = paddle.nn.Sequential(paddle.nn.Flatten(), paddle.nn.Linear(16, 4))
     net.train()
     with pytest.raises(UsageError, match=r"^net maps a \[2, 1, 4, 4\] input to \[2, 4\], not \[2, 10\] \(batch, classes\); "
-                                         r"return one logit per class, or pass the --image-size it was written for "
-                                         r"\(the images are 4x4\)\.$"):
+                                         r"it gives 4 class scores for data of 10 classes: give its last layer num_classes outputs"):
         check_forward(net, (1, 4, 4), 10, "net")
     assert net.training
 

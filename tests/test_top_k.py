@@ -44,7 +44,7 @@ def test_compare_names_each_row_once_and_drops_top_5_of_few_classes():
 
 def test_a_metric_an_earlier_fit_left_in_hapis_logs_is_not_recorded():
     """hapi's _run_one_epoch keeps its logs dict across fits: a 10-class run's acc_top5 is still there in the next."""
-    from hapi_runner.callbacks.logs import metric_logs
+    from hapi_runner.training.log_values import metric_logs
 
     logs = {"loss": [0.5], "acc_top1": 0.8, "acc_top5": 0.9, "step": 3, "batch_size": 8}
     assert metric_logs(logs, ["loss", "acc_top1"]) == {"loss": 0.5, "acc_top1": 0.8}

@@ -16,7 +16,7 @@ from paddle.callbacks import Callback
 
 from ..config.checks import check_int, check_number, check_optional_number
 from ..errors import UsageError
-from .logs import metric_logs
+from ..training.log_values import metric_logs
 from ..config.monitor import split_monitor
 
 log = logging.getLogger("hapi_runner")

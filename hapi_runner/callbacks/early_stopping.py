@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 from ..config.checks import check_bool
 from ..paddle_compat import clear_stop_request, request_stop
-from .logs import fmt_value
+from ..training.log_values import fmt_value
 from .base import MonitorCallback, check_epochs
 
 log = logging.getLogger("hapi_runner")

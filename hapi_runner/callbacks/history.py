@@ -8,7 +8,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from ..paddle_compat import current_lr
-from .logs import metric_logs
+from ..training.log_values import metric_logs
 from ..runfolder.atomic import atomic_write_text
 from .base import RunCallback
 

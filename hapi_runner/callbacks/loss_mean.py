@@ -9,7 +9,7 @@ checkpoint ``best`` and the recorded history all use the real figure.
 
 from __future__ import annotations
 
-from .logs import scalar
+from ..training.log_values import scalar
 from .base import RunCallback
 
 

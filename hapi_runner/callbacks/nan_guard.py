@@ -6,7 +6,7 @@ import math
 from typing import Any, Dict, List, Optional
 
 from ..errors import NonFiniteLossError
-from .logs import scalar
+from ..training.log_values import scalar
 from .base import RunCallback
 
 

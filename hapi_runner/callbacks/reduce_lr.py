@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from ..config.checks import check_number
 from ..errors import UsageError
 from ..paddle_compat import scaled_lr_of
-from .logs import fmt_value
+from ..training.log_values import fmt_value
 from .base import MonitorCallback, check_epochs
 
 log = logging.getLogger("hapi_runner")

@@ -32,7 +32,7 @@ from ..config.checks import check_int
 from ..errors import UsageError
 from ..paddle_compat import current_lr
 from ..training.distributed import is_main
-from .logs import metric_logs
+from ..training.log_values import metric_logs
 from .base import RunCallback
 
 TRAIN_METRICS = ("loss", "acc_top1", "acc_top5")

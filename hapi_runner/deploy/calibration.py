@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import HapiRunnerError, UsageError
-from ..runfolder.layout import CALIBRATION
+from ..runfolder.layout import CALIBRATION, RunPaths
 from ..runfolder.atomic import write_json
 from .layout import SIDECAR
 
@@ -272,7 +272,7 @@ def save_calibration(run_dir: str, record: Dict[str, Any]) -> Optional[str]:
         The sidecar path updated, or None when the run has no export.
     """
     write_json(os.path.join(run_dir, CALIBRATION), record)
-    sidecar = os.path.join(run_dir, "inference", SIDECAR)
+    sidecar = os.path.join(RunPaths(run_dir).inference, SIDECAR)
     if not os.path.isfile(sidecar):
         return None
     with open(sidecar, encoding="utf-8") as fh:

@@ -36,7 +36,7 @@ from .inference import InferenceModel
 from .layout import SIDECAR, build_sidecar, load_sidecar
 from .scoring import metrics_from_logits, write_confusion
 from .onnx import export_onnx, require_onnx
-from ..runfolder.layout import RunPaths
+from ..runfolder.layout import RunPaths, confusion_stem, evaluation_file
 
 log = logging.getLogger("hapi_runner")
 
@@ -265,9 +265,9 @@ def evaluate_run(run_dir: str, *, checkpoint: Optional[str] = None, engine: str 
     result.update(images_per_second=len(data) / seconds if seconds > 0 else None, seconds=seconds, engine=engine_name,
                   dataset=data.spec.name, checkpoint=run.checkpoint, epoch=run.epoch, weights=run.weights,
                   synthetic=data.synthetic)
-    stem = f"confusion_{data.spec.name}_epoch{run.epoch}"
+    stem = confusion_stem(data.spec.name, run.epoch)
     result["confusion_files"] = write_confusion(run.run_dir, stem, result["confusion_matrix"], data.class_names)
-    write_json(os.path.join(run.run_dir, f"evaluation_{data.spec.name}_epoch{run.epoch}_{engine}.json"), result)
+    write_json(os.path.join(run.run_dir, evaluation_file(data.spec.name, run.epoch, engine)), result)
     return result
 
 

@@ -108,7 +108,7 @@ class Predictions:
         files = getattr(dataset, "paths", None)
         if files is not None and root:
             files = [_under(path, root) for path in files]
-        return cls(dataset.labels, probs, images, dataset.class_names, source, files)
+        return cls(dataset.labels, probs, images, dataset.class_names, source, files=files)
 
 
 def data_root(config, data_dir: Optional[str] = None) -> Optional[str]:

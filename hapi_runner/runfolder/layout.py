@@ -93,6 +93,16 @@ class RunPaths:
         return self.inference if fmt == "paddle" else self.onnx
 
 
+def confusion_stem(dataset: str, epoch: int) -> str:
+    """``confusion_<dataset>_epoch<N>``: the .csv and .png an evaluation writes into the run folder."""
+    return f"confusion_{dataset}_epoch{epoch}"
+
+
+def evaluation_file(dataset: str, epoch: int, engine: str) -> str:
+    """``evaluation_<dataset>_epoch<N>_<engine>.json``: what ``hapi-runner evaluate`` measured, in the run folder."""
+    return f"evaluation_{dataset}_epoch{epoch}_{engine}.json"
+
+
 def epoch_name(epoch: int) -> str:
     return f"epoch_{epoch}"
 

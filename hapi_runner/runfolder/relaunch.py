@@ -75,5 +75,5 @@ def interruption_hint(run_dir: str, argv0: Optional[str] = None) -> str:
     """What a stopped run tells the user: whether checkpoints exist, and the command that carries the run on."""
     command = resume_command(run_dir, argv0)
     if layout.has_checkpoint(run_dir):
-        return f"the checkpoints in {os.path.join(shown_path(run_dir), 'checkpoints')} are whole; continue with: {command}"
+        return f"the checkpoints in {os.path.join(shown_path(run_dir), layout.CHECKPOINTS)} are whole; continue with: {command}"
     return f"no epoch had ended, so there is no checkpoint yet; start the run again with: {command}"

@@ -24,7 +24,7 @@ import numpy as np
 from ..config.train_config import AUTO_LR, DEFAULT_LR
 from ..errors import HapiRunnerError, UsageError
 from ..runfolder.layout import RunPaths
-from ..callbacks.logs import scalar
+from .log_values import scalar
 from ..runfolder.atomic import atomic_write_bytes, write_json
 from .distributed import say
 

@@ -337,7 +337,7 @@ class Runner:
         hapi's ``evaluate`` alone returns the last batch's.
         """
         from ..callbacks import LossMean
-        from ..callbacks.logs import metric_logs
+        from .log_values import metric_logs
 
         loader = self.eval_loader if data is None and batch_size is None else \
             self.loader(data or self.eval_data, batch_size=batch_size, evaluation=True)
