@@ -101,6 +101,8 @@ class Runner:
         from ..model.builtin import load_pretrained
         from ..model.assembly import build_for
         from ..model.build import check_forward
+        from ..model.initialisation import initialise
+        from .decay import decay_exempt
         from .optim import build_grad_clip, build_optimizer
         from .regularisation import add_training_augmentation, build_mixing, build_run_loss, steps_per_epoch
 
@@ -116,6 +118,9 @@ class Runner:
         add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
         self.network = network if network is not None else build_for(cfg, self.data)
+        self.initialisation = initialise(self.network, cfg)
+        if self.initialisation:
+            say(f"hapi_runner: {self.initialisation}")
         self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
         check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
         parameters, self.finetuning = _finetuning(self.network, cfg)
@@ -129,8 +134,10 @@ class Runner:
             inputs=paddle.static.InputSpec([None, *self.input_shape], "float32", "image"),
             labels=paddle.static.InputSpec([None, 1], "int64", "label"),
         )
+        parameters = list(parameters)
         self.optimizer, self.lr = build_optimizer(cfg, parameters, steps_per_epoch(cfg, len(self.train_loader)),
-                                                  grad_clip=build_grad_clip(cfg.clip_grad))
+                                                  grad_clip=build_grad_clip(cfg.clip_grad),
+                                                  no_decay=decay_exempt(self.network, parameters, cfg))
         self.model.prepare(
             self.optimizer,
             build_run_loss(cfg, self.class_weights),
@@ -183,9 +190,14 @@ class Runner:
         ``mixing`` (a BatchMixing, training loaders only) makes its batches carry soft targets. Defaults to None.
         """
         from ..datasets import make_loader
+        from ..model.initialisation import has_batch_norm
 
         cfg = self.config
-        return make_loader(dataset, batch_size or cfg.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+        batch_size = batch_size or cfg.batch_size
+        # Only a training loader drops its short last batch, only for a network whose BatchNorm statistics it would
+        # skew, and only when a whole batch remains for every process.
+        drop_last = bool(shuffle and cfg.drop_last and has_batch_norm(self.network) and len(dataset) >= batch_size * world_size())
+        return make_loader(dataset, batch_size, shuffle=shuffle, num_workers=self.num_workers, drop_last=drop_last,
                            evaluation=evaluation, pipeline=cfg.pipeline, prefetch_factor=cfg.prefetch_factor,
                            persistent_workers=cfg.persistent_workers, use_shared_memory=cfg.use_shared_memory,
                            mixing=mixing)
