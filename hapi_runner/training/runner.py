@@ -224,8 +224,10 @@ class Runner:
         ranks = world_size()
         if ranks > 1:
             where += f" per process; {ranks} processes, batch {c.batch_size} each ({ranks * c.batch_size} in all)"
-        return (f"{c.model} on {data}: {len(d)} train / {len(self.eval_data)} eval images, {shape}, "
-                f"{len(d.class_names)} classes, {where}")
+        from .startup import describe_parameters
+
+        return (f"{c.model} ({describe_parameters(self.network)}) on {data}: {len(d)} train / {len(self.eval_data)} "
+                f"eval images, {shape}, {len(d.class_names)} classes, {where}")
 
     # -- the four verbs ------------------------------------------------------
     def fit(self, callbacks: Optional[List[Any]] = None) -> Dict[str, Any]:
@@ -297,6 +299,10 @@ class Runner:
             recover_litter(self.run_dir)  # half-written files, or an export set aside, of a process killed mid-write
             self._write_config()
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
+        if self.folder is None:  # a folder's first note, printed when it was read, says this already
+            from .startup import describe_data
+
+            say(f"hapi_runner: {describe_data(self.train_data)}")
         self._write_bad_images()
         for line in describe_techniques(cfg, self.mixing):
             say(f"hapi_runner: {line}")
