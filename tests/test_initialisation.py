@@ -176,3 +176,18 @@ def test_a_run_applies_the_changes_to_the_users_network_and_records_them(tmp_pat
         (True, "kaiming-fan-out", False, True)
     out = capsys.readouterr().out
     assert "hapi_runner: initialisation: Kaiming-normal (fan-out) weights for 7 convolutions" in out
+
+
+def test_a_run_folder_from_before_these_fields_resumes_as_it_trained(tmp_path):
+    import json
+
+    from hapi_runner.config.train_config import load_run_config
+
+    old = {k: v for k, v in TrainConfig().to_dict().items()
+           if k not in ("zero_init_residual", "conv_init", "decay_norm_and_bias", "drop_last")}
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    config = load_run_config(str(tmp_path))
+    assert (config.zero_init_residual, config.conv_init, config.decay_norm_and_bias, config.drop_last) == \
+        (False, "paddle", True, False)
+    (tmp_path / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
+    assert load_run_config(str(tmp_path)).drop_last is True

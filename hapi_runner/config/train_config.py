@@ -53,6 +53,10 @@ def lr_value(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number such as 0.01, or auto; got {text!r}") from None
+# How runs trained before these fields existed behaved: a run folder whose config.json lacks them resumes that way
+# (drop_last changes the steps per epoch, and with them a cosine schedule's length).
+BEFORE_FIRST_EPOCH_FIELDS = {"zero_init_residual": False, "conv_init": "paddle", "decay_norm_and_bias": True,
+                             "drop_last": False}
 
 
 def _flags_of(group: str):
@@ -558,7 +562,7 @@ def _run_config_values(run_dir: str, records: bool = False) -> Dict[str, Any]:
         raise HapiRunnerError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run folder is damaged.") from exc
     if not isinstance(values, dict):
         raise HapiRunnerError(f"{path} holds {type(values).__name__}, not a mapping of keys to values; the run folder is damaged.")
-    return values if records else {k: v for k, v in values.items() if k not in RECORDS}
+    return values if records else {**BEFORE_FIRST_EPOCH_FIELDS, **{k: v for k, v in values.items() if k not in RECORDS}}
 
 
 def load_config_file(path: str) -> Dict[str, Any]:
