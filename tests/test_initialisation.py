@@ -191,3 +191,11 @@ def test_a_run_folder_from_before_these_fields_resumes_as_it_trained(tmp_path):
         (False, "paddle", True, False)
     (tmp_path / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
     assert load_run_config(str(tmp_path)).drop_last is True
+
+
+def test_paddles_batch_norm_momentum_is_the_share_kept_of_the_running_mean():
+    """Paddle's momentum 0.9 is PyTorch's 0.1: running = 0.9 * running + 0.1 * batch, so no setting is needed."""
+    norm = nn.BatchNorm2D(1)
+    norm.train()
+    norm(paddle.full([4, 1, 2, 2], 5.0))
+    assert float(norm.state_dict()["_mean"].numpy()[0]) == pytest.approx(0.5)
