@@ -160,22 +160,36 @@ def test_runner_drops_the_short_last_batch_of_a_batch_norm_network_only_when_ask
     assert batches() == 4  # LeNet has no BatchNorm: trained as before
 
 
-def test_a_run_applies_the_changes_to_the_users_network_and_records_them(tmp_path, capsys):
+def test_a_run_applies_the_changes_to_the_users_network_file_and_records_them(tmp_path, capsys):
     import json
 
     from hapi_runner import Runner
+    from usernets import RESNET, write_net
 
-    config = TrainConfig(dataset="synthetic", synthetic_like="mnist", synthetic_size=64, batch_size=32, epochs=1,
-                         threads=1, save_dir=str(tmp_path), verbose=0, report=False, export=False, visualdl=False)
-    runner = Runner(config, network=OwnNet(classes=10))
-    assert runner.initialisation.endswith("zero-initialised the last BatchNorm scale of 2 residual blocks")
-    assert runner.network.fc.bias.regularizer is not None and runner.network.fc.weight.regularizer is None
+    path = write_net(tmp_path, "net.py", RESNET)
+    config = TrainConfig(model=f"{path}:ResNet", model_kwargs={"layers": [1, 2]}, dataset="synthetic",
+                         synthetic_like="mnist", synthetic_size=64, batch_size=32, epochs=1, threads=1,
+                         save_dir=str(tmp_path / "run"), verbose=0, report=False, export=False, visualdl=False)
+    runner = Runner(config)
+    assert runner.initialisation.endswith("zero-initialised the last BatchNorm scale of 3 residual blocks")
+    assert _scales_at_zero(runner.network) == ["blocks.0.bn3.weight", "blocks.1.bn3.weight", "blocks.2.bn3.weight"]
+    assert runner.network.out.bias.regularizer is not None and runner.network.out.weight.regularizer is None
     runner.fit()
-    saved = json.loads((tmp_path / "config.json").read_text())
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["zero_init_residual"], saved["conv_init"], saved["decay_norm_and_bias"], saved["drop_last"]) == \
         (True, "kaiming-fan-out", False, True)
-    out = capsys.readouterr().out
-    assert "hapi_runner: initialisation: Kaiming-normal (fan-out) weights for 7 convolutions" in out
+    assert "hapi_runner: initialisation: Kaiming-normal (fan-out) weights for 12 convolutions" in capsys.readouterr().out
+
+
+def test_a_network_handed_to_the_runner_keeps_its_weights(tmp_path):
+    from hapi_runner import Runner
+
+    network = OwnNet(classes=10)
+    before = {k: v.numpy().copy() for k, v in network.state_dict().items()}
+    runner = Runner(TrainConfig(dataset="synthetic", synthetic_like="mnist", synthetic_size=64, epochs=1, threads=1,
+                                save_dir=str(tmp_path)), network=network)
+    assert runner.initialisation == ""
+    assert all(np.array_equal(before[k], v.numpy()) for k, v in network.state_dict().items())
 
 
 def test_a_run_folder_from_before_these_fields_resumes_as_it_trained(tmp_path):

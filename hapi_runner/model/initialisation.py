@@ -27,7 +27,7 @@ from typing import Iterator, List, Tuple
 
 CONV_INITS = ("paddle", "kaiming-fan-out")
 # Names of the attribute that holds a residual block's shortcut, in paddle.vision, torchvision and timm style code.
-SHORTCUT_NAMES = ("downsample", "shortcut")
+SHORTCUT_NAMES = ("downsample", "shortcut", "short", "skip")
 
 
 def _batch_norm_types() -> Tuple[type, ...]:

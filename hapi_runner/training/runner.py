@@ -74,7 +74,9 @@ class Runner:
         network: a ``paddle.nn.Layer`` built in Python, trained instead of
             ``config.model`` (which then records ``<python object: Class>``).
             It must take ``[N, C, H, W]`` images of the dataset (or of
-            ``image_size``) and return ``[N, classes]``. Defaults to None.
+            ``image_size``) and return ``[N, classes]``; it starts from the
+            weights it holds (``zero_init_residual`` and ``conv_init`` apply
+            to networks the Runner builds). Defaults to None.
         **overrides: fields to change on ``config`` (checked like the rest).
 
     Attributes:
@@ -118,7 +120,8 @@ class Runner:
         add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
         self.network = network if network is not None else build_for(cfg, self.data)
-        self.initialisation = initialise(self.network, cfg)
+        # A network handed in may hold weights of the user's: only one built here is re-initialised.
+        self.initialisation = initialise(self.network, cfg) if network is None else ""
         if self.initialisation:
             say(f"hapi_runner: {self.initialisation}")
         self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
