@@ -53,6 +53,8 @@ def lr_value(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number such as 0.01, or auto; got {text!r}") from None
+
+
 # How runs trained before these fields existed behaved: a run folder whose config.json lacks them resumes that way
 # (drop_last changes the steps per epoch, and with them a cosine schedule's length).
 BEFORE_FIRST_EPOCH_FIELDS = {"zero_init_residual": False, "conv_init": "paddle", "decay_norm_and_bias": True,
