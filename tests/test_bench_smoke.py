@@ -94,3 +94,28 @@ def test_resnet18_table_reports_each_epoch_and_judges_the_target():
     assert "**not met: 0.9510, but in 3.00 h, over the 2.5 h**" in bench_run.resnet18_table(slow, rows, "c", "quiet")
     assert "**met**" in bench_run.resnet18_table(dict(results, final_eval={"acc_top1": 0.951}), rows, "c", "quiet")
     assert "resnet18" not in [n for n in bench_run.BENCHMARKS if n not in bench_run.ONLY_WHEN_NAMED]
+
+
+def test_first_epochs_writes_the_folder_from_idx_files_and_tabulates(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from bench import first_epochs
+    from datafiles import write_mnist_files
+
+    source = tmp_path / "idx"
+    source.mkdir()
+    files = write_mnist_files(str(source), n_train=60, n_test=20)
+    monkeypatch.setattr(first_epochs, "PER_CLASS", 3)
+    monkeypatch.setattr(first_epochs, "VAL_IMAGES", 12)
+    folder = first_epochs.write_folder(str(source), str(tmp_path / "out"))
+    train = sorted((tmp_path / "out" / "train").rglob("*.png"))
+    assert len(train) == 30 and len(list((tmp_path / "out" / "val").rglob("*.png"))) == 12
+    assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == sorted(first_epochs.CLASSES)
+    first_val = tmp_path / "out" / "val" / first_epochs.CLASSES[int(files["y_test"][0])] / "00000.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(first_val)), files["x_test"][0, 0])
+    assert folder == str(tmp_path / "out")
+    results = {"defaults": {0: (0.8, 5.0, ""), 1: (0.78, 6.0, "")}, "none": {0: (0.7, 5.0, ""), 1: (0.72, 5.0, "")}}
+    lines = first_epochs.table(results, [0, 1]).splitlines()
+    assert lines[2] == "| defaults | (none) | 80.0 | 78.0 | 79.0 | - | 5.5 |"
+    assert lines[3].startswith("| none | `--no-zero-init-residual") and lines[3].endswith("| 70.0 | 72.0 | 71.0 | -8.0 | 5.0 |")

@@ -22,6 +22,7 @@ from .checks import (check_bool, check_choice, check_int, check_list, check_numb
 from ..datasets.registry import AUGMENTATIONS, DATASETS, PIPELINES, folder_datasets, synthetic_choices
 from ..errors import HapiRunnerError, UsageError
 from ..model.names import check_model, is_user_model, run_name
+from ..model.initialisation import CONV_INITS
 from .recipes import ABOUT, RECIPES, recipe_values
 
 OPTIMIZERS = ("momentum", "sgd", "adam", "adamw")
@@ -52,6 +53,12 @@ def lr_value(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number such as 0.01, or auto; got {text!r}") from None
+
+
+# How runs trained before these fields existed behaved: a run folder whose config.json lacks them resumes that way
+# (drop_last changes the steps per epoch, and with them a cosine schedule's length).
+BEFORE_FIRST_EPOCH_FIELDS = {"zero_init_residual": False, "conv_init": "paddle", "decay_norm_and_bias": True,
+                             "drop_last": False}
 
 
 def _flags_of(group: str):
@@ -138,6 +145,13 @@ class TrainConfig:
     normalize: bool = _data(True, "feed raw 0-255 pixels instead of (pixel/255 - mean)/std, as seed 002 does")
     download: bool = _data(True, "never download; fail if the files are not found")
     stem: str = _data("default", "'cifar': 3x3 stride-1 first conv, no max-pool (ResNets)", choices=STEMS, means="paddle.vision's")
+    zero_init_residual: bool = _data(True, "from scratch (no --pretrained): keep the scale of the last BatchNorm in each residual "
+                                           "block at its usual 1 instead of starting it at 0 (each block then starts as "
+                                           "the identity, as timm's ResNets do)")
+    conv_init: str = _data("kaiming-fan-out", "networks with BatchNorm, from scratch: the convolutions' initial weights: "
+                                              "Kaiming normal over fan-out (torchvision, timm) or Paddle's own (Kaiming "
+                                              "normal over fan-in)",
+                           choices=CONV_INITS)
     pretrained: Optional[str] = _data(None, "initial weights: a .pdparams file, or 'imagenet' for paddle.vision's published "
                                             "weights of the model; tensors of another shape are skipped with a warning",
                                       metavar="PATH|imagenet")
@@ -153,6 +167,11 @@ class TrainConfig:
                                                "train at its suggestion (the valley)", type=lr_value, metavar="LR|auto")
     momentum: float = _optim(0.9, "the momentum of --optimizer momentum")
     weight_decay: float = _optim(1e-4, "L2Decay for momentum/sgd/adam, decoupled for adamw")
+    decay_norm_and_bias: bool = _optim(False, "networks with BatchNorm: apply --weight-decay to BatchNorm scales and shifts "
+                                              "and to biases too (Paddle's default), not only to the weights of convolutions "
+                                              "and linear layers")
+    drop_last: bool = _optim(True, "networks with BatchNorm: train on the last, smaller batch of each epoch too (its few "
+                                   "images skew the BatchNorm statistics), instead of leaving them to the next epoch's shuffle")
     lr_schedule: str = _optim("constant", "the learning-rate schedule", choices=LR_SCHEDULES)
     lr_step_epochs: List[int] = _optim([30], "step: the period; multistep: the milestones", metavar="EPOCH")
     lr_gamma: float = _optim(0.1, "factor at each step")
@@ -279,6 +298,7 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("stem", self.stem, STEMS)
+        check_choice("conv_init", self.conv_init, CONV_INITS)
         if self.amp is not None:
             self.amp = str(self.amp).upper()
             check_choice("amp", self.amp, AMP_LEVELS)
@@ -580,7 +600,7 @@ def _run_config_values(run_dir: str, records: bool = False) -> Dict[str, Any]:
         raise HapiRunnerError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run folder is damaged.") from exc
     if not isinstance(values, dict):
         raise HapiRunnerError(f"{path} holds {type(values).__name__}, not a mapping of keys to values; the run folder is damaged.")
-    return values if records else {k: v for k, v in values.items() if k not in RECORDS}
+    return values if records else {**BEFORE_FIRST_EPOCH_FIELDS, **{k: v for k, v in values.items() if k not in RECORDS}}
 
 
 def load_config_file(path: str) -> Dict[str, Any]:

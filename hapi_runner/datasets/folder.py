@@ -153,9 +153,13 @@ def _split(reports, val_split: float, seed: int):
 def _describe(train: FolderDataset, val: Optional[FolderDataset], origin: str, split_note: str) -> str:
     t = train.transform
     size = f"{t.out_size}x{t.out_size}"
+    centre = f"short side {t.resize_short}, centre {size}"
+    # Without augmentation training takes evaluation's crop (CropTransform with train=False), and says so.
+    training = "random resized crop and flip" if t.train else f"no augmentation, {centre} as in evaluation"
+    stats = ", ".join(f"{m:.3f}/{s:.3f}" for m, s in zip(t.mean, t.std))
     return (f"folder {origin}: {len(train.class_names)} classes, {len(train)} training and "
-            f"{len(val) if val is not None else 0} validation images{split_note}; {t.channels} channel(s) at {size} "
-            f"(training: random resized crop and flip; evaluation: short side {t.resize_short}, centre {size})")
+            f"{len(val) if val is not None else 0} validation images{split_note}; {t.channels} channel(s) at {size}, "
+            f"mean/std {stats} (training: {training}; evaluation: {centre}, crop_pct {t.crop_pct:g}, bilinear)")
 
 
 def load_folder_splits(data_dir: Optional[str] = None, *, train_list: Optional[str] = None,

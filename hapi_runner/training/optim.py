@@ -203,7 +203,7 @@ def build_grad_clip(norm: Optional[float]):
     return paddle.nn.ClipGradByGlobalNorm(float(check_number("clip_grad", norm, 0.0, low_open=True)))
 
 
-def build_optimizer(config, parameters, steps_per_epoch: int, grad_clip=None) -> Tuple[object, object]:
+def build_optimizer(config, parameters, steps_per_epoch: int, grad_clip=None, no_decay=()) -> Tuple[object, object]:
     """Builds the optimizer named by ``config.optimizer``.
 
     ``momentum`` (the default, as seed 002) and ``sgd`` apply
@@ -216,6 +216,7 @@ def build_optimizer(config, parameters, steps_per_epoch: int, grad_clip=None) ->
         steps_per_epoch: optimizer steps per epoch (with gradient accumulation,
             ``accumulation.optimizer_steps_per_epoch(batches, K)``).
         grad_clip: passed to the optimizer, e.g. :func:`build_grad_clip`'s. Defaults to None.
+        no_decay: parameters weight decay leaves alone (``decay.decay_exempt``). Defaults to none.
 
     Returns:
         ``(optimizer, learning_rate)``, the latter the :class:`ScaledLR`
@@ -225,6 +226,9 @@ def build_optimizer(config, parameters, steps_per_epoch: int, grad_clip=None) ->
     from paddle.regularizer import L2Decay
 
     lr = ScaledLR(build_scheduler(config, steps_per_epoch))
+    from .decay import exempt_from_decay
+
+    exempt = exempt_from_decay(no_decay)
     decay = L2Decay(config.weight_decay) if config.weight_decay else None
     name = config.optimizer
     if name == "momentum":
@@ -236,5 +240,5 @@ def build_optimizer(config, parameters, steps_per_epoch: int, grad_clip=None) ->
         opt = paddle.optimizer.Adam(learning_rate=lr, parameters=parameters, weight_decay=decay, grad_clip=grad_clip)
     else:
         opt = paddle.optimizer.AdamW(learning_rate=lr, parameters=parameters, weight_decay=config.weight_decay,
-                                     grad_clip=grad_clip)
+                                     grad_clip=grad_clip, apply_decay_param_fun=lambda name: name not in exempt)
     return opt, lr

@@ -76,7 +76,9 @@ class Runner:
         network: a ``paddle.nn.Layer`` built in Python, trained instead of
             ``config.model`` (which then records ``<python object: Class>``).
             It must take ``[N, C, H, W]`` images of the dataset (or of
-            ``image_size``) and return ``[N, classes]``. Defaults to None.
+            ``image_size``) and return ``[N, classes]``; it starts from the
+            weights it holds (``zero_init_residual`` and ``conv_init`` apply
+            to networks the Runner builds). Defaults to None.
         **overrides: fields to change on ``config`` (checked like the rest).
 
     Attributes:
@@ -109,6 +111,7 @@ class Runner:
         from .fine_tune import first_phase
         from .regularisation import add_training_augmentation, build_mixing
         from ..model.user import check_model_file
+        from ..model.initialisation import initialise
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
         configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
@@ -123,6 +126,10 @@ class Runner:
         add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
         self.network = network if network is not None else build_for(cfg, self.data)
+        # A network handed in may hold weights of the user's: only one built here is re-initialised.
+        self.initialisation = initialise(self.network, cfg) if network is None else ""
+        if self.initialisation:
+            say(f"hapi_runner: {self.initialisation}")
         self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
         check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
         self.thread_choice = _threads_by_cost(self.network, self.input_shape) if by_cost and self.device == "cpu" else None
@@ -157,9 +164,13 @@ class Runner:
         from .optim import build_grad_clip, build_optimizer
         from .regularisation import build_run_loss, steps_per_epoch
 
+        from .decay import decay_exempt
+
         cfg = self.config
+        parameters = list(parameters)
         self.optimizer, self.lr = build_optimizer(schedule or cfg, parameters, steps_per_epoch(cfg, len(self.train_loader)),
-                                                  grad_clip=build_grad_clip(cfg.clip_grad))
+                                                  grad_clip=build_grad_clip(cfg.clip_grad),
+                                                  no_decay=decay_exempt(self.network, parameters, cfg))
         self.model.prepare(self.optimizer, build_run_loss(cfg, self.class_weights), _accuracy(len(self.train_data.class_names)),
                            amp_configs=amp_configs(self.amp, cfg.amp_dtype))
         if self.amp:
@@ -202,9 +213,14 @@ class Runner:
         ``mixing`` (a BatchMixing, training loaders only) makes its batches carry soft targets. Defaults to None.
         """
         from ..datasets import make_loader
+        from ..model.initialisation import has_batch_norm
 
         cfg = self.config
-        return make_loader(dataset, batch_size or cfg.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+        batch_size = batch_size or cfg.batch_size
+        # Only a training loader drops its short last batch, only for a network whose BatchNorm statistics it would
+        # skew, and only when a whole batch remains for every process.
+        drop_last = bool(shuffle and cfg.drop_last and has_batch_norm(self.network) and len(dataset) >= batch_size * world_size())
+        return make_loader(dataset, batch_size, shuffle=shuffle, num_workers=self.num_workers, drop_last=drop_last,
                            evaluation=evaluation, pipeline=cfg.pipeline, prefetch_factor=cfg.prefetch_factor,
                            persistent_workers=cfg.persistent_workers, use_shared_memory=cfg.use_shared_memory,
                            mixing=mixing)
@@ -233,8 +249,10 @@ class Runner:
         ranks = world_size()
         if ranks > 1:
             where += f" per process; {ranks} processes, batch {c.batch_size} each ({ranks * c.batch_size} in all)"
-        return (f"{c.model} on {data}: {len(d)} train / {len(self.eval_data)} eval images, {shape}, "
-                f"{len(d.class_names)} classes, {where}")
+        from .startup import describe_parameters
+
+        return (f"{c.model} ({describe_parameters(self.network)}) on {data}: {len(d)} train / {len(self.eval_data)} "
+                f"eval images, {shape}, {len(d.class_names)} classes, {where}")
 
     # -- the four verbs ------------------------------------------------------
     def fit(self, callbacks: Optional[List[Any]] = None) -> Dict[str, Any]:
@@ -323,6 +341,10 @@ class Runner:
             recover_litter(self.run_dir)  # half-written files, or an export set aside, of a process killed mid-write
             self._write_config()
         say(f"hapi_runner: {self.describe()} -> {self.run_dir}")
+        if self.folder is None:  # a folder's first note, printed when it was read, says this already
+            from .startup import describe_data
+
+            say(f"hapi_runner: {describe_data(self.train_data)}")
         self._write_bad_images()
         for line in describe_techniques(cfg, self.mixing):
             say(f"hapi_runner: {line}")
