@@ -8,7 +8,7 @@ both with ``hapi-runner launch`` (no GLOO_SOCKET_IFNAME, no --host). Then,
 for each fault, a fresh job is broken early in epoch 2 and the seconds until
 the surviving node's launcher has exited are measured, with the one line it
 printed. Needs root and ``ip netns``; removes its namespaces whatever happens.
-tests/test_multinode.py builds its two machines with the same functions.
+tests/training/test_multinode.py builds its two machines with the same functions.
 
     sudo python bench/multinode.py [--dist-timeout 20] [--repeats 1]
 """

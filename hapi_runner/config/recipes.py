@@ -12,7 +12,7 @@ field values, so every recipe is also expressible as flags (and the run's
 No Paddle import here.
 
 To add a recipe, add one dict to :data:`RECIPES` and one line to
-:data:`ABOUT`; ``tests/test_recipes.py`` checks that every recipe builds a
+:data:`ABOUT`; ``tests/config/test_recipes.py`` checks that every recipe builds a
 valid TrainConfig.
 """
 

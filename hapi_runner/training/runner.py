@@ -104,14 +104,10 @@ class Runner:
 
         setup_logging()  # after Paddle's import, which puts its own handler on the root logger
         from .class_weights import inverse_frequency
-        from ..model.builtin import load_pretrained
-        from ..model.assembly import build_for
-        from ..model.build import check_forward
         from .feature_cache import check_cacheable
         from .fine_tune import first_phase
         from .regularisation import add_training_augmentation, build_mixing
         from ..model.user import check_model_file
-        from ..model.initialisation import initialise
 
         self.device = select_device(cfg.device, require_gpu=cfg.gpu)
         configure_gpu_flags(self.device, cfg.cudnn_tuning, amp=bool(cfg.amp), deterministic=cfg.deterministic)
@@ -125,13 +121,7 @@ class Runner:
         spec = self._load_data()
         add_training_augmentation(self.train_data, cfg)
         self.input_shape = self.train_data.sample_shape
-        self.network = network if network is not None else build_for(cfg, self.data)
-        # A network handed in may hold weights of the user's: only one built here is re-initialised.
-        self.initialisation = initialise(self.network, cfg) if network is None else ""
-        if self.initialisation:
-            say(f"hapi_runner: {self.initialisation}")
-        self.pretrained_report = load_pretrained(self.network, _pretrained_path(cfg)) if cfg.pretrained else None
-        check_forward(self.network, self.input_shape, len(self.train_data.class_names), cfg.model)
+        self.network = self._build_network(network)
         self.thread_choice = _threads_by_cost(self.network, self.input_shape) if by_cost and self.device == "cpu" else None
         self.threads = self.thread_choice.threads if self.thread_choice else self.threads
         parameters, self.finetuning = _finetuning(self.network, cfg)
@@ -155,6 +145,25 @@ class Runner:
         self.ema = None
 
     # -- building blocks ---------------------------------------------------
+    def _build_network(self, network: Any = None):
+        """The network for the data: ``network`` as handed in, or the config's, initialised and loaded with pretrained weights.
+
+        A network handed in may hold weights of the user's: only one built here is re-initialised.
+        """
+        from ..model.assembly import build_for
+        from ..model.build import check_forward
+        from ..model.builtin import load_pretrained
+        from ..model.initialisation import initialise
+
+        cfg = self.config
+        built = network if network is not None else build_for(cfg, self.data)
+        self.initialisation = initialise(built, cfg) if network is None else ""
+        if self.initialisation:
+            say(f"hapi_runner: {self.initialisation}")
+        self.pretrained_report = load_pretrained(built, _pretrained_path(cfg)) if cfg.pretrained else None
+        check_forward(built, self.input_shape, len(self.train_data.class_names), cfg.model)
+        return built
+
     def prepare(self, parameters, schedule: Optional[TrainConfig] = None) -> None:
         """Builds ``optimizer`` (and ``lr``) over ``parameters`` and prepares ``model`` with it, the loss and the metrics.
 

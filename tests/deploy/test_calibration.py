@@ -203,7 +203,7 @@ def test_a_real_browser_draws_the_calibration_and_the_overlays(run, tmp_path):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from tools.report_screenshot import find_browser, screenshot
 
     if find_browser() is None:

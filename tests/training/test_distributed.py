@@ -25,7 +25,7 @@ from hapi_runner.training.losses import ExactEvalCrossEntropy
 from hapi_runner.training.runner import _EpochSeeder
 from helpers import read_json, read_rows  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_PY = os.path.join(ROOT, "train.py")
 EVAL_SIZE = 300 // 4  # the synthetic test split is a quarter of --synthetic-size
 FLAGS = ["--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "300", "--model", "lenet",

@@ -23,7 +23,7 @@ from hapi_runner.runfolder.resume import find_checkpoint, load_checkpoint
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_model(seed=0):

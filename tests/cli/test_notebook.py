@@ -10,7 +10,7 @@ nbformat = pytest.importorskip("nbformat", reason="executing the notebook needs 
 nbclient = pytest.importorskip("nbclient", reason="executing the notebook needs nbclient: pip install 'hapi-runner[test]'")
 pytest.importorskip("ipykernel", reason="executing the notebook needs a kernel: pip install 'hapi-runner[test]'")
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "fine_tune.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "fine_tune.ipynb"
 
 
 def _outputs(notebook, kind):

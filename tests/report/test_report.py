@@ -18,7 +18,7 @@ from hapi_runner.errors import UsageError
 from hapi_runner.report import Predictions, build_report, compare_runs, format_comparison
 from hapi_runner.report.evaluation import run_predictions
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tools.report_screenshot import find_browser, screenshot  # noqa: E402
 

@@ -8,7 +8,7 @@ import warnings
 
 from hapi_runner.training.console import NOISE, setup_logging, silence_noise
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_the_noise_is_filtered_and_every_other_warning_still_shows():

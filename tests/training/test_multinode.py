@@ -29,7 +29,7 @@ from bench.multinode import (IN_EPOCH_2, JOB, MASTER_IP, OTHER_IP, cannot_build_
                              start_node, two_machines, wait_for_log, worker_log)
 from helpers import read_json, read_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # --- the interface and the master --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from hapi_runner.datacheck.hashes import exact_key, grey_thumbnail, hamming, nea
 from hapi_runner.datasets.folder import load_folder_splits
 from hapi_runner.errors import UsageError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tools.report_screenshot import find_browser, screenshot  # noqa: E402
 

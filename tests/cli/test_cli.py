@@ -13,7 +13,7 @@ from hapi_runner.cli.app import main
 
 pytestmark = pytest.mark.smoke  # also run against Paddle 2.6 by .ci/run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def run_main(capsys, argv):

@@ -368,7 +368,7 @@ def test_a_forward_paddle_cannot_convert_keeps_the_training(tmp_path):
     # A process of its own, as a user's run is: Paddle words a second failed conversion of the same forward
     # in one process differently (without the source line), so an earlier test's conversion would change this one.
     done = subprocess.run([sys.executable, "-m", "hapi_runner", "train", "--model", model, *QUICK, "--save-dir", str(run)],
-                          capture_output=True, text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+                          capture_output=True, text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert done.returncode == 0, done.stderr
     err = done.stderr
     warning = [line for line in err.splitlines() if "could not export HostRoundTrip" in line]

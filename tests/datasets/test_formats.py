@@ -20,7 +20,7 @@ except ImportError:  # tests/ run as a plain folder (rootdir-relative imports un
     from datafiles import (MNIST_FILES, cifar_archive_members, idx_bytes, write_cifar_archive,
                            write_idx, write_mnist_files, write_tar_gz)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MINI_NPZ = REPO / "hapi_runner" / "data" / "fashion_mnist_mini.npz"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

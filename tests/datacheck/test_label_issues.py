@@ -16,7 +16,7 @@ from hapi_runner.datacheck.crossfit import stratified_folds
 from hapi_runner.datacheck.label_issues import read_decisions
 from hapi_runner.errors import DataFileError, UsageError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tools.report_screenshot import find_browser, screenshot  # noqa: E402
 

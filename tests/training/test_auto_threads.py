@@ -7,7 +7,7 @@ import pytest
 from hapi_runner import Runner, TrainConfig
 from hapi_runner.training import auto_threads, runner as runner_module
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.parametrize("macs, cores, expected", [(400_000, 2, 1), (9_999_999, 8, 1), (10_000_000, 2, 2), (560_000_000, 4, 4)])

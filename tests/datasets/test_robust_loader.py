@@ -169,4 +169,4 @@ def test_worker_failures_are_told_from_other_errors(exc, expected):
 
 
 # End to end (--num-workers 2, a worker dies mid-epoch, the run finishes with one warning line):
-# tests/test_errors.py, row dataloader-worker-dies.
+# tests/cli/test_errors.py, row dataloader-worker-dies.

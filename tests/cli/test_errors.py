@@ -7,7 +7,7 @@ on disk changed.
 
 To refresh the messages quoted in docs/errors.md::
 
-    HAPI_RUNNER_ERRORS_LOG=/tmp/errors.jsonl python -m pytest -q tests/test_errors.py
+    HAPI_RUNNER_ERRORS_LOG=/tmp/errors.jsonl python -m pytest -q tests/cli/test_errors.py
 """
 
 import dataclasses
@@ -31,7 +31,7 @@ from folder_images import class_tree, truncated_png
 from hapi_runner.cli.app import main
 from usernets import FACTORY, IMPORT_ERROR, LENET5, NOT_CONVERTIBLE
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 
 # A seconds-long run: LeNet on 64 synthetic MNIST-shaped images, one thread, nothing printed per step.
 T = ("--dataset", "synthetic", "--synthetic-like", "mnist", "--synthetic-size", "64", "--epochs", "1",

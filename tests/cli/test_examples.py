@@ -7,7 +7,7 @@ import pytest
 
 from hapi_runner import TrainConfig, UsageError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDERS = {"FILE.py"}
 
 

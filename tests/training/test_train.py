@@ -11,7 +11,7 @@ import pytest
 from conftest import tiny_config
 from hapi_runner import Runner
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULT_KEYS = {"final_eval", "best", "epochs_run", "train_seconds", "total_seconds", "images_per_second",
                "stopped_early", "stop_reason", "paddle_version", "device"}
 
