@@ -28,19 +28,6 @@ def tree(tmp_path):
     return root
 
 
-@pytest.fixture
-def decode_calls(monkeypatch):
-    calls = []
-    real = image_decode.decode_image
-
-    def counting(path, channels, side):
-        calls.append(path)
-        return real(path, channels, side)
-
-    monkeypatch.setattr(image_decode, "decode_image", counting)
-    return calls
-
-
 @pytest.mark.smoke
 def test_class_folders_map_sorted_names_take_nested_files_and_ignore_junk(tree):
     splits = load_folder_splits(str(tree), image_size=32)

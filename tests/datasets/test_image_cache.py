@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hapi_runner.datasets import image_cache, image_decode
+from hapi_runner.datasets import image_cache
 from hapi_runner.datasets.image_cache import CachedImages, DecodingImages, cache_key, decode_once, format_bytes
 
 pytestmark = pytest.mark.smoke
@@ -24,19 +24,6 @@ def pngs(tmp_path):
         Image.fromarray(np.full((8, 8, 3), (10 * k, 20 * k, 30 * k), dtype=np.uint8)).save(path)
         paths.append(str(path))
     return paths
-
-
-@pytest.fixture
-def decode_calls(monkeypatch):
-    calls = []
-    real = image_decode.decode_image
-
-    def counting(path, channels, side):
-        calls.append(path)
-        return real(path, channels, side)
-
-    monkeypatch.setattr(image_decode, "decode_image", counting)
-    return calls
 
 
 def _check_pixels(images):
