@@ -410,7 +410,11 @@ def create_optimizer_state(optimizer) -> None:
     run that follows uses the same tensors, under the names it would have had.
     """
     import paddle
+    from paddle.base.layer_helper import LayerHelper
 
+    if getattr(optimizer, "helper", None) is None:
+        # Paddle 2.6 makes the helper that creates accumulators inside the first step; 3.x also outside it.
+        optimizer.helper = LayerHelper(optimizer.__class__.__name__)
     block = paddle.static.default_main_program().global_block()
     groups = optimizer._param_groups
     if groups and isinstance(groups[0], dict):
@@ -419,6 +423,7 @@ def create_optimizer_state(optimizer) -> None:
             optimizer._create_accumulators(block, {**group, "params": params})
     else:
         optimizer._create_accumulators(block, [p for p in optimizer._parameter_list if not p.stop_gradient])
+
 
 def keep_batch_norm_statistics(layers, keep: bool = True) -> int:
     """Makes every batch norm among ``layers`` normalise with its running statistics, in train mode too; returns how many.
