@@ -59,3 +59,19 @@ def tiny_config(data_root, tmp_path, **overrides):
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+@pytest.fixture
+def decode_calls(monkeypatch):
+    """The paths the image decoder is asked for, in order (it still decodes them)."""
+    from hapi_runner.datasets import image_decode
+
+    calls = []
+    real = image_decode.decode_image
+
+    def counting(path, channels, side):
+        calls.append(path)
+        return real(path, channels, side)
+
+    monkeypatch.setattr(image_decode, "decode_image", counting)
+    return calls
