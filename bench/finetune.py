@@ -167,41 +167,75 @@ def _results(run: str) -> dict:
         return json.load(fh)
 
 
+def write_digits(folder: str, per_class: int) -> None:
+    """scikit-learn's handwritten digits (1,797 real 8x8 scans, bundled with it) as 28x28 grey PNGs:
+    ``per_class`` of each digit in train/, the rest in val/."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    for label in range(10):
+        for j, i in enumerate(np.flatnonzero(digits.target == label)):
+            split = "train" if j < per_class else "val"
+            os.makedirs(os.path.join(folder, split, f"digit_{label}"), exist_ok=True)
+            Image.fromarray(pixels[i]).resize((28, 28), Image.BICUBIC).save(
+                os.path.join(folder, split, f"digit_{label}", f"{i}.png"))
+
+
 def transfer(args, work: str) -> None:
-    """ResNet-18 pretrained here on Fashion-MNIST classes 0-4, fine-tuned on 50 images per class of classes 5-9."""
+    """ResNet-18 pretrained here on Fashion-MNIST classes 0-4, fine-tuned on 50 images per class of classes 5-9
+    and of scikit-learn's digits."""
     images, labels = fashion_images(args.data_dir)
     test_images, test_labels = fashion_images(args.data_dir, "test")
-    source, target = os.path.join(work, "source"), os.path.join(work, "target")
+    source = os.path.join(work, "source")
     write_pngs(source, images, labels, range(5), args.pretrain_images // 5, "train")
     write_pngs(source, test_images, test_labels, range(5), 100, "val")
-    write_pngs(target, images, labels, range(5, 10), 50, "train")
-    write_pngs(target, test_images, test_labels, range(5, 10), 200, "val")
+    targets = {"Fashion-MNIST classes 5-9 (200 test images per class)": os.path.join(work, "target")}
+    write_pngs(targets[next(iter(targets))], images, labels, range(5, 10), 50, "train")
+    write_pngs(targets[next(iter(targets))], test_images, test_labels, range(5, 10), 200, "val")
+    if "digits" in args.targets:
+        write_digits(os.path.join(work, "digits"), 50)
+        targets["scikit-learn's digits, 10 classes (the other 1,297 scans)"] = os.path.join(work, "digits")
+    if "fashion" not in args.targets:
+        targets.pop(next(iter(targets)))
     env = _env(os.path.join(work, "cache-transfer"))
     common = ["--model", "resnet18", "--dataset", "folder", "--channels", "1", "--image-size", "32", "--batch-size", "32",
-              "--no-export", "--no-report", "--no-visualdl", "--verbose", "2", "--threads", "auto", "--seed", "0"]
+              "--no-export", "--no-report", "--no-visualdl", "--verbose", "2", "--threads", str(args.threads), "--seed", "0"]
+    started = time.time()
     pre = run_train([*common, "--data-dir", source, "--epochs", str(args.pretrain_epochs), "--lr", "0.05",
                      "--lr-schedule", "cosine", "--save-dir", os.path.join(work, "pre")], env)
     weights = os.path.join(work, "pre", "checkpoints", "last", "model.pdparams")
     epochs = str(args.transfer_epochs)
     half = args.transfer_epochs // 2
+    lr = [] if args.transfer_lr is None else ["--lr", args.transfer_lr]
     runs = {
-        "from scratch (all layers, random init)": [*common, "--epochs", epochs, "--lr-schedule", "cosine"],
+        "from scratch (all layers, random init)": [*common, "--epochs", epochs, "--lr-schedule", "cosine", *lr],
         "cached head (--freeze-backbone)": [*common, "--epochs", epochs, "--pretrained", weights, "--freeze-backbone",
-                                            "--lr-schedule", "cosine"],
+                                            "--lr-schedule", "cosine", *lr],
         f"two-phase (--fine-tune {half},{args.transfer_epochs - half} --backbone-lr-mult 0.1)": [
             *common, "--fine-tune", f"{half},{args.transfer_epochs - half}", "--pretrained", weights,
-            "--backbone-lr-mult", "0.1", "--lr-schedule", "cosine"],
+            "--backbone-lr-mult", "0.1", "--lr-schedule", "cosine", *lr],
     }
-    print(f"\nTransfer: ResNet-18 (32 px, grey) pretrained here on Fashion-MNIST classes 0-4 "
-          f"({args.pretrain_images} images, {args.pretrain_epochs} epochs, {pre['wall'] / 60:.1f} min, val top-1 "
-          f"{_results(os.path.join(work, 'pre'))['final_eval']['acc_top1']:.3f}); fine-tuned on 50 training images per class "
-          f"of classes 5-9, evaluated on 200 test images per class; {args.transfer_epochs} epochs, seed 0\n")
-    print("| training | test top-1 (classes 5-9) | minutes (whole command) |")
-    print("| --- | --- | --- |")
-    for i, (name, flags) in enumerate(runs.items()):
-        run = os.path.join(work, f"transfer-{i}")
-        result = run_train([*flags, "--data-dir", target, "--save-dir", run], env)
-        print(f"| {name} | {_results(run)['final_eval']['acc_top1']:.3f} | {result['wall'] / 60:.2f} |")
+    print(f"\nSource: ResNet-18 (32 px, grey) trained here on Fashion-MNIST classes 0-4 ({args.pretrain_images} images, "
+          f"{args.pretrain_epochs} epochs, --lr 0.05 cosine, {pre['wall'] / 60:.1f} min, val top-1 "
+          f"{_results(os.path.join(work, 'pre'))['final_eval']['acc_top1']:.3f} on 500 test images). Each target: 50 "
+          f"training images per class, {args.transfer_epochs} epochs, cosine, "
+          f"{'the default --lr' if args.transfer_lr is None else '--lr ' + args.transfer_lr}, seed 0, "
+          f"--threads {args.threads}.\n")
+    for target_name, target in targets.items():
+        print(f"\n{target_name}\n")
+        print("| training | top-1 | minutes (whole command) |")
+        print("| --- | --- | --- |")
+        for i, (name, flags) in enumerate(runs.items()):
+            run = os.path.join(work, f"transfer-{os.path.basename(target)}-{i}")
+            result = run_train([*flags, "--data-dir", target, "--save-dir", run], env)
+            for line in result["log"].splitlines():
+                if "fresh initialisation" in line:
+                    print(f"    {line}")
+            print(f"| {name} | {_results(run)['final_eval']['acc_top1']:.3f} | {result['wall'] / 60:.2f} |", flush=True)
+    print(f"\nwhole section: {(time.time() - started) / 60:.1f} min")
 
 
 def main() -> None:
@@ -217,6 +251,10 @@ def main() -> None:
     parser.add_argument("--pretrain-images", type=int, default=5000, help="transfer: source images (classes 0-4)")
     parser.add_argument("--pretrain-epochs", type=int, default=3, help="transfer: epochs of the source training")
     parser.add_argument("--transfer-epochs", type=int, default=10, help="transfer: epochs of each target run")
+    parser.add_argument("--transfer-lr", default=None, help="transfer: --lr of each target run (a number, or auto)")
+    parser.add_argument("--targets", nargs="+", choices=("fashion", "digits"), default=["fashion", "digits"],
+                        help="transfer: the target tasks")
+    parser.add_argument("--threads", default="auto", help="transfer: --threads of every run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as work:
         if "equivalence" in args.only:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -143,15 +143,16 @@ end
 """
 
 
-def _wrk_load(port: int, body: bytes, concurrency: int, seconds: float) -> Dict:
+def _wrk_load(port: int, body: Optional[bytes], concurrency: int, seconds: float, path: str = "/predict?top_k=1") -> Dict:
+    """wrk's figures: POST ``body`` to ``path``, or GET ``path`` when ``body`` is None."""
     with tempfile.TemporaryDirectory(prefix="wrk-") as folder:
         script, image = os.path.join(folder, "post.lua"), os.path.join(folder, "image.png")
         with open(script, "w") as fh:
-            fh.write(WRK_SCRIPT)
+            fh.write(WRK_SCRIPT if body is not None else WRK_SCRIPT[WRK_SCRIPT.index("done = "):])
         with open(image, "wb") as fh:
-            fh.write(body)
+            fh.write(body or b"")
         done = subprocess.run(["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{seconds:g}s",
-                               "--timeout", "60s", "-s", script, f"http://127.0.0.1:{port}/predict?top_k=1"],
+                               "--timeout", "60s", "-s", script, f"http://127.0.0.1:{port}{path}"],
                               capture_output=True, text=True, env={**os.environ, "BENCH_IMAGE": image}, check=True)
     figures = json.loads(next(l for l in done.stdout.splitlines() if l.startswith("JSON "))[5:])
     if figures["non2xx"] or figures["errors"]:
@@ -196,6 +197,9 @@ def bench_model(name: str, folder: str, args) -> List[Dict]:
         load(server.port, data, 1, 2)  # every batch size's first run compiles kernels: not part of the figures
         load(server.port, data, max(args.concurrency), 3)
         rows += [load(server.port, data, c, seconds) for c in args.concurrency]
+        if shutil.which("wrk"):  # the HTTP stack alone: a route that touches no model, at the highest concurrency
+            top = max(args.concurrency)
+            rows.append({**_wrk_load(server.port, None, top, seconds, path="/health"), "run": f"GET /health c={top}"})
     finally:
         server.stop()
     return rows
@@ -210,6 +214,11 @@ def table(name: str, rows: List[Dict]) -> str:
     high = max(c for c in (int(r["run"].split("=")[1]) for r in rows if r["run"].startswith("serve")))
     share = by[f"serve c={high}"]["per_second"] / by["direct b32"]["per_second"]
     extra = by["serve c=1"]["p50"] - by["direct b1"]["p50"] if "serve c=1" in by else float("nan")
+    ceiling = by.get(f"GET /health c={high}")
+    if ceiling is not None:
+        lines += ["", f"The HTTP stack alone (GET /health, no model, no body) answered {ceiling['per_second']:.0f} "
+                      f"requests/s at c={high}: {ceiling['per_second'] / by['direct b32']['per_second']:.0%} of direct "
+                      f"batch-32 throughput."]
     lines += ["", f"c={high}: {share:.0%} of direct batch-32 throughput (target >= 70%: {'met' if share >= 0.7 else 'NOT met'}); "
               f"c=1 p50 {extra:+.2f} ms beside direct batch 1 (target <= 5 ms: {'met' if extra <= 5 else 'NOT met'})", ""]
     return "\n".join(lines)

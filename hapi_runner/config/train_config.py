@@ -184,6 +184,9 @@ class TrainConfig:
     head: Optional[str] = _optim(None, "the layer --freeze-backbone and --backbone-lr-mult treat as the classifier: a sublayer "
                                  "name such as fc or classifier", metavar="NAME",
                                  means="the network's classifier_layer, else the last Linear layer")
+    reset_head: bool = _optim(False, "with --pretrained: the classifier (--head) starts from a fresh initialisation, "
+                                     "not from the weights file's (whose classes may be others); on by itself when the "
+                                     "file is a checkpoint of a run with other class names")
     fine_tune: Optional[List[int]] = _optim(
         None, "two phases, as fastai's fine_tune: F epochs of the classifier alone (the backbone frozen, on cached "
               "features), then U epochs of every layer (the backbone at --backbone-lr-mult), each with its own warm-up and "
@@ -276,6 +279,9 @@ class TrainConfig:
 
     def _check_fine_tune(self) -> None:
         """``fine_tune`` as ``[F, U]``, each at least 1; it sets ``epochs`` and leaves no room for ``freeze_backbone``."""
+        if self.reset_head and not self.pretrained:
+            raise UsageError("--reset-head starts the classifier afresh instead of from the --pretrained weights; "
+                             "pass --pretrained FILE (or imagenet) with it, or drop it.")
         if self.fine_tune is None:
             return
         pair = self.fine_tune

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 from ..config.checks import check_choice
 from ..training.distributed import say
@@ -133,18 +133,21 @@ def _set_input_channels(model, channels: int) -> None:
         setattr(parent, attr, rebuild_conv(conv, in_channels=channels))
 
 
-def load_pretrained(model, path: str) -> Dict[str, Any]:
+def load_pretrained(model, path: str, fresh: Sequence[str] = ()) -> Dict[str, Any]:
     """Loads a ``.pdparams`` into ``model``, matching what can be matched, and says so in one line.
 
     A stem kernel with another number of input channels is adapted (summed
     over channels for grey input, spread evenly for colour input); any other
     tensor of another shape (a classifier for other classes) is skipped with
     a warning. The line printed at the end is :func:`describe_pretrained`'s.
+    The tensors of the sublayers named in ``fresh`` (``fc``: ``fc.weight``,
+    ``fc.bias``) are not loaded: they keep the model's own initialisation
+    (``--reset-head``).
 
     Returns:
         ``{"loaded": [...], "adapted": [...], "skipped": [...], "missing": [...],
-        "shapes": {key: [shape in the file, shape in the model]}}``, the
-        shapes given for the adapted and skipped tensors.
+        "fresh": [...], "shapes": {key: [shape in the file, shape in the model]}}``,
+        the shapes given for the adapted and skipped tensors.
 
     Raises:
         UsageError: ``path`` is not a file.
@@ -154,7 +157,10 @@ def load_pretrained(model, path: str) -> Dict[str, Any]:
     from ..errors import HapiRunnerError
 
     source = _read_state_dict(path)
-    new_state, report = _match_state(model.state_dict(), source)
+    kept = [key for key in source if any(key == name or key.startswith(name + ".") for name in fresh)]
+    new_state, report = _match_state(model.state_dict(), {k: v for k, v in source.items() if k not in kept})
+    report["fresh"] = [key for key in kept if key in new_state]
+    report["missing"] = [key for key in report["missing"] if key not in report["fresh"]]
     if not report["loaded"] and not report["adapted"]:
         raise HapiRunnerError(f"pretrained weights '{path}' share no tensor with {type(model).__name__}; are they for another model?")
     model.set_state_dict(new_state)
@@ -244,6 +250,8 @@ def describe_pretrained(path: str, report: Dict[str, Any], listed: int = 4) -> s
     parts = [f"{len(report['loaded'])} tensors loaded",
              f"{len(report['adapted'])} adapted{names(report['adapted'], channels)}",
              f"{len(report['skipped'])} skipped{names(report['skipped'], shape)}"]
+    if report.get("fresh"):
+        parts.append(f"{len(report['fresh'])} left at their fresh initialisation{names(report['fresh'], str)}")
     if report["missing"]:
         parts.append(f"{len(report['missing'])} not in the file{names(report['missing'], str)}")
     return f"pretrained weights from {path}: {', '.join(parts)}"

@@ -20,7 +20,7 @@ rate (each parameter's ``optimize_attr['learning_rate']``, the multiplier Paddle
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import HapiRunnerError, UsageError
 from ..paddle_compat import keep_batch_norm_statistics
@@ -106,6 +106,35 @@ def classifier_name(network) -> str:
         raise UsageError(f"{type(network).__name__} has no paddle.nn.Linear layer to take for its classifier; "
                          f"set a classifier_layer attribute naming the sublayer to train.")
     return last
+
+
+def head_reset_reason(weights: str, class_names: Optional[Sequence[str]]) -> Optional[str]:
+    """Why the classifier in ``weights`` belongs to other classes than ``class_names``, or None when it may.
+
+    Known only when ``weights`` is a run's checkpoint (``RUN/checkpoints/epoch_N/model.pdparams``) whose
+    ``state.json`` names its classes (a folder run's do), and when this run's classes are known.
+    """
+    import json
+
+    from ..runfolder.fingerprint import class_names_text
+    from ..runfolder.layout import STATE_FILE
+
+    state = os.path.join(os.path.dirname(os.path.abspath(weights)), STATE_FILE)
+    if class_names is None or not os.path.isfile(state):
+        return None
+    try:
+        with open(state, encoding="utf-8") as fh:
+            theirs = json.load(fh).get("fingerprint", {}).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        return None
+    ours = class_names_text(class_names)
+    if theirs is None or theirs == ours:
+        return None
+    return f"the weights' run had the classes {_shorten(theirs)}, this run has {_shorten(ours)}"
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def split_parameters(network) -> Tuple[str, List, List]:

@@ -35,5 +35,10 @@ def run_fingerprint(config: TrainConfig, input_shape: Sequence[int], num_classes
     if network is not None:
         fingerprint["parameters"] = {name: [int(s) for s in value.shape] for name, value in network.state_dict().items()}
     if class_names is not None:
-        fingerprint["class_names"] = ", ".join(f"'{name}'" for name in class_names)  # one string: the refusal shows it as written
+        fingerprint["class_names"] = class_names_text(class_names)
     return fingerprint
+
+
+def class_names_text(class_names: Sequence[str]) -> str:
+    """A fingerprint's ``class_names``: one string (``'cat', 'dog'``), so a refusal shows it as written."""
+    return ", ".join(f"'{name}'" for name in class_names)

@@ -160,7 +160,12 @@ class Runner:
         self.initialisation = initialise(built, cfg) if network is None else ""
         if self.initialisation:
             say(f"hapi_runner: {self.initialisation}")
-        self.pretrained_report = load_pretrained(built, _pretrained_path(cfg)) if cfg.pretrained else None
+        if cfg.pretrained:
+            weights = _pretrained_path(cfg)
+            self.pretrained_report = load_pretrained(built, weights, fresh=_heads_to_reset(built, cfg, weights,
+                                                                                        self.train_data.class_names))
+        else:
+            self.pretrained_report = None
         check_forward(built, self.input_shape, len(self.train_data.class_names), cfg.model)
         return built
 
@@ -646,6 +651,28 @@ def _pretrained_path(config: TrainConfig) -> str:
     if config.pretrained == IMAGENET and not os.path.exists(IMAGENET):
         return imagenet_weights(config.model, download=config.download)
     return config.pretrained
+
+
+def _heads_to_reset(network, config: TrainConfig, weights: str, class_names) -> List[str]:
+    """The classifier to keep at its fresh initialisation when loading ``weights``: with ``--reset-head``, or
+    when the weights are a checkpoint of a run with other classes (said in one line). Else nothing."""
+    from ..model.finetune import classifier_name, head_reset_reason
+
+    reason = None if config.reset_head else head_reset_reason(weights, class_names)
+    if not config.reset_head and reason is None:
+        return []
+    if config.head is not None:
+        network.classifier_layer = config.head
+    try:
+        name = classifier_name(network)
+    except UsageError:
+        if config.reset_head:
+            raise
+        return []
+    if reason is not None:
+        say(f"hapi_runner: {reason}: the classifier ({name}) starts from a fresh initialisation, not from the weights "
+            f"(as --reset-head does)")
+    return [name]
 
 
 def _finetuning(network, config: TrainConfig):

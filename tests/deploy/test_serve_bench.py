@@ -28,3 +28,10 @@ def test_the_targets_are_judged_against_the_direct_rows(serve32, serve1_p50, sha
     assert f"c=32: {share} of direct batch-32 throughput (target >= 70%: {throughput})" in text
     assert f"(target <= 5 ms: {latency})" in text
     assert "| direct b1 | 100.0 | 10.00 | 10.00 | 1.0 | 10 |" in text and "| serve c=32 |" in text
+
+
+def test_the_http_ceiling_row_is_set_against_direct_batch_32():
+    ceiling = {**percentile_row("GET /health c=32", [0.02] * 10, 160.0, None), "batch": None}
+    text = table("lenet", rows(100.0, 12.0) + [ceiling])
+    assert "answered 160 requests/s at c=32: 50% of direct batch-32 throughput." in text
+    assert "| GET /health c=32 | 160.0 | 20.00 | 20.00 | - | 10 |" in text

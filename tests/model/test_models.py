@@ -87,3 +87,18 @@ def test_registry_has_the_card_models():
     for name in ["lenet", *[f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")],
                  *[f"resnet{d}" for d in (18, 34, 50, 101, 152)], "mobilenet_v1", "mobilenet_v2"]:
         assert name in MODELS
+
+
+def test_fresh_sublayers_keep_their_initialisation_and_the_rest_loads(tmp_path, capsys):
+    source = build_model("resnet18", 10, 1, 28)
+    path = str(tmp_path / "r18.pdparams")
+    paddle.save(source.state_dict(), path)
+    target = build_model("resnet18", 10, 1, 28)
+    fresh_fc = target.fc.weight.numpy().copy()
+    report = load_pretrained(target, path, fresh=["fc"])
+    assert report["fresh"] == ["fc.weight", "fc.bias"] and report["missing"] == [] and report["skipped"] == []
+    assert len(report["loaded"]) == len(target.state_dict()) - 2
+    np.testing.assert_array_equal(target.fc.weight.numpy(), fresh_fc)
+    assert not np.allclose(target.fc.weight.numpy(), source.fc.weight.numpy())
+    np.testing.assert_array_equal(target.layer4[1].conv2.weight.numpy(), source.layer4[1].conv2.weight.numpy())
+    assert "2 left at their fresh initialisation (fc.weight, fc.bias)" in capsys.readouterr().out

@@ -106,3 +106,64 @@ def test_fine_tune_sets_the_epochs_and_excludes_freeze_backbone():
     assert config.fine_tune == [3, 2] and config.epochs == 5
     with pytest.raises(UsageError, match="drop --freeze-backbone"):
         TrainConfig(fine_tune="3,2", freeze_backbone=True)
+
+
+def _checkpoint_with_classes(folder, names):
+    """A run's checkpoint folder whose state.json names ``names`` as its classes; returns its weights' path."""
+    import json
+
+    import paddle
+
+    from hapi_runner.model.builtin import build_model
+    from hapi_runner.runfolder.fingerprint import class_names_text
+
+    folder.mkdir(parents=True)
+    paddle.save(build_model("lenet", len(names), 1, 28).state_dict(), str(folder / "model.pdparams"))
+    (folder / "state.json").write_text(json.dumps({"fingerprint": {"class_names": class_names_text(names)}}))
+    return str(folder / "model.pdparams")
+
+
+def test_the_head_resets_when_the_weights_run_had_other_classes(tmp_path):
+    from hapi_runner.model.finetune import head_reset_reason
+
+    weights = _checkpoint_with_classes(tmp_path / "src" / "checkpoints" / "epoch_2", ["bag", "coat", "dress"])
+    assert head_reset_reason(weights, ["bag", "coat", "dress"]) is None
+    assert head_reset_reason(weights, None) is None  # this run's classes unknown
+    reason = head_reset_reason(weights, ["shirt", "sneaker", "boot"])
+    assert reason == "the weights' run had the classes 'bag', 'coat', 'dress', this run has 'shirt', 'sneaker', 'boot'"
+    bare = tmp_path / "plain.pdparams"
+    shutil.copy(weights, bare)
+    assert head_reset_reason(str(bare), ["shirt", "sneaker", "boot"]) is None  # no state.json beside it
+
+
+@pytest.mark.parametrize("classes, flag, reset", [(("bag", "coat", "dress"), False, False),
+                                                  (("bag", "coat", "dress"), True, True),
+                                                  (("shirt", "sneaker", "boot"), False, True)],
+                         ids=["same classes: the head loads", "--reset-head", "other classes: the head resets"])
+def test_a_runner_starts_the_head_afresh_only_when_it_should(tmp_path, capsys, classes, flag, reset):
+    import paddle
+
+    from folder_images import class_tree
+    from hapi_runner import Runner, TrainConfig
+
+    weights = _checkpoint_with_classes(tmp_path / "src" / "checkpoints" / "epoch_1", list(classes))
+    data = tmp_path / "images"
+    class_tree(data, 4, junk=False)
+    class_tree(data, 2, split="val", offset=20, nested=False, junk=False)
+    config = TrainConfig(model="lenet", dataset="folder", data_dir=str(data), channels=1, image_size=28, epochs=1,
+                         batch_size=8, pretrained=weights, reset_head=flag, freeze_backbone=True, export=False,
+                         report=False, verbose=0, threads="1", save_dir=str(tmp_path / "run"))
+    runner = Runner(config)
+    held = paddle.load(weights)
+    same_head = np.array_equal(runner.network.fc[2].weight.numpy(), np.asarray(held["fc.2.weight"]))
+    assert same_head is not reset
+    np.testing.assert_array_equal(runner.network.features[0].weight.numpy(), np.asarray(held["features.0.weight"]))
+    said = capsys.readouterr().out
+    assert ("starts from a fresh initialisation" in said) is (reset and not flag)
+
+
+def test_reset_head_needs_pretrained_weights():
+    from hapi_runner import TrainConfig
+
+    with pytest.raises(UsageError, match="--reset-head starts the classifier afresh"):
+        TrainConfig(reset_head=True)
