@@ -119,3 +119,19 @@ def test_first_epochs_writes_the_folder_from_idx_files_and_tabulates(tmp_path, m
     lines = first_epochs.table(results, [0, 1]).splitlines()
     assert lines[2] == "| defaults | (none) | 80.0 | 78.0 | 79.0 | - | 5.5 |"
     assert lines[3].startswith("| none | `--no-zero-init-residual") and lines[3].endswith("| 70.0 | 72.0 | 71.0 | -8.0 | 5.0 |")
+
+
+def test_finetune_writes_the_digits_as_class_folders(tmp_path):
+    pytest.importorskip("sklearn")
+    from PIL import Image
+
+    from bench.finetune import write_digits
+
+    write_digits(str(tmp_path), 3)
+    train, val = tmp_path / "train", tmp_path / "val"
+    assert sorted(p.name for p in train.iterdir()) == [f"digit_{d}" for d in range(10)]
+    assert all(len(list((train / f"digit_{d}").iterdir())) == 3 for d in range(10))
+    assert sum(len(list(folder.iterdir())) for folder in val.iterdir()) == 1797 - 30
+    first = next((train / "digit_0").iterdir())
+    with Image.open(first) as image:
+        assert image.size == (28, 28) and image.mode == "L" and image.getextrema()[1] > 200  # ink reaches near white
