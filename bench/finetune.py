@@ -97,7 +97,7 @@ def speed(args, work: str) -> None:
     env = _env(cache)
     common = ["--model", args.model, "--dataset", "folder", "--data-dir", folder, "--image-size", str(args.size),
               "--freeze-backbone", "--batch-size", "32", "--no-export", "--no-report", "--no-visualdl", "--keep-last",
-              "1", "--verbose", "2", "--threads", "auto"]
+              "1", "--verbose", "2", "--threads", str(args.threads)]
     # Decode the images into the image cache first, so neither command pays for it.
     _warm_cache(folder, args.size, cache)
     today_epochs = args.today_epochs or args.epochs
@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--transfer-lr", default=None, help="transfer: --lr of each target run (a number, or auto)")
     parser.add_argument("--targets", nargs="+", choices=("fashion", "digits"), default=["fashion", "digits"],
                         help="transfer: the target tasks")
-    parser.add_argument("--threads", default="auto", help="transfer: --threads of every run")
+    parser.add_argument("--threads", default="auto", help="speed and transfer: --threads of every run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as work:
         if "equivalence" in args.only:
