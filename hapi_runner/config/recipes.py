@@ -22,6 +22,12 @@ from typing import Any, Dict
 
 from .checks import check_choice
 
+# The four first-epoch fields of docs/accuracy.md set to what Paddle does on its own: how runs trained before
+# those fields existed behaved (a run folder whose config.json lacks them resumes that way; drop_last changes the
+# steps per epoch, and with them a cosine schedule's length), and what accurate-resnet18 was measured with.
+PADDLE_FIRST_EPOCHS: Dict[str, Any] = {"zero_init_residual": False, "conv_init": "paddle", "decay_norm_and_bias": True,
+                                       "drop_last": False}
+
 # Seed 002 (ResNet-50 on Cifar10 with paddle.Model) exactly as its notebook
 # trains: Momentum lr 0.01 momentum 0.9, L2Decay 1e-4, batch 64, 50 epochs,
 # a constant rate, no warm-up and no augmentation (the notebook's transform
@@ -89,8 +95,14 @@ ACCURATE: Dict[str, Any] = {
 # (decay 0.998 at 469 steps an epoch); RandAugment and Random Erasing, which pay
 # off over tens of epochs, are left out. Momentum at a peak of 0.1 (batch 128)
 # after one warm-up epoch, cosine to zero, L2Decay 5e-4. Measured: 0.9162 test
-# top-1 in 2.07 h, short of the 0.95 target (docs/benchmarks.md).
+# top-1 in 2.07 h, short of the 0.95 target (docs/benchmarks.md). The first-epoch
+# settings that the short ablation of docs/accuracy.md favours (zero-initialised
+# residual branches, no decay on norms and biases, the short last batch dropped)
+# did not help here: with them and the fan-out initialisation the same command
+# ended at 0.9138, and below at every epoch (by 0.15-0.32 points, one run each),
+# so the recipe keeps Paddle's behaviour, the one its figure was measured with.
 ACCURATE_RESNET18: Dict[str, Any] = {
+    **PADDLE_FIRST_EPOCHS,
     "model": "resnet18",
     "stem": "default",
     "optimizer": "momentum",
@@ -113,7 +125,8 @@ ABOUT: Dict[str, str] = {
     "fast": "time to accuracy on the CPU: Momentum peak 0.05/0.9 after 1 warm-up epoch, cosine decay, L2Decay 1e-4, batch 64, 6 epochs",
     "accurate": "best final accuracy of LeNet measured: fast's schedule over 30 epochs, label smoothing 0.1",
     "accurate-resnet18": "ResNet-18 (default stem) in 2.5 h on 2 CPU cores: Momentum peak 0.1 after 1 warm-up epoch, cosine, "
-                         "L2Decay 5e-4, batch 128, 4 epochs, label smoothing 0.1, EMA 0.998",
+                         "L2Decay 5e-4, batch 128, 4 epochs, label smoothing 0.1, EMA 0.998, Paddle's initialisation and decay "
+                         "(the first-epoch settings off, as measured)",
 }
 
 

@@ -23,7 +23,7 @@ from ..datasets.registry import AUGMENTATIONS, DATASETS, PIPELINES, folder_datas
 from ..errors import HapiRunnerError, UsageError
 from ..model.names import check_model, is_user_model, run_name
 from ..model.initialisation import CONV_INITS
-from .recipes import ABOUT, RECIPES, recipe_values
+from .recipes import ABOUT, PADDLE_FIRST_EPOCHS, RECIPES, recipe_values
 
 OPTIMIZERS = ("momentum", "sgd", "adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine", "step", "multistep")
@@ -55,10 +55,6 @@ def lr_value(text: str):
         raise argparse.ArgumentTypeError(f"must be a number such as 0.01, or auto; got {text!r}") from None
 
 
-# How runs trained before these fields existed behaved: a run folder whose config.json lacks them resumes that way
-# (drop_last changes the steps per epoch, and with them a cosine schedule's length).
-BEFORE_FIRST_EPOCH_FIELDS = {"zero_init_residual": False, "conv_init": "paddle", "decay_norm_and_bias": True,
-                             "drop_last": False}
 
 
 def _flags_of(group: str):
@@ -96,7 +92,7 @@ _checkpoints = _flags_of("checkpoints and resume")
 _stopping = _flags_of("early stopping and LR on plateau")
 _export = _flags_of("static-graph export")
 _regular = _flags_of("regularisation")
-_RECIPE_HELP = ("a named set of hyper-parameters (hapi_runner/recipes.py): "
+_RECIPE_HELP = ("a named set of hyper-parameters (hapi_runner/config/recipes.py): "
                 + "; ".join(f"{k}: {v}" for k, v in sorted(ABOUT.items())) + ". A config file and flags beat it")
 
 
@@ -148,9 +144,9 @@ class TrainConfig:
     zero_init_residual: bool = _data(True, "from scratch (no --pretrained): keep the scale of the last BatchNorm in each residual "
                                            "block at its usual 1 instead of starting it at 0 (each block then starts as "
                                            "the identity, as timm's ResNets do)")
-    conv_init: str = _data("kaiming-fan-out", "networks with BatchNorm, from scratch: the convolutions' initial weights: "
-                                              "Kaiming normal over fan-out (torchvision, timm) or Paddle's own (Kaiming "
-                                              "normal over fan-in)",
+    conv_init: str = _data("paddle", "networks with BatchNorm, from scratch: the convolutions' initial weights: "
+                                     "Paddle's own (Kaiming normal over fan-in) or Kaiming normal over fan-out "
+                                     "(torchvision, timm; measured neutral here, docs/accuracy.md)",
                            choices=CONV_INITS)
     pretrained: Optional[str] = _data(None, "initial weights: a .pdparams file, or 'imagenet' for paddle.vision's published "
                                             "weights of the model; tensors of another shape are skipped with a warning",
@@ -606,7 +602,7 @@ def _run_config_values(run_dir: str, records: bool = False) -> Dict[str, Any]:
         raise HapiRunnerError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run folder is damaged.") from exc
     if not isinstance(values, dict):
         raise HapiRunnerError(f"{path} holds {type(values).__name__}, not a mapping of keys to values; the run folder is damaged.")
-    return values if records else {**BEFORE_FIRST_EPOCH_FIELDS, **{k: v for k, v in values.items() if k not in RECORDS}}
+    return values if records else {**PADDLE_FIRST_EPOCHS, **{k: v for k, v in values.items() if k not in RECORDS}}
 
 
 def load_config_file(path: str) -> Dict[str, Any]:

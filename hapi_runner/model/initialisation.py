@@ -12,7 +12,8 @@ ResNet ``zero_init_last`` and ``init_weights``):
   their convention: a layer with a ``downsample`` or ``shortcut`` attribute
   (None or a layer) and BatchNorm layers of its own, whose last-defined
   BatchNorm (outside the shortcut) ends the residual branch.
-* **Kaiming-normal fan-out convolutions** (networks with BatchNorm only): every ``Conv2D`` weight drawn from
+* **Kaiming-normal fan-out convolutions** (networks with BatchNorm only, ``conv_init="kaiming-fan-out"``; off by
+  default, measured neutral in docs/accuracy.md): every ``Conv2D`` weight drawn from
   N(0, 2 / (out_channels x kernel area)), as torchvision's and timm's
   ResNets do; Paddle's own default is the fan-in variant.
 

@@ -7,7 +7,7 @@ import pytest
 from hapi_runner import TrainConfig, UsageError
 from hapi_runner.cli.app import build_parser, config_from_args, main
 from hapi_runner.config.train_config import field_names, from_mapping
-from hapi_runner.config.recipes import ABOUT, FAST, RECIPES, SEED, recipe_values
+from hapi_runner.config.recipes import ABOUT, FAST, PADDLE_FIRST_EPOCHS, RECIPES, SEED, recipe_values
 
 
 def parse(argv):
@@ -34,6 +34,16 @@ def test_every_recipe_is_documented_valid_and_applied(name):
     defaults = TrainConfig()
     assert all(getattr(config, key) == getattr(defaults, key) for key in untouched)
     assert parse(["--recipe", name]) == config
+
+
+def test_accurate_resnet18_trains_as_its_figure_was_measured_with_paddles_first_epochs(tmp_path):
+    config = TrainConfig.from_recipe("accurate-resnet18")
+    assert {key: getattr(config, key) for key in PADDLE_FIRST_EPOCHS} == PADDLE_FIRST_EPOCHS
+    assert (TrainConfig().zero_init_residual, TrainConfig().drop_last) == (True, True)  # the defaults differ
+    path = tmp_path / "c.yaml"
+    path.write_text("zero-init-residual: true\n")
+    assert parse(["--recipe", "accurate-resnet18", "--config", str(path), "--conv-init", "kaiming-fan-out"]).to_dict() \
+        == {**config.to_dict(), "zero_init_residual": True, "conv_init": "kaiming-fan-out"}
 
 
 def test_recipe_values_is_a_copy():

@@ -93,8 +93,9 @@ def test_initialise_follows_the_config_and_leaves_pretrained_runs_alone():
     before = {k: v.numpy().copy() for k, v in network.state_dict().items()}
     assert initialise(network, TrainConfig(pretrained="weights.pdparams")) == ""
     assert all(np.array_equal(before[k], v.numpy()) for k, v in network.state_dict().items())
-    assert initialise(network, TrainConfig(conv_init="paddle", zero_init_residual=False)) == ""
-    note = initialise(network, TrainConfig())
+    assert initialise(network, TrainConfig(zero_init_residual=False)) == ""
+    assert initialise(OwnNet(), TrainConfig()) == "initialisation: zero-initialised the last BatchNorm scale of 2 residual blocks"
+    note = initialise(network, TrainConfig(conv_init="kaiming-fan-out"))
     assert note == ("initialisation: Kaiming-normal (fan-out) weights for 7 convolutions; "
                     "zero-initialised the last BatchNorm scale of 2 residual blocks")
 
@@ -167,7 +168,7 @@ def test_a_run_applies_the_changes_to_the_users_network_file_and_records_them(tm
     from usernets import RESNET, write_net
 
     path = write_net(tmp_path, "net.py", RESNET)
-    config = TrainConfig(model=f"{path}:ResNet", model_kwargs={"layers": [1, 2]}, dataset="synthetic",
+    config = TrainConfig(model=f"{path}:ResNet", model_kwargs={"layers": [1, 2]}, conv_init="kaiming-fan-out", dataset="synthetic",
                          synthetic_like="mnist", synthetic_size=64, batch_size=32, epochs=1, threads=1,
                          save_dir=str(tmp_path / "run"), verbose=0, report=False, export=False, visualdl=False)
     runner = Runner(config)
