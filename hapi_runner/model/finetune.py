@@ -134,7 +134,13 @@ def head_reset_reason(weights: str, class_names: Optional[Sequence[str]]) -> Opt
 
 
 def _shorten(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    """``text`` (``'a', 'b', ...``) cut after the last whole name within ``limit`` characters, with the count."""
+    if len(text) <= limit:
+        return text
+    between = "', '"  # what class_names_text puts between two names
+    cut = text.rfind(between, 0, limit)
+    head = text[:cut + 1] if cut > 0 else text[:limit]
+    return f"{head}, ... ({text.count(between) + 1} in all)"
 
 
 def split_parameters(network) -> Tuple[str, List, List]:

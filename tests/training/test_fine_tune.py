@@ -131,6 +131,9 @@ def test_the_head_resets_when_the_weights_run_had_other_classes(tmp_path):
     assert head_reset_reason(weights, None) is None  # this run's classes unknown
     reason = head_reset_reason(weights, ["shirt", "sneaker", "boot"])
     assert reason == "the weights' run had the classes 'bag', 'coat', 'dress', this run has 'shirt', 'sneaker', 'boot'"
+    digits = [f"digit_{d}" for d in range(10)]
+    assert head_reset_reason(weights, digits).endswith(
+        "this run has 'digit_0', 'digit_1', 'digit_2', 'digit_3', 'digit_4', ... (10 in all)")  # cut between names
     bare = tmp_path / "plain.pdparams"
     shutil.copy(weights, bare)
     assert head_reset_reason(str(bare), ["shirt", "sneaker", "boot"]) is None  # no state.json beside it
