@@ -56,7 +56,9 @@ def confusion_matrix(labels, predicted, num_classes: int) -> np.ndarray:
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    return np.where(denominator > 0, numerator / np.maximum(denominator, 1), 0.0)
+    """``numerator / denominator`` elementwise, 0 where the denominator is 0 (counts or scores alike)."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=np.asarray(denominator) > 0)
 
 
 def per_class_scores(confusion, class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:

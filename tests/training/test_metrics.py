@@ -40,6 +40,13 @@ def test_per_class_scores_match_hand_computation():
     assert scores["notes"] == []  # class 2 was predicted once and exists once: defined, just 0
 
 
+def test_f1_below_one_half_is_the_harmonic_mean():
+    # class 0: 1 hit, predicted 4 times, 2 true samples: precision 1/4, recall 1/2 (precision + recall < 1)
+    scores = metrics.per_class_scores([[1, 1], [3, 0]])
+    assert (scores["precision"][0], scores["recall"][0]) == (0.25, 0.5)
+    assert scores["f1"][0] == pytest.approx(2 * 0.25 * 0.5 / 0.75) and scores["f1"][1] == 0.0
+
+
 def test_undefined_scores_count_as_zero_with_a_note():
     # class 2 never predicted and absent; class 1 predicted but absent
     confusion = metrics.confusion_matrix([0, 0, 0], [0, 1, 0], 3)
@@ -133,7 +140,7 @@ def test_bad_inputs_are_one_line_usage_errors(labels, probs, match):
         metrics.classification_report(labels, probs)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="scikit-learn is not installed (not a dependency)")
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="scikit-learn is not installed (pip install -e '.[test]' installs it)")
 def test_agrees_with_sklearn():
     from sklearn import metrics as sk
 
