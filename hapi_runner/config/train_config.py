@@ -163,9 +163,9 @@ class TrainConfig:
                                                "train at its suggestion (the valley)", type=lr_value, metavar="LR|auto")
     momentum: float = _optim(0.9, "the momentum of --optimizer momentum")
     weight_decay: float = _optim(1e-4, "L2Decay for momentum/sgd/adam, decoupled for adamw")
-    decay_norm_and_bias: bool = _optim(False, "networks with BatchNorm: apply --weight-decay to BatchNorm scales and shifts "
-                                              "and to biases too (Paddle's default), not only to the weights of convolutions "
-                                              "and linear layers")
+    decay_norm_and_bias: bool = _optim(True, "networks with BatchNorm: leave BatchNorm scales and shifts and all biases out of "
+                                             "--weight-decay (timm's filter_bias_and_bn), decaying only the weights of "
+                                             "convolutions and linear layers")
     drop_last: bool = _optim(True, "networks with BatchNorm: train on the last, smaller batch of each epoch too (its few "
                                    "images skew the BatchNorm statistics), instead of leaving them to the next epoch's shuffle")
     lr_schedule: str = _optim("constant", "the learning-rate schedule", choices=LR_SCHEDULES)

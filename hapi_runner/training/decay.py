@@ -12,9 +12,11 @@ as tensors and fails on groups. So an exempt parameter gets its own
 optimizer's ``weight_decay`` (the per-parameter rule of ``paddle.ParamAttr``);
 AdamW's decoupled decay is steered by its ``apply_decay_param_fun``.
 
-It applies to networks with BatchNorm, where it was measured; a network
-without (LeNet) keeps Paddle's decay of every parameter, with which its
-recipes were tuned.
+It is asked for with ``--no-decay-norm-and-bias`` and applies to networks
+with BatchNorm, where it was measured; a network without (LeNet) keeps
+Paddle's decay of every parameter, with which its recipes were tuned. It is
+off by default: with Paddle's initialisation it cost accuracy in the
+first-epochs benchmark (docs/accuracy.md).
 """
 
 from __future__ import annotations

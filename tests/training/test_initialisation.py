@@ -105,10 +105,12 @@ def test_a_network_without_batch_norm_keeps_paddles_initialisation_and_decay():
     before = {k: v.numpy().copy() for k, v in lenet.state_dict().items()}
     assert initialise(lenet, TrainConfig()) == ""
     assert all(np.array_equal(before[k], v.numpy()) for k, v in lenet.state_dict().items())
-    assert decay_exempt(lenet, lenet.parameters(), TrainConfig()) == []
+    exempting = TrainConfig(decay_norm_and_bias=False)
+    assert decay_exempt(lenet, lenet.parameters(), exempting) == []
     resnet = build_model("resnet18", 10, 1, 32)
-    assert len(decay_exempt(resnet, resnet.parameters(), TrainConfig())) == 2 * 20 + 1  # 20 BatchNorms, the fc bias
-    assert decay_exempt(resnet, resnet.parameters(), TrainConfig(weight_decay=0.0)) == []
+    assert len(decay_exempt(resnet, resnet.parameters(), exempting)) == 2 * 20 + 1  # 20 BatchNorms, the fc bias
+    assert decay_exempt(resnet, resnet.parameters(), TrainConfig(decay_norm_and_bias=False, weight_decay=0.0)) == []
+    assert decay_exempt(resnet, resnet.parameters(), TrainConfig()) == []  # the default decays every parameter
 
 
 def test_conv_init_is_checked():
@@ -168,7 +170,8 @@ def test_a_run_applies_the_changes_to_the_users_network_file_and_records_them(tm
     from usernets import RESNET, write_net
 
     path = write_net(tmp_path, "net.py", RESNET)
-    config = TrainConfig(model=f"{path}:ResNet", model_kwargs={"layers": [1, 2]}, conv_init="kaiming-fan-out", dataset="synthetic",
+    config = TrainConfig(model=f"{path}:ResNet", model_kwargs={"layers": [1, 2]}, conv_init="kaiming-fan-out",
+                         decay_norm_and_bias=False, dataset="synthetic",
                          synthetic_like="mnist", synthetic_size=64, batch_size=32, epochs=1, threads=1,
                          save_dir=str(tmp_path / "run"), verbose=0, report=False, export=False, visualdl=False)
     runner = Runner(config)
