@@ -55,6 +55,19 @@ def decay_exempt(network, parameters: Sequence[Any], config) -> List[Any]:
     return split_for_decay(parameters)[1]
 
 
+def decay_note(exempt: Sequence[Any], config) -> str:
+    """The line a run prints when ``--no-decay-norm-and-bias`` was asked for: what ``exempt`` left out, or why nothing.
+
+    Empty when it was not asked for or there is no weight decay to leave out.
+    """
+    if config.decay_norm_and_bias or not config.weight_decay:
+        return ""
+    if exempt:
+        return (f"weight decay: {len(exempt)} BatchNorm scales and shifts and biases left out "
+                "(--no-decay-norm-and-bias)")
+    return "weight decay: --no-decay-norm-and-bias does not apply to a network without BatchNorm; every parameter decays"
+
+
 def exempt_from_decay(parameters: Sequence[Any]) -> set:
     """Gives each of ``parameters`` a zero L2 regularizer, which the optimizer's own decay yields to; returns their names."""
     from paddle.regularizer import L2Decay

@@ -137,6 +137,8 @@ class Runner:
             labels=paddle.static.InputSpec([None, 1], "int64", "label"),
         )
         self.prepare(parameters, first_phase(cfg))
+        if self.decay_note:
+            say(f"hapi_runner: {self.decay_note}")
         self.run_dir: Optional[str] = None
         self.features = None  # the CachedFeatures a frozen backbone's head trained on, if any
         self.lr_finding = None  # the LRFinding of --lr auto, saved into the run folder by fit
@@ -178,13 +180,14 @@ class Runner:
         from .optim import build_grad_clip, build_optimizer
         from .regularisation import build_run_loss, steps_per_epoch
 
-        from .decay import decay_exempt
+        from .decay import decay_exempt, decay_note
 
         cfg = self.config
         parameters = list(parameters)
+        exempt = decay_exempt(self.network, parameters, cfg)
+        self.decay_note = decay_note(exempt, cfg)
         self.optimizer, self.lr = build_optimizer(schedule or cfg, parameters, steps_per_epoch(cfg, len(self.train_loader)),
-                                                  grad_clip=build_grad_clip(cfg.clip_grad),
-                                                  no_decay=decay_exempt(self.network, parameters, cfg))
+                                                  grad_clip=build_grad_clip(cfg.clip_grad), no_decay=exempt)
         self.model.prepare(self.optimizer, build_run_loss(cfg, self.class_weights), _accuracy(len(self.train_data.class_names)),
                            amp_configs=amp_configs(self.amp, cfg.amp_dtype))
         if self.amp:

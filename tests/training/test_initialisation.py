@@ -9,7 +9,7 @@ import pytest
 from hapi_runner import TrainConfig
 from hapi_runner.model.builtin import build_model
 from hapi_runner.model.initialisation import initialise, kaiming_fan_out_convs, residual_blocks, zero_init_residual
-from hapi_runner.training.decay import decay_exempt, split_for_decay
+from hapi_runner.training.decay import decay_exempt, decay_note, split_for_decay
 from hapi_runner.training.optim import build_optimizer
 
 
@@ -182,7 +182,20 @@ def test_a_run_applies_the_changes_to_the_users_network_file_and_records_them(tm
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (saved["zero_init_residual"], saved["conv_init"], saved["decay_norm_and_bias"], saved["drop_last"]) == \
         (True, "kaiming-fan-out", False, True)
-    assert "hapi_runner: initialisation: Kaiming-normal (fan-out) weights for 12 convolutions" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hapi_runner: initialisation: Kaiming-normal (fan-out) weights for 12 convolutions" in out
+    exempt = len(decay_exempt(runner.network, runner.network.parameters(), config))
+    assert exempt > 0 and f"hapi_runner: weight decay: {exempt} BatchNorm scales and shifts and biases left out" in out
+
+
+def test_the_decay_note_says_what_the_exemption_left_out_or_why_nothing():
+    asked = TrainConfig(decay_norm_and_bias=False)
+    resnet = build_model("resnet18", 10, 1, 32)
+    assert decay_note(decay_exempt(resnet, resnet.parameters(), asked), asked).startswith("weight decay: 41 BatchNorm")
+    lenet = build_model("lenet", 10, 1, 28)
+    assert "does not apply to a network without BatchNorm" in decay_note(decay_exempt(lenet, lenet.parameters(), asked), asked)
+    assert decay_note([], TrainConfig()) == ""  # not asked for
+    assert decay_note([], TrainConfig(decay_norm_and_bias=False, weight_decay=0.0)) == ""  # no decay to leave out
 
 
 def test_a_network_handed_to_the_runner_keeps_its_weights(tmp_path):
