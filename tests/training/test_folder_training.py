@@ -244,7 +244,7 @@ def write_embedded_as_folders(root):
 def test_the_embedded_set_as_a_folder_reaches_the_built_in_accuracy(tmp_path):
     """Same network, recipe and seed; the folder fed at the images' own size (no crop, no resize) and its own statistics."""
     write_embedded_as_folders(tmp_path / "fm")
-    recipe = ["--threads", "1", "--epochs", "5", "--lr-schedule", "cosine", "--verbose", "0", "--no-export", "--no-visualdl",
+    recipe = ["--threads", "1", "--epochs", "3", "--lr-schedule", "cosine", "--verbose", "0", "--no-export", "--no-visualdl",
               "--no-report"]
     assert main(["--dataset", "fashion-mnist-mini", *recipe, "--save-dir", str(tmp_path / "builtin")]) == 0
     assert main(["--dataset", "folder", "--data-dir", str(tmp_path / "fm"), "--image-size", "28", "--channels", "1",
