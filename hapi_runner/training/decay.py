@@ -65,7 +65,8 @@ def decay_note(exempt: Sequence[Any], config) -> str:
     if exempt:
         return (f"weight decay: {len(exempt)} BatchNorm scales and shifts and biases left out "
                 "(--no-decay-norm-and-bias)")
-    return "weight decay: --no-decay-norm-and-bias does not apply to a network without BatchNorm; every parameter decays"
+    return ("weight decay: --no-decay-norm-and-bias left nothing out (it applies to networks with BatchNorm); "
+            "every parameter decays")
 
 
 def exempt_from_decay(parameters: Sequence[Any]) -> set:

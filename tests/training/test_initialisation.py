@@ -193,7 +193,7 @@ def test_the_decay_note_says_what_the_exemption_left_out_or_why_nothing():
     resnet = build_model("resnet18", 10, 1, 32)
     assert decay_note(decay_exempt(resnet, resnet.parameters(), asked), asked).startswith("weight decay: 41 BatchNorm")
     lenet = build_model("lenet", 10, 1, 28)
-    assert "does not apply to a network without BatchNorm" in decay_note(decay_exempt(lenet, lenet.parameters(), asked), asked)
+    assert "left nothing out (it applies to networks with BatchNorm)" in decay_note(decay_exempt(lenet, lenet.parameters(), asked), asked)
     assert decay_note([], TrainConfig()) == ""  # not asked for
     assert decay_note([], TrainConfig(decay_norm_and_bias=False, weight_decay=0.0)) == ""  # no decay to leave out
 
